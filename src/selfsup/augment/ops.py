@@ -1,0 +1,196 @@
+"""Batched image operations with per-sample random parameters, on whatever device the batch is on.
+
+Every function takes float images N×C×H×W in [0, 1] and per-image parameters as tensors of
+shape N, so one call transforms the whole batch without a Python loop over images. The colour
+operations follow the definitions of ``torchvision.transforms.functional`` (tested against it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def uniform(n: int, low: float, high: float, generator: torch.Generator, device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+
+
+def bernoulli(n: int, p: float, generator: torch.Generator, device) -> torch.Tensor:
+    return torch.rand(n, generator=generator, device=device) < p
+
+
+def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float],
+                              ratio: tuple[float, float], generator: torch.Generator, device,
+                              attempts: int = 10) -> torch.Tensor:
+    """Integer crop boxes (top, left, h, w), shape n×4, drawn as torchvision's RandomResizedCrop does.
+
+    Each image tries ``attempts`` (area share, log-uniform aspect ratio) draws and keeps the first
+    that fits; images where none fits fall back to the largest centred crop with a clamped ratio.
+    """
+    area = height * width
+    target = area * uniform(n * attempts, scale[0], scale[1], generator, device).view(n, attempts)
+    log_r = uniform(n * attempts, math.log(ratio[0]), math.log(ratio[1]), generator, device).view(n, attempts)
+    aspect = torch.exp(log_r)
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.argmax(fits.int(), dim=1, keepdim=True)
+    w = w.gather(1, first).squeeze(1)
+    h = h.gather(1, first).squeeze(1)
+    any_fit = fits.any(dim=1)
+
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fb_w, fb_h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        fb_h, fb_w = height, int(round(height * max(ratio)))
+    else:
+        fb_w, fb_h = width, height
+    w = torch.where(any_fit, w, torch.full_like(w, fb_w))
+    h = torch.where(any_fit, h, torch.full_like(h, fb_h))
+    # top/left uniform over the valid integer positions, like torch.randint(0, H - h + 1)
+    top = torch.floor(torch.rand(n, generator=generator, device=device) * (height - h + 1))
+    left = torch.floor(torch.rand(n, generator=generator, device=device) * (width - w + 1))
+    top = torch.where(any_fit, top, torch.full_like(top, 0) + torch.div(height - h, 2, rounding_mode="floor"))
+    left = torch.where(any_fit, left, torch.full_like(left, 0) + torch.div(width - w, 2, rounding_mode="floor"))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
+                     size: tuple[int, int]) -> torch.Tensor:
+    """Crop each image to its box (top, left, h, w), resize bilinearly to ``size``, mirror where ``flip``.
+
+    One ``grid_sample`` call does all three: the sampling grid maps output pixel centres to input
+    coordinates with the same half-pixel convention as ``torch.nn.functional.interpolate``, so the
+    result equals resizing each cropped image (without antialiasing) and then flipping it.
+    """
+    n, _, height, width = images.shape
+    top, left, h, w = boxes.to(images.dtype).unbind(1)
+    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
+    sign = 1.0 - 2.0 * flip.to(images.dtype)
+    theta[:, 0, 0] = sign * w / width
+    theta[:, 0, 2] = (2 * left + w) / width - 1
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * top + h) / height - 1
+    grid = F.affine_grid(theta, [n, images.shape[1], size[0], size[1]], align_corners=False)
+    # keep samples on the crop's own pixel centres, so edges repeat the crop's border pixels as
+    # resizing the cropped image would, instead of blending in pixels from outside the box
+    low = torch.stack([(2 * left + 1) / width, (2 * top + 1) / height], dim=1) - 1
+    high = torch.stack([(2 * (left + w) - 1) / width, (2 * (top + h) - 1) / height], dim=1) - 1
+    grid = torch.maximum(torch.minimum(grid, high.view(n, 1, 1, 2)), low.view(n, 1, 1, 2))
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _per_image(factor: torch.Tensor) -> torch.Tensor:
+    return factor.view(-1, 1, 1, 1)
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    ratio = _per_image(factor)
+    return (ratio * images + (1.0 - ratio) * other).clamp_(0.0, 1.0)
+
+
+def rgb_to_grayscale(images: torch.Tensor) -> torch.Tensor:
+    """Luma N×1×H×W of RGB images (grey images are returned as they are)."""
+    if images.shape[1] == 1:
+        return images
+    r, g, b = images.unbind(1)
+    return (GREY_WEIGHTS[0] * r + GREY_WEIGHTS[1] * g + GREY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(images, torch.zeros_like(images), factor)
+
+
+def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    mean = rgb_to_grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(images, mean, factor)
+
+
+def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    if images.shape[1] == 1:
+        return images
+    return _blend(images, rgb_to_grayscale(images), factor)
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    r, g, b = images.unbind(1)
+    value, _ = images.max(dim=1)
+    chroma = value - images.min(dim=1).values
+    grey = chroma == 0
+    safe_chroma = torch.where(grey, torch.ones_like(chroma), chroma)
+    saturation = chroma / torch.where(grey, torch.ones_like(value), value)
+    # hue sector by which channel holds the maximum (red first, then green, then blue)
+    hue = torch.where(value == r, (g - b) / safe_chroma,
+                      torch.where(value == g, 2.0 + (b - r) / safe_chroma, 4.0 + (r - g) / safe_chroma))
+    hue = torch.where(grey, torch.zeros_like(hue), hue)
+    hue = torch.remainder(hue / 6.0, 1.0)
+    return torch.stack([hue, saturation, value], dim=1)
+
+
+def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    hue, saturation, value = images.unbind(1)
+    sector = torch.floor(hue * 6.0)
+    frac = hue * 6.0 - sector
+    sector = sector.long() % 6
+    p = (value * (1.0 - saturation)).clamp(0.0, 1.0)
+    q = (value * (1.0 - saturation * frac)).clamp(0.0, 1.0)
+    t = (value * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
+    # for each of the six hue sectors, which of (v, q, p, t) each output channel takes
+    table = torch.stack([
+        torch.stack([value, q, p, p, t, value], dim=1),
+        torch.stack([t, value, value, q, p, p], dim=1),
+        torch.stack([p, p, t, value, value, q], dim=1),
+    ], dim=1)  # N×3×6×H×W
+    index = sector.unsqueeze(1).unsqueeze(2).expand(-1, 3, 1, -1, -1)
+    return table.gather(2, index).squeeze(2)
+
+
+def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``shift`` (a fraction of the colour circle, in [-0.5, 0.5]) per image."""
+    if images.shape[1] == 1:
+        return images
+    hsv = rgb_to_hsv(images)
+    hue = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
+    return hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], dim=1))
+
+
+def to_grayscale(images: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+    """Replace the images where ``apply`` by their luma, kept as C channels."""
+    if images.shape[1] == 1 or not bool(apply.any()):
+        return images
+    grey = rgb_to_grayscale(images).expand_as(images)
+    return torch.where(_per_image(apply), grey, images)
+
+
+def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+                 p: float, generator: torch.Generator) -> torch.Tensor:
+    """torchvision's ColorJitter wrapped in RandomApply(p), with each image's own factors and order.
+
+    Factors are drawn uniformly from [max(0, 1 - s), 1 + s] (hue shift from [-hue, hue]); the four
+    operations run in a random order per image, and only on the images selected with probability p.
+    """
+    n, device = images.shape[0], images.device
+    apply = bernoulli(n, p, generator, device)
+    factors = [
+        uniform(n, max(0.0, 1 - brightness), 1 + brightness, generator, device),
+        uniform(n, max(0.0, 1 - contrast), 1 + contrast, generator, device),
+        uniform(n, max(0.0, 1 - saturation), 1 + saturation, generator, device),
+        uniform(n, -hue, hue, generator, device),
+    ]
+    strengths = (brightness, contrast, saturation, hue)
+    operations = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    order = torch.argsort(torch.rand(n, 4, generator=generator, device=device), dim=1)
+    out = images
+    for position in range(4):
+        for op_index, operation in enumerate(operations):
+            if strengths[op_index] == 0:
+                continue
+            chosen = torch.nonzero(apply & (order[:, position] == op_index)).flatten()
+            if len(chosen):
+                out = out.index_copy(0, chosen, operation(out[chosen], factors[op_index][chosen]))
+    return out

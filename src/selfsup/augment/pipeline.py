@@ -1,0 +1,58 @@
+"""Turn a batch of uint8 images into augmented float views, on the batch's device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from selfsup.augment import ops
+
+
+@dataclass
+class AugmentConfig:
+    """Parameters of the view pipeline: crop -> flip -> colour jitter -> grayscale.
+
+    The defaults are SimCLR's CIFAR-10 augmentations (Chen et al. 2020, App. B.9): random
+    resized crop (scale 0.08-1, ratio 3/4-4/3), flip, colour jitter of strength 0.5 with p 0.8,
+    grayscale with p 0.2, and no blur at 32×32.
+    """
+
+    views: int = 2
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+
+
+class ViewAugmenter:
+    """Makes ``config.views`` independently augmented views of a uint8 batch.
+
+    Every image draws its own parameters from ``generator``; the result is float32 in [0, 1]
+    with the input's spatial size.
+    """
+
+    def __init__(self, config: AugmentConfig):
+        self.config = config
+
+    def view(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        c = self.config
+        x = images.float().div_(255.0)
+        n, _, height, width = x.shape
+        boxes = ops.random_resized_crop_boxes(n, height, width, c.crop_scale, c.crop_ratio, generator, x.device)
+        flip = ops.bernoulli(n, c.flip_p, generator, x.device)
+        x = ops.crop_resize_flip(x, boxes, flip, (height, width))
+        if c.jitter_p > 0:
+            x = ops.color_jitter(x, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator)
+        if c.grayscale_p > 0:
+            x = ops.to_grayscale(x, ops.bernoulli(n, c.grayscale_p, generator, x.device))
+        return x
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        return [self.view(images, generator) for _ in range(self.config.views)]

@@ -1,0 +1,275 @@
+"""Typed run configuration: recipe YAML -> user YAML -> key=value overrides -> CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selfsup.augment import AugmentConfig
+from selfsup.errors import ConfigError
+from selfsup.methods import get_method
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+SMALL_IMAGE_MAX_SIDE = 16  # data at or below this side use the method's `_small` recipe
+
+
+@dataclass
+class DataConfig:
+    spec: str = "digits"
+    image_size: int | None = None  # resize and centre-crop every image to this square size
+    skip_bad_images: bool = False
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"
+    stem: str = "auto"  # ResNets: auto (CIFAR stem up to 64 px), cifar, imagenet
+    width: int = 32  # small_cnn: channels of the first block
+
+
+@dataclass
+class OptimConfig:
+    name: str = "lars"  # lars, sgd, adamw
+    lr: float = 1.0  # base learning rate; with lr_scaling=linear the rate used is lr × batch_size / 256
+    lr_scaling: str = "linear"  # linear, none
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 10.0
+    schedule: str = "cosine"  # cosine (after linear warm-up), constant
+    lars_eta: float = 0.001
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1000
+    batch_size: int = 512
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX), fp32, bf16, fp16
+    channels_last: bool = True
+
+
+@dataclass
+class EvalConfig:
+    labels: list[str] = field(default_factory=lambda: ["0.01", "0.1"])
+    seeds: int = 3
+    protocols: list[str] = field(default_factory=lambda: ["knn", "linear", "scratch", "pixels"])
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    finetune_epochs: int = 100  # passes over the labelled subset, at least finetune_min_steps steps
+    finetune_min_steps: int = 100
+    finetune_batch_size: int = 256
+    finetune_lr: float = 0.05
+    finetune_weight_decay: float = 5e-4
+    finetune_crop_scale: tuple[float, float] = (0.5, 1.0)
+    finetune_flip: bool = True
+
+
+@dataclass
+class Config:
+    recipe: str = ""
+    source: str = ""
+    method: Any = None  # the method's own params dataclass; `name` lives in method_name
+    method_name: str = "simclr"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        out = {"recipe": self.recipe, "source": self.source, "method": {"name": self.method_name}}
+        out["method"].update(_plain(dataclasses.asdict(self.method)))
+        for name in ("data", "model", "augment", "optim", "train", "eval"):
+            out[name] = _plain(dataclasses.asdict(getattr(self, name)))
+        return out
+
+
+SECTIONS = ("data", "model", "augment", "optim", "train", "eval")
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def recipe_path(method: str, small_images: bool) -> Path:
+    get_method(method)
+    small = RECIPES_DIR / f"{method}_small.yaml"
+    return small if small_images and small.exists() else RECIPES_DIR / f"{method}.yaml"
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections")
+    return loaded
+
+
+def build_config(method: str, *, small_images: bool, config_file: str | None = None,
+                 overrides: list[str] | tuple[str, ...] = (), flags: dict[str, Any] | None = None) -> Config:
+    """Resolve a run's configuration: the method's recipe (``_small`` variant for small images),
+    then the user's YAML file, then ``key=value`` overrides, then explicit CLI flags."""
+    info = get_method(method)
+    recipe = recipe_path(method, small_images)
+    config = Config(recipe=recipe.name, method=info.params(), method_name=method)
+    apply_mapping(config, read_yaml(recipe), str(recipe))
+    if config_file:
+        apply_mapping(config, read_yaml(config_file), str(config_file))
+    for item in overrides:
+        key, value = parse_override(item)
+        set_value(config, key, value, origin=f"override '{item}'")
+    for key, value in (flags or {}).items():
+        if value is not None:
+            set_value(config, key, value, origin=f"option for {key}")
+    validate(config)
+    return config
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value (e.g. optim.lr=0.5)")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_mapping(config: Config, mapping: dict, origin: str) -> None:
+    for section, values in mapping.items():
+        if section in ("recipe",):
+            continue
+        if section == "source":
+            config.source = str(values)
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: section '{section}' must be a mapping")
+        for key, value in values.items():
+            if section == "method" and key == "name":
+                if value != config.method_name:
+                    raise ConfigError(f"{origin}: method '{value}' does not match the chosen method '{config.method_name}'")
+                continue
+            set_value(config, f"{section}.{key}", value, origin=origin)
+
+
+def _known_keys(config: Config) -> list[str]:
+    keys = [f"method.{f.name}" for f in dataclasses.fields(config.method)]
+    for section in SECTIONS:
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(getattr(config, section))]
+    return keys
+
+
+def set_value(config: Config, key: str, value: Any, origin: str) -> None:
+    section, _, name = key.partition(".")
+    target = config.method if section == "method" else getattr(config, section, None) if section in SECTIONS else None
+    fields = {f.name: f for f in dataclasses.fields(target)} if target is not None else {}
+    if name not in fields:
+        raise ConfigError(f"unknown option '{key}' in {origin} (known: {', '.join(_known_keys(config))})")
+    hints = typing.get_type_hints(type(target))
+    setattr(target, name, _coerce(value, hints[name], key))
+
+
+def _coerce(value: Any, hint, key: str):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _coerce(value, hint, key)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        if origin is tuple:
+            if len(value) != len(args):
+                raise ConfigError(f"option '{key}' needs {len(args)} values, got {value!r}")
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+        return [_coerce(v, args[0], key) for v in value]
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes"):
+                return True
+            if str(value).lower() in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer() or isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option '{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}") from None
+    return value
+
+
+CHOICES = {
+    "optim.name": ("lars", "sgd", "adamw"),
+    "optim.lr_scaling": ("linear", "none"),
+    "optim.schedule": ("cosine", "constant"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "model.stem": ("auto", "cifar", "imagenet"),
+}
+POSITIVE = ("train.epochs", "train.batch_size", "optim.lr", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
+            "augment.views")
+
+
+def validate(config: Config) -> None:
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise ConfigError(f"option '{key}' must be one of {', '.join(allowed)}, got '{value}'")
+    for key in POSITIVE:
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) <= 0:
+            raise ConfigError(f"option '{key}' must be positive")
+    for key in ("augment.crop_scale", "eval.finetune_crop_scale"):
+        section, name = key.split(".")
+        low, high = getattr(getattr(config, section), name)
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"option '{key}' must satisfy 0 < low <= high <= 1, got ({low}, {high})")
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The resolved configuration a run wrote to ``RUN_DIR/config.yaml``."""
+    data = read_yaml(Path(run_dir) / "config.yaml")
+    method = data.get("method", {}).get("name")
+    if method is None:
+        raise ConfigError(f"{run_dir}/config.yaml names no method")
+    config = Config(recipe=data.get("recipe", ""), method=get_method(method).params(), method_name=method)
+    apply_mapping(config, data, f"{run_dir}/config.yaml")
+    return config
+
+
+def save_config(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

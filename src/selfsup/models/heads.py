@@ -1,0 +1,21 @@
+"""Projection heads."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Sequential:
+    """``layers`` linear layers with BatchNorm and ReLU between them (none after the last).
+
+    With ``layers=2`` this is SimCLR's projection head g(h) = W2·ReLU(BN(W1·h)).
+    """
+    if layers < 1:
+        raise ValueError("a head needs at least one layer")
+    modules: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        modules += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    modules.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*modules)

@@ -1,0 +1,189 @@
+"""The one training loop every method runs through.
+
+data (uint8, in memory) -> augment on the device -> method(views) -> loss -> optimiser step.
+Each epoch draws its data order and augmentations from generators seeded by (seed, epoch), so a
+run resumed from a checkpoint continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from selfsup.augment import ViewAugmenter
+from selfsup.config import Config, save_config
+from selfsup.data import DataSplits
+from selfsup.errors import ConfigError, SelfsupError, TrainingError
+from selfsup.methods import get_method
+from selfsup.models.encoder import Encoder, channel_stats, save_encoder
+from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from selfsup.train.device import autocast, resolve_device, resolve_precision
+from selfsup.train.monitors import normalized_embedding_std
+from selfsup.train.optim import build_optimizer, lr_at, scaled_lr, set_lr
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    epochs: int
+    final_loss: float
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A distinct, reproducible seed for each (run seed, epoch, random stream)."""
+    return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63)
+
+
+def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
+    mean, std = channel_stats(images)
+    return Encoder(config.model.backbone, in_channels=images.shape[1], image_size=min(images.shape[2:]),
+                   mean=mean, std=std, stem=config.model.stem, width=config.model.width)
+
+
+def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume: bool = False,
+             overwrite: bool = False, progress: bool = True,
+             on_epoch_end: Callable[[dict], None] | None = None) -> PretrainResult:
+    """Pretrain ``config.method_name`` on ``splits.train`` and save everything in ``run_dir``.
+
+    Writes ``config.yaml``, one JSON line per epoch in ``metrics.jsonl``, ``checkpoint.pt`` after
+    every epoch (atomically), and at the end ``encoder.safetensors`` + ``encoder.json``.
+    ``on_epoch_end`` receives each epoch's metrics dict after its checkpoint is written.
+    """
+    run_dir = Path(run_dir)
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    if checkpoint_path.exists() and not resume and not overwrite:
+        raise SelfsupError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    data = splits.train
+    tc = config.train
+    if tc.batch_size > len(data):
+        raise ConfigError(f"batch size {tc.batch_size} is larger than the training data ({len(data)} images); "
+                          f"pass --batch-size {len(data)} or less")
+    device = resolve_device(tc.device)
+    amp_dtype = resolve_precision(tc.precision, device)
+    torch.manual_seed(tc.seed)
+
+    encoder = build_encoder(config, data.images)
+    method = get_method(config.method_name).build(encoder, config.method).to(device)
+    if tc.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    peak_lr = scaled_lr(config.optim.lr, tc.batch_size, config.optim.lr_scaling)
+    optimizer = build_optimizer(method, config.optim.name, peak_lr, config.optim.momentum,
+                                config.optim.weight_decay, config.optim.lars_eta)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    augmenter = ViewAugmenter(config.augment)
+
+    steps_per_epoch = len(data) // tc.batch_size
+    total_steps = tc.epochs * steps_per_epoch
+    warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
+
+    start_epoch, history = 0, []
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        if state["method"] != config.method_name or state["backbone"] != config.model.backbone:
+            raise SelfsupError(f"{checkpoint_path} is a {state['method']}/{state['backbone']} run, not "
+                               f"{config.method_name}/{config.model.backbone}")
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        start_epoch = int(state["epoch"])
+        history = _read_history(run_dir, start_epoch)
+    elif resume:
+        print(f"selfsup: no checkpoint in {run_dir}; starting from epoch 1", file=sys.stderr)
+    _write_history(run_dir, history)
+    save_config(config, run_dir / "config.yaml")
+
+    images = data.images.to(device)
+    started = time.perf_counter()
+    for epoch in range(start_epoch, tc.epochs):
+        method.train()
+        torch.manual_seed(epoch_seed(tc.seed, epoch, 0))
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(tc.seed, epoch, 1)))
+        aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(tc.seed, epoch, 2))
+        epoch_start = time.perf_counter()
+        loss_sum, embed_std, lr = 0.0, 0.0, 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress,
+                   leave=False, file=sys.stderr, dynamic_ncols=True)
+        for step_in_epoch in bar:
+            step = epoch * steps_per_epoch + step_in_epoch
+            lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.optim.schedule)
+            set_lr(optimizer, lr)
+            batch = images[order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size].to(device)]
+            views = augmenter(batch, aug_gen)
+            if tc.channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with autocast(device, amp_dtype):
+                out = method(views)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1}; stopped. "
+                    + (f"The last good checkpoint (epoch {epoch}) is {checkpoint_path}. " if epoch > 0 else "")
+                    + "Try a lower optim.lr or train.precision=fp32.")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            method.after_step(step, total_steps)
+            loss_value = loss.item()
+            loss_sum += loss_value
+            embed_std = normalized_embedding_std(out["embedding"])
+            seen = (step_in_epoch + 1) * tc.batch_size
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
+                            img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
+        bar.close()
+        seconds = time.perf_counter() - epoch_start
+        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "lr": lr,
+                  "images_per_s": steps_per_epoch * tc.batch_size / seconds, "seconds": seconds,
+                  "embedding_std": embed_std}
+        history.append(record)
+        state = {"epoch": epoch + 1, "method": config.method_name, "backbone": config.model.backbone,
+                 "model": method.state_dict(), "optimizer": optimizer.state_dict()}
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        save_checkpoint(state, checkpoint_path)
+        with open(run_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if progress:
+            print(f"epoch {epoch + 1}/{tc.epochs}  loss {record['loss']:.4f}  lr {lr:.4g}  "
+                  f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s", file=sys.stderr)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+
+    final_encoder = method.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
+    save_encoder(final_encoder, run_dir, extra={
+        "method": config.method_name, "data": splits.source, "epochs": tc.epochs,
+        "classes": data.classes, "image_shape": list(data.images.shape[1:]),
+    })
+    final_loss = history[-1]["loss"] if history else math.nan
+    return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history)
+
+
+def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["epoch"] <= upto_epoch]
+
+
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    (run_dir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))

@@ -1,0 +1,87 @@
+"""Optimisers (LARS, SGD, AdamW) and the warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from selfsup.errors import ConfigError
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You, Gitman & Ginsburg 2017), as SimCLR's official code uses it.
+
+    For each parameter w with gradient g: g ← g + λw; trust = η·‖w‖/‖g‖ (1 where either norm is 0);
+    v ← m·v + lr·trust·g; w ← w − v. Parameter groups with ``lars_exclude=True`` (biases and
+    normalisation parameters) get neither weight decay nor the trust ratio.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if not group["lars_exclude"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    grad = grad.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buffer = state["momentum_buffer"]
+                buffer.mul_(group["momentum"]).add_(grad, alpha=group["lr"])
+                p.sub_(buffer)
+        return loss
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weights with decay; biases and 1-D normalisation parameters without (and excluded from LARS)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    return [dict(params=decay, weight_decay=weight_decay, lars_exclude=False),
+            dict(params=no_decay, weight_decay=0.0, lars_exclude=True)]
+
+
+def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
+    return base_lr * batch_size / 256 if scaling == "linear" else base_lr
+
+
+def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float,
+                    eta: float = 0.001) -> torch.optim.Optimizer:
+    groups = param_groups(model, weight_decay)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
+    for group in groups:
+        group.pop("lars_exclude")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ConfigError(f"unknown optimiser '{name}' (choose from lars, sgd, adamw)")
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, schedule: str = "cosine") -> float:
+    """Learning rate of optimiser step ``step`` (0-based): linear warm-up to ``peak_lr`` over
+    ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (or constant)."""
+    if step < warmup_steps:
+        return peak_lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return peak_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
