@@ -14,6 +14,7 @@ import yaml
 from selfsup.augment import AugmentConfig
 from selfsup.errors import ConfigError
 from selfsup.methods import get_method
+from selfsup.models.backbones import BACKBONES
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 SMALL_IMAGE_MAX_SIDE = 16  # data at or below this side use the method's `_small` recipe
@@ -172,19 +173,14 @@ def apply_mapping(config: Config, mapping: dict, origin: str) -> None:
             set_value(config, f"{section}.{key}", value, origin=origin)
 
 
-def _known_keys(config: Config) -> list[str]:
-    keys = [f"method.{f.name}" for f in dataclasses.fields(config.method)]
-    for section in SECTIONS:
-        keys += [f"{section}.{f.name}" for f in dataclasses.fields(getattr(config, section))]
-    return keys
-
-
 def set_value(config: Config, key: str, value: Any, origin: str) -> None:
     section, _, name = key.partition(".")
     target = config.method if section == "method" else getattr(config, section, None) if section in SECTIONS else None
     fields = {f.name: f for f in dataclasses.fields(target)} if target is not None else {}
     if name not in fields:
-        raise ConfigError(f"unknown option '{key}' in {origin} (known: {', '.join(_known_keys(config))})")
+        known = ", ".join(f"{section}.{f}" for f in fields) if fields else \
+            "sections " + ", ".join(("method",) + SECTIONS)
+        raise ConfigError(f"unknown option '{key}' in {origin} (known: {known})")
     hints = typing.get_type_hints(type(target))
     setattr(target, name, _coerce(value, hints[name], key))
 
@@ -244,6 +240,8 @@ POSITIVE = ("train.epochs", "train.batch_size", "optim.lr", "eval.seeds", "eval.
 
 
 def validate(config: Config) -> None:
+    if config.model.backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)})")
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

@@ -1,0 +1,145 @@
+"""The verbs of the `selfsup` command as Python functions (the CLI only parses and calls these)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfsup.config import (SMALL_IMAGE_MAX_SIDE, Config, build_config, load_run_config, parse_override,
+                             set_value, validate)
+from selfsup.data import DataSplits, load_data
+from selfsup.errors import SelfsupError
+from selfsup.evaluate import evaluate_encoder, format_table
+from selfsup.evaluate.features import extract_features
+from selfsup.methods import METHODS
+from selfsup.models.encoder import load_encoder
+from selfsup.train import PretrainResult
+from selfsup.train import pretrain as run_pretraining
+from selfsup.train.device import resolve_device, resolve_precision
+
+EVAL_FILE = "eval.json"
+
+
+def _load(config: Config) -> DataSplits:
+    return load_data(config.data.spec, image_size=config.data.image_size, skip_bad_images=config.data.skip_bad_images)
+
+
+def resolve(method: str, data: str, *, config: str | None = None, overrides=(), flags: dict | None = None) -> tuple[Config, DataSplits]:
+    """Load the data (its image size picks the recipe) and resolve the full configuration."""
+    flags = {"data.spec": data, **(flags or {})}
+    data_config = build_config(method, small_images=False, config_file=config, overrides=overrides, flags=flags)
+    splits = _load(data_config)
+    small = max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
+    return build_config(method, small_images=small, config_file=config, overrides=overrides, flags=flags), splits
+
+
+def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | None = None,
+             backbone: str | None = None, epochs: int | None = None, batch_size: int | None = None,
+             seed: int | None = None, device: str | None = None, config: str | None = None,
+             overrides=(), resume: bool = False, overwrite: bool = False,
+             skip_bad_images: bool | None = None, progress: bool = True) -> PretrainResult:
+    """Pretrain an encoder with ``method`` on ``data`` (``digits`` or a path); see ``selfsup pretrain --help``."""
+    flags = {"model.backbone": backbone, "train.epochs": epochs, "train.batch_size": batch_size,
+             "train.seed": seed, "train.device": device, "data.skip_bad_images": skip_bad_images}
+    resolved, splits = resolve(method, data, config=config, overrides=overrides, flags=flags)
+    if out is None:
+        name = "digits" if data == "digits" else Path(data).name.split(".")[0]
+        out = Path("runs") / f"{method}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if progress and splits.note:
+        print(f"selfsup: {splits.note}", file=sys.stderr)
+    return run_pretraining(resolved, splits, out, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] | None = None,
+             seeds: int | None = None, protocols: list[str] | None = None, device: str | None = None,
+             overrides=(), progress: bool = True) -> dict:
+    """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SelfsupError(f"run directory not found: {run_dir}")
+    config = load_run_config(run_dir)
+    for item in overrides:
+        key, value = parse_override(item)
+        set_value(config, key, value, origin=f"override '{item}'")
+    for key, value in {"eval.labels": labels, "eval.seeds": seeds, "eval.protocols": protocols,
+                       "train.device": device, "data.spec": data}.items():
+        if value is not None:
+            set_value(config, key, value, origin=f"option for {key}")
+    validate(config)
+    splits = _load(config)
+    torch_device = resolve_device(config.train.device)
+    encoder = load_encoder(run_dir, torch_device)
+    started = time.perf_counter()
+    evaluation = evaluate_encoder(encoder, splits, config.eval, torch_device,
+                                  resolve_precision(config.train.precision, torch_device), progress=progress)
+    evaluation["seconds"] = time.perf_counter() - started
+    evaluation["eval_config"] = dataclasses.asdict(config.eval)
+    (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
+    return evaluation
+
+
+def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None = None) -> Path:
+    """Write the encoder's features of every image of ``data`` to ``out`` (.npy, N×D float32).
+
+    Beside it, ``<out stem>.json`` gives each row's split, label (or null) and file name (or null),
+    and the class names. Rows are the training split, then the test split.
+    """
+    out = Path(out)
+    if out.suffix != ".npy":
+        raise SelfsupError(f"--out must name a .npy file, got {out}")
+    torch_device = resolve_device(device or "auto")
+    encoder = load_encoder(run_dir, torch_device)
+    splits = load_data(data)
+    parts = [("train", splits.train)] + ([("test", splits.test)] if splits.test is not None else [])
+    features, meta = [], {"split": [], "label": [], "name": [], "classes": splits.train.classes}
+    for split, dataset in parts:
+        if dataset.images.shape[1] != encoder.spec["in_channels"]:
+            raise SelfsupError(f"{data} has {dataset.images.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}")
+        features.append(extract_features(encoder, dataset.images, torch_device))
+        meta["split"] += [split] * len(dataset)
+        meta["label"] += dataset.labels.tolist() if dataset.labelled else [None] * len(dataset)
+        meta["name"] += dataset.names if dataset.names is not None else [None] * len(dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, torch.cat(features).numpy().astype(np.float32))
+    out.with_suffix(".json").write_text(json.dumps(meta))
+    return out
+
+
+def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) -> dict[str, Any]:
+    """Pretrain SimCLR on the built-in digits, then evaluate with 1, 5 and 10 labels per class.
+
+    Prints one table (SSL + linear, SSL + kNN, from scratch, raw pixels; mean ± std over seeds),
+    the wall time and where the run's files are. ``overrides`` (``key=value``) change the recipe.
+    Returns the evaluation plus ``wall_seconds`` and ``peak_memory_mb``.
+    """
+    started = time.perf_counter()
+    result = pretrain("simclr", "digits", out=out, overrides=overrides, overwrite=True, progress=progress)
+    evaluation = evaluate(result.run_dir, progress=progress)
+    seconds = time.perf_counter() - started
+    peak_mb = peak_memory_mb()
+    print(format_table(evaluation))
+    print(f"wall time {seconds:.0f} s (pretraining {result.seconds:.0f} s, {result.epochs} epochs); "
+          f"peak memory {peak_mb:.0f} MB")
+    print(f"run files in {result.run_dir}/ (eval.json, metrics.jsonl, config.yaml, encoder.safetensors)")
+    return {**evaluation, "wall_seconds": seconds, "peak_memory_mb": peak_mb}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports kilobytes; macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def methods() -> list[dict[str, str]]:
+    """The available methods with their family and paper."""
+    return [{"method": m.name, "family": m.family, "paper": m.paper} for m in METHODS.values()]
+

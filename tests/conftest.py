@@ -1,0 +1,67 @@
+"""Shared fixtures: an isolated data cache, tiny image folders, and paths to the real data sets."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CIFAR_TAR = SHARED / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(cache_root, monkeypatch):
+    """Decoded data sets are cached for this test session only, never in the user's cache."""
+    monkeypatch.setenv("SELFSUP_CACHE_DIR", str(cache_root))
+
+
+def write_image(path: Path, size=(12, 12), seed=0, mode="RGB") -> None:
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(path)
+
+
+def make_image_folder(root: Path, classes=("cat", "dog"), per_class=6, size=(12, 12), splits=None) -> Path:
+    """An ImageFolder tree (optionally with train/ and test/ splits) of random PNGs."""
+    seed = 0
+    for split in splits or [None]:
+        base = root / split if split else root
+        for name in classes:
+            for i in range(per_class):
+                seed += 1
+                write_image(base / name / f"{i:03d}.png", size=size, seed=seed)
+    return root
+
+
+def make_tar(folder: Path, archive: Path, wrapper: str | None = None) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=wrapper or ".")
+    return archive
+
+
+def corrupt_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 12), (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()[:40]  # a truncated PNG
+
+
+@pytest.fixture
+def cifar_tar() -> Path:
+    if not CIFAR_TAR.exists():
+        pytest.skip(f"real-data test: {CIFAR_TAR} is absent (see ../shared/datasets/README.md)")
+    return CIFAR_TAR
+
+
+TINY = ["model.width=8", "method.proj_dim=16", "train.batch_size=128", "optim.warmup_epochs=1"]
+"""Overrides that make a digits run take about a second per epoch."""

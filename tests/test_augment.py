@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from selfsup.augment import AugmentConfig, ViewAugmenter, ops
+
+
+@pytest.fixture
+def images():
+    return torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("ours,theirs,low,high", [
+    (ops.adjust_brightness, TF.adjust_brightness, 0.0, 2.0),
+    (ops.adjust_contrast, TF.adjust_contrast, 0.0, 2.0),
+    (ops.adjust_saturation, TF.adjust_saturation, 0.0, 2.0),
+    (ops.adjust_hue, TF.adjust_hue, -0.5, 0.5),
+])
+def test_colour_operations_equal_torchvision(images, ours, theirs, low, high):
+    factors = low + (high - low) * torch.rand(len(images), generator=torch.Generator().manual_seed(1))
+    expected = torch.stack([theirs(img, float(f)) for img, f in zip(images, factors)])
+    assert torch.allclose(ours(images, factors), expected, atol=1e-3)
+
+
+def test_grayscale_equals_torchvision(images):
+    apply = torch.tensor([True, False] * 6)
+    out = ops.to_grayscale(images, apply)
+    expected = TF.rgb_to_grayscale(images, num_output_channels=3)
+    assert torch.allclose(out[apply], expected[apply], atol=1e-5)
+    assert torch.equal(out[~apply], images[~apply])
+
+
+def test_crop_resize_flip_equals_resized_crop_then_flip(images):
+    generator = torch.Generator().manual_seed(3)
+    boxes = ops.random_resized_crop_boxes(len(images), 16, 16, (0.08, 1.0), (3 / 4, 4 / 3), generator, "cpu")
+    flip = torch.rand(len(images), generator=generator) < 0.5
+    out = ops.crop_resize_flip(images, boxes, flip, (16, 16))
+    for i, img in enumerate(images):
+        top, left, h, w = (int(v) for v in boxes[i])
+        expected = TF.resized_crop(img, top, left, h, w, [16, 16], antialias=False)
+        if flip[i]:
+            expected = expected.flip(-1)
+        assert torch.allclose(out[i], expected, atol=1e-5)
+
+
+def test_crop_boxes_follow_the_requested_distributions():
+    """Areas are uniform in scale × image area and log aspect ratios uniform, as in torchvision."""
+    n, side = 20000, 64
+    boxes = ops.random_resized_crop_boxes(n, side, side, (0.2, 0.8), (3 / 4, 4 / 3), torch.Generator().manual_seed(4), "cpu")
+    top, left, h, w = boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= side).all() and (left + w <= side).all()
+    share = h * w / side**2
+    # uniform on (0.2, 0.8): mean 0.5, std 0.6/sqrt(12); integer rounding widens it slightly
+    assert share.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert share.std().item() == pytest.approx(0.6 / math.sqrt(12), rel=0.05)
+    log_ratio = torch.log(w / h)
+    assert log_ratio.mean().item() == pytest.approx(0.0, abs=0.01)
+    assert log_ratio.std().item() == pytest.approx(2 * math.log(4 / 3) / math.sqrt(12), rel=0.1)
+
+
+def test_each_image_gets_its_own_parameters_and_seed_fixes_them():
+    batch = torch.full((8, 3, 16, 16), 128, dtype=torch.uint8)
+    batch[:, 0, :8] = 255
+    augmenter = ViewAugmenter(AugmentConfig())
+    views = augmenter(batch, torch.Generator().manual_seed(5))
+    again = augmenter(batch, torch.Generator().manual_seed(5))
+    assert len(views) == 2 and views[0].shape == (8, 3, 16, 16)
+    assert all(torch.equal(a, b) for a, b in zip(views, again))
+    # identical inputs come out different: parameters are drawn per image
+    assert not torch.allclose(views[0][0], views[0][1])
+    assert 0.0 <= views[0].min() and views[0].max() <= 1.0
+
+
+def test_colour_jitter_probability_is_respected(images):
+    out = ops.color_jitter(images, 0.4, 0.4, 0.4, 0.1, p=0.0, generator=torch.Generator())
+    assert torch.equal(out, images)
+    changed = ops.color_jitter(images, 0.4, 0.4, 0.4, 0.1, p=1.0, generator=torch.Generator().manual_seed(6))
+    assert all(not torch.allclose(a, b) for a, b in zip(changed, images))
+
+
+def test_grey_images_pass_through_colour_operations():
+    grey = torch.rand(4, 1, 8, 8)
+    factors = torch.full((4,), 0.3)
+    assert torch.equal(ops.adjust_saturation(grey, factors), grey)
+    assert torch.equal(ops.adjust_hue(grey, factors), grey)
+    views = ViewAugmenter(AugmentConfig())((grey * 255).to(torch.uint8), torch.Generator().manual_seed(0))
+    assert views[0].shape == (4, 1, 8, 8)

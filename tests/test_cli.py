@@ -1,0 +1,108 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from selfsup.cli import main
+
+from conftest import TINY, corrupt_bytes, make_image_folder
+
+
+def run_cli(args, capsys):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, culprit):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("selfsup: error:"), err
+    assert culprit in lines[0]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    corrupt = make_image_folder(tmp_path / "corrupt", per_class=3)
+    (corrupt / "cat" / "bad.png").write_bytes(corrupt_bytes())
+    cases = [
+        (["pretrain", "--data", tmp_path / "nope"], "nope"),
+        (["pretrain", "--data", tmp_path / "empty"], "empty"),
+        (["pretrain", "--data", corrupt], "bad.png"),
+        (["pretrain", "--data", "digits", "--method", "nosuch"], "nosuch"),
+        (["pretrain", "--data", "digits", "--backbone", "vgg99"], "vgg99"),
+        (["pretrain", "--data", "digits", "--batch-size", "5000", "--out", tmp_path / "big"], "5000"),
+        (["pretrain", "--data", "digits", "optim.nosuch=1"], "optim.nosuch"),
+        (["pretrain", "--data", "digits", "notakeyvalue"], "notakeyvalue"),
+        (["pretrain", "--data", "digits", "optim.lr=fast"], "optim.lr"),
+        (["pretrain", "--data", "digits", "--config", tmp_path / "missing.yaml"], "missing.yaml"),
+        (["pretrain"], "--data"),
+        (["evaluate", tmp_path / "norun"], "norun"),
+    ]
+    for args, culprit in cases:
+        code, _, err = run_cli(args, capsys)
+        assert_one_line_error(code, err, str(culprit))
+
+
+def test_invalid_label_budget_and_protocol(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert run_cli(["pretrain", "--data", "digits", "--epochs", "1", "--out", run_dir, "--quiet", *TINY], capsys)[0] == 0
+    code, _, err = run_cli(["evaluate", run_dir, "--labels", "0.1,lots"], capsys)
+    assert_one_line_error(code, err, "lots")
+    code, _, err = run_cli(["evaluate", run_dir, "--protocol", "knn,magic"], capsys)
+    assert_one_line_error(code, err, "magic")
+
+
+def test_skip_bad_images_warns_with_a_count(tmp_path, capsys):
+    folder = make_image_folder(tmp_path / "pets", per_class=8, size=(8, 8))
+    (folder / "cat" / "bad.png").write_bytes(corrupt_bytes())
+    with pytest.warns(UserWarning, match="skipped 1 corrupt image.*cat/bad.png"):
+        code, out, err = run_cli(["pretrain", "--data", folder, "--skip-bad-images", "--epochs", "1", "--batch-size", "8",
+                                  "--backbone", "small_cnn", "--out", tmp_path / "run", "--quiet", "model.width=4"], capsys)
+    assert code == 0, err
+
+
+def test_pretrain_evaluate_embed_from_the_command_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = run_cli(["pretrain", "--method", "simclr", "--data", "digits", "--epochs", "1", "--seed", "3",
+                              "--device", "cpu", "--out", run_dir, *TINY], capsys)
+    assert code == 0, err
+    assert "final loss" in out and "epoch 1/1" in err
+    code, out, err = run_cli(["evaluate", run_dir, "--labels", "5/class", "--seeds", "2", "--protocol", "knn,pixels"], capsys)
+    assert code == 0, err
+    assert "SSL + kNN" in out and "raw pixels" in out
+    assert {r["protocol"] for r in json.loads((run_dir / "eval.json").read_text())["results"]} == {"knn", "pixels"}
+    code, out, err = run_cli(["embed", run_dir, "--data", "digits", "--out", tmp_path / "emb.npy"], capsys)
+    assert code == 0, err
+    embeddings = np.load(tmp_path / "emb.npy")
+    meta = json.loads((tmp_path / "emb.json").read_text())
+    assert embeddings.shape == (1797, 32) and len(meta["label"]) == 1797
+    assert meta["split"][0] == "train" and meta["split"][-1] == "test"
+
+
+def test_methods_and_help(capsys):
+    code, out, _ = run_cli(["methods"], capsys)
+    assert code == 0 and "simclr" in out and "Chen et al. 2020" in out
+    for verb in ("pretrain", "evaluate", "embed", "demo", "methods"):
+        with pytest.raises(SystemExit) as info:
+            main([verb, "--help"])
+        assert info.value.code == 0
+        assert "usage: selfsup " + verb in capsys.readouterr().out
+
+
+def test_demo_runs_end_to_end_in_a_subprocess(tmp_path):
+    """`python -m selfsup demo`, shortened with overrides, prints the table, wall time and files."""
+    result = subprocess.run(
+        [sys.executable, "-m", "selfsup", "demo", "--out", str(tmp_path / "demo"), "--quiet",
+         "train.epochs=2", "eval.seeds=2", "eval.finetune_min_steps=5", "eval.finetune_epochs=2", *TINY],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for text in ("SSL + linear", "SSL + kNN", "from scratch", "raw pixels", "1/class", "10/class", "wall time",
+                 "eval.json"):
+        assert text in result.stdout
+    assert (tmp_path / "demo" / "eval.json").exists()
