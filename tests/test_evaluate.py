@@ -98,3 +98,23 @@ def test_evaluation_rejects_data_of_another_shape(tmp_path):
     with pytest.raises(Exception, match="encoder was trained on 3-channel images of side 32"):
         evaluate_encoder(encoder, load_data("digits"), EvalConfig(labels=["1/class"], seeds=1),
                          torch.device("cpu"), progress=False)
+
+
+def test_logistic_fit_matches_scikit_learn():
+    """Same objective as scikit-learn's LogisticRegression(C): the same predictions and close weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    from selfsup.evaluate.linear import fit_logistic
+
+    torch.manual_seed(0)
+    x = torch.randn(60, 5, dtype=torch.float64)
+    y = (x[:, 0] + 0.5 * torch.randn(60, dtype=torch.float64) > 0).long() + (x[:, 1] > 1).long()
+    for c in (0.01, 1.0):
+        weight, bias = fit_logistic(x, y, c, 3)
+        reference = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(x.numpy(), y.numpy())
+        ours = (x @ weight + bias).argmax(1).numpy()
+        assert (ours == reference.predict(x.numpy())).mean() > 0.98
+        # multinomial weights are defined up to a shift shared by all classes: compare centred ones
+        centred = weight.numpy().T - weight.numpy().T.mean(0)
+        ref_centred = reference.coef_ - reference.coef_.mean(0)
+        assert np.allclose(centred, ref_centred, atol=1e-3)

@@ -52,7 +52,7 @@ class TrainConfig:
     batch_size: int = 512
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX), fp32, bf16, fp16
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX or AVX-512 BF16), fp32, bf16, fp16
     channels_last: bool = True
 
 

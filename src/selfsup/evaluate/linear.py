@@ -1,53 +1,78 @@
-"""Linear probe: multinomial logistic regression on frozen features, regularisation chosen without the test set."""
+"""Linear probe: L2-regularised multinomial logistic regression on frozen features.
+
+The regularisation strength is chosen by stratified cross-validation inside the labelled subset,
+never on the test set. Fitted with full-batch L-BFGS in PyTorch: on 5,000 CIFAR images of raw
+pixels (3,072 features) this takes seconds where scikit-learn's solver took minutes.
+"""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
-from sklearn.preprocessing import StandardScaler
 
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried, as scikit-learn's C
 DEFAULT_C = 0.1  # used where the labelled subset is too small to hold out a validation fold
 MAX_FOLDS = 3
+MAX_ITERATIONS = 300
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float) -> LogisticRegression:
-    model = LogisticRegression(C=c, max_iter=1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x, y)
-    return model
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, c: float, num_classes: int,
+                 init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights D×K and bias K minimising  C·Σᵢ CE(W·xᵢ + b, yᵢ) + ½‖W‖²  (scikit-learn's objective)."""
+    n, d = x.shape
+    weight = (init[0].clone() if init else torch.zeros(d, num_classes, dtype=x.dtype)).requires_grad_(True)
+    bias = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_(True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=MAX_ITERATIONS, history_size=20,
+                                  tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        # the objective divided by C·n, so its scale does not depend on C or n
+        loss = F.cross_entropy(x @ weight + bias, y) + weight.pow(2).sum() / (2 * c * n)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()
 
 
-def choose_c(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, str]:
+def _predict(model: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return (x @ model[0] + model[1]).argmax(dim=1)
+
+
+def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6) if len(train) > 1 else torch.ones(train.shape[1])
+    return [(t - mean) / std for t in (train, *others)]
+
+
+def choose_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> tuple[float, str]:
     """The C of ``C_GRID`` with the best mean accuracy over stratified folds of the labelled subset.
 
     Needs at least 2 labelled images in every class; otherwise returns ``DEFAULT_C``.
     """
-    present = np.unique(y)
-    counts = np.array([np.sum(y == v) for v in present])
-    if len(present) < 2 or counts.min() < 2:
+    counts = torch.bincount(y)[torch.unique(y)]
+    if len(counts) < 2 or int(counts.min()) < 2:
         return DEFAULT_C, "default"
     folds = StratifiedKFold(n_splits=min(MAX_FOLDS, int(counts.min())), shuffle=True, random_state=seed)
-    scores = []
-    for c in C_GRID:
-        accuracy = [np.mean(_fit(x[tr], y[tr], c).predict(x[va]) == y[va]) for tr, va in folds.split(x, y)]
-        scores.append(np.mean(accuracy))
+    scores = np.zeros(len(C_GRID))
+    for train_idx, val_idx in folds.split(np.zeros(len(y)), y.numpy()):
+        train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
+        xt, xv = _standardise(x[train_idx], x[val_idx])
+        model = None
+        for i, c in enumerate(C_GRID):  # increasing C, each fit warm-started from the previous one
+            model = fit_logistic(xt, y[train_idx], c, num_classes, init=model)
+            scores[i] += float((_predict(model, xv) == y[val_idx]).float().mean())
     return C_GRID[int(np.argmax(scores))], "cross-validated"
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
     """Fit on the labelled features (standardised on them) and predict the test features."""
-    scaler = StandardScaler().fit(train_x.numpy())
-    x, t = scaler.transform(train_x.numpy()), scaler.transform(test_x.numpy())
-    y = train_y.numpy()
-    if len(np.unique(y)) < 2:
-        return torch.full((len(t),), int(y[0]), dtype=torch.long), {"C": None, "selection": "single class"}
-    c, how = choose_c(x, y, seed)
-    predictions = _fit(x, y, c).predict(t)
-    return torch.as_tensor(predictions, dtype=torch.long), {"C": c, "selection": how}
+    train_x, test_x = train_x.float(), test_x.float()
+    if len(torch.unique(train_y)) < 2:
+        return torch.full((len(test_x),), int(train_y[0]), dtype=torch.long), {"C": None, "selection": "single class"}
+    num_classes = int(train_y.max()) + 1
+    c, how = choose_c(train_x, train_y, num_classes, seed)
+    x, t = _standardise(train_x, test_x)
+    return _predict(fit_logistic(x, train_y, c, num_classes), t), {"C": c, "selection": how}
