@@ -39,17 +39,19 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--stem", default="imagenet", help="ResNet stem: cifar (paper) or imagenet (5× faster here)")
     parser.add_argument("--width", type=int, default=64, help="small_cnn width")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--scratch-epochs", type=int, default=15)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-cifar-simclr-cpu"))
+    parser.add_argument("--result", default="cifar_simclr_cpu", help="name of the results file")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args()
 
     overrides = [f"model.backbone={args.backbone}", f"model.stem={args.stem}", f"model.width={args.width}",
                  f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
                  "optim.warmup_epochs=1", "eval.labels=[0.01,0.1]", f"eval.seeds={args.seeds}",
-                 "eval.protocols=[knn,linear,scratch,pixels]", f"eval.finetune_epochs={args.scratch_epochs}"]
+                 "eval.protocols=[knn,linear,scratch,pixels]", f"eval.finetune_epochs={args.scratch_epochs}", f"train.device={args.device}"]
     config, splits = resolve("simclr", args.data, overrides=overrides)
     keep, _ = stratified_split(splits.train.labels, 1 - args.subset / len(splits.train), seed=0)
     pretrain_splits = DataSplits(splits.train.subset(keep), None, source=f"{args.data} (train subset of {len(keep)})")
@@ -67,7 +69,7 @@ def main() -> None:
     print(f"pretraining {pretrain_seconds:.0f} s ({args.epochs} epochs of {len(keep)} images, "
           f"{result.history[-1]['images_per_s']:.0f} images/s), evaluation {eval_seconds:.0f} s")
 
-    out = ROOT / "benchmarks" / "results" / "cifar_simclr_cpu.json"
+    out = ROOT / "benchmarks" / "results" / f"{args.result}.json"
     out.write_text(json.dumps({
         "machine": machine_info(), "args": vars(args), "config": config.to_dict(),
         "pretrain_seconds": pretrain_seconds, "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(),
