@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.config import (SMALL_IMAGE_MAX_SIDE, Config, build_config, load_run_config, parse_override,
-                             set_value, validate)
+from selfsup.config import SMALL_IMAGE_MAX_SIDE, Config, apply_overrides, build_config, load_run_config
 from selfsup.data import DataSplits, load_data
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder, format_table
@@ -67,14 +66,8 @@ def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] 
     if not run_dir.is_dir():
         raise SelfsupError(f"run directory not found: {run_dir}")
     config = load_run_config(run_dir)
-    for item in overrides:
-        key, value = parse_override(item)
-        set_value(config, key, value, origin=f"override '{item}'")
-    for key, value in {"eval.labels": labels, "eval.seeds": seeds, "eval.protocols": protocols,
-                       "train.device": device, "data.spec": data}.items():
-        if value is not None:
-            set_value(config, key, value, origin=f"option for {key}")
-    validate(config)
+    apply_overrides(config, overrides, {"eval.labels": labels, "eval.seeds": seeds, "eval.protocols": protocols,
+                                        "train.device": device, "data.spec": data})
     splits = _load(config)
     torch_device = resolve_device(config.train.device)
     encoder = load_encoder(run_dir, torch_device)

@@ -135,6 +135,12 @@ def build_config(method: str, *, small_images: bool, config_file: str | None = N
     apply_mapping(config, read_yaml(recipe), str(recipe))
     if config_file:
         apply_mapping(config, read_yaml(config_file), str(config_file))
+    apply_overrides(config, overrides, flags)
+    return config
+
+
+def apply_overrides(config: Config, overrides=(), flags: dict[str, Any] | None = None) -> None:
+    """Apply ``key=value`` overrides, then the CLI flags that were given (not None); then validate."""
     for item in overrides:
         key, value = parse_override(item)
         set_value(config, key, value, origin=f"override '{item}'")
@@ -142,7 +148,6 @@ def build_config(method: str, *, small_images: bool, config_file: str | None = N
         if value is not None:
             set_value(config, key, value, origin=f"option for {key}")
     validate(config)
-    return config
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -230,7 +230,7 @@ def _decode_split(items, source: str, image_size: int | None, skip_bad_images: b
                             "pass --skip-bad-images to skip such files") from None
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        arrays = list(pool.map(decode, items, chunksize=256))
+        arrays = list(pool.map(decode, items))
     bad = [item[1] for item, array in zip(items, arrays) if array is None]
     if bad:
         warnings.warn(f"{source}: skipped {len(bad)} corrupt image(s), first: {bad[0]}")

@@ -86,8 +86,7 @@ def evaluate_encoder(encoder: Encoder, splits: DataSplits, config: EvalConfig, d
                 elif protocol == "linear":
                     predicted, extra = linear_probe(train_features[position[index]], y, test_features, seed)
                 elif protocol == "pixels":
-                    flat = lambda images: images.reshape(len(images), -1).float() / 255.0  # noqa: E731
-                    predicted, extra = linear_probe(flat(train.images[index]), y, flat(test.images), seed)
+                    predicted, extra = linear_probe(_pixels(train.images[index]), y, _pixels(test.images), seed)
                 else:
                     start = copy.deepcopy(encoder) if protocol == "finetune" else _fresh_like(encoder, seed)
                     model = train_classifier(start, train.images[index], y, num_classes, config, device, amp_dtype, seed)
@@ -99,6 +98,10 @@ def evaluate_encoder(encoder: Encoder, splits: DataSplits, config: EvalConfig, d
                            f"({config.seeds} seeds, {time.perf_counter() - started:.1f}s)")
     return {"results": rows, "data": splits.source, "test_images": len(test), "note": splits.note,
             "knn": {"k": config.knn_k, "temperature": config.knn_temperature}}
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    return images.reshape(len(images), -1).float() / 255.0
 
 
 def _fresh_like(encoder: Encoder, seed: int) -> Encoder:

@@ -145,7 +145,8 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             method.after_step(step, total_steps)
             loss_value = loss.item()
             loss_sum += loss_value
-            embed_std = normalized_embedding_std(out["embedding"])
+            if step_in_epoch == steps_per_epoch - 1:
+                embed_std = normalized_embedding_std(out["embedding"])
             seen = (step_in_epoch + 1) * tc.batch_size
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
                             img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
