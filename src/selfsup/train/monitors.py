@@ -7,10 +7,10 @@ import torch.nn.functional as F
 
 
 def normalized_embedding_std(embeddings: torch.Tensor) -> float:
-    """Mean per-dimension std of L2-normalised embeddings N×D, times √D.
+    """Mean per-dimension standard deviation of the L2-normalised embeddings N×D.
 
-    About 1 for embeddings spread over the sphere; 0 when every input maps to one point
-    (complete collapse), as in the SimSiam paper's collapse check (Chen & He 2021, Fig. 2).
+    About 1/√D for embeddings spread over the sphere; 0 when every input maps to one point
+    (complete collapse), as in the SimSiam paper's collapse check (Chen & He 2021, Sec. 4.1).
     """
     z = F.normalize(embeddings.float(), dim=1)
-    return float(z.std(dim=0).mean() * z.shape[1] ** 0.5)
+    return float(z.std(dim=0).mean())
