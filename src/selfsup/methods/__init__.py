@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from selfsup.errors import ConfigError
+from selfsup.methods.barlow_twins import BarlowTwins, BarlowTwinsParams
 from selfsup.methods.base import Method
+from selfsup.methods.byol import BYOL, BYOLParams
 from selfsup.methods.simclr import SimCLR, SimCLRParams
+from selfsup.methods.simsiam import SimSiam, SimSiamParams
+from selfsup.methods.vicreg import VICReg, VICRegParams
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,16 @@ METHODS: dict[str, MethodInfo] = {
     "simclr": MethodInfo("simclr", "Siamese, contrastive",
                          "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations",
                          SimCLRParams, SimCLR),
+    "byol": MethodInfo("byol", "Siamese, non-contrastive",
+                       "Grill et al. 2020, Bootstrap Your Own Latent", BYOLParams, BYOL),
+    "simsiam": MethodInfo("simsiam", "Siamese, non-contrastive",
+                          "Chen & He 2021, Exploring Simple Siamese Representation Learning", SimSiamParams, SimSiam),
+    "barlow_twins": MethodInfo("barlow_twins", "Siamese, non-contrastive",
+                               "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
+                               BarlowTwinsParams, BarlowTwins),
+    "vicreg": MethodInfo("vicreg", "Siamese, non-contrastive",
+                         "Bardes, Ponce & LeCun 2022, VICReg: Variance-Invariance-Covariance Regularization",
+                         VICRegParams, VICReg),
 }
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from torch import nn
 
 
-def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.Sequential:
+def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, output_bn: bool = False) -> nn.Sequential:
     """``layers`` linear layers with BatchNorm and ReLU between them (none after the last).
 
-    With ``layers=2`` this is SimCLR's projection head g(h) = W2·ReLU(BN(W1·h)).
+    With ``layers=2`` this is SimCLR's projection head g(h) = W2·ReLU(BN(W1·h)) and BYOL's
+    projector and predictor. ``output_bn`` adds a BatchNorm without affine parameters after the
+    last layer, as SimSiam's projector has.
     """
     if layers < 1:
         raise ValueError("a head needs at least one layer")
@@ -17,5 +19,7 @@ def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2) -> nn.
     for _ in range(layers - 1):
         modules += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
         dim = hidden_dim
-    modules.append(nn.Linear(dim, out_dim))
+    modules.append(nn.Linear(dim, out_dim, bias=not output_bn))
+    if output_bn:
+        modules.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*modules)

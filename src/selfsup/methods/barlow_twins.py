@@ -1,0 +1,44 @@
+"""Barlow Twins (Zbontar et al. 2021, "Barlow Twins: Self-Supervised Learning via Redundancy
+Reduction"; official code: facebookresearch/barlowtwins)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from selfsup.losses import barlow_twins_loss
+from selfsup.methods.base import Method
+from selfsup.models.encoder import Encoder
+from selfsup.models.heads import mlp_head
+
+
+@dataclass
+class BarlowTwinsParams:
+    """Defaults from the paper (Sec. 4, App.): projector of 3 linear layers of 8192 units (BN and
+    ReLU after the first two), λ = 0.0051."""
+
+    proj_dim: int = 8192
+    proj_layers: int = 3
+    lambd: float = 0.0051
+
+
+class BarlowTwins(Method):
+    """Cross-correlation of the two views' batch-standardised projections pushed to the identity.
+
+    The standardisation inside the loss is the official code's BatchNorm1d without affine
+    parameters; the projector's hidden layers carry their own BatchNorm.
+    """
+
+    def __init__(self, encoder: Encoder, params: BarlowTwinsParams):
+        super().__init__(encoder)
+        self.params = params
+        self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        if len(views) != 2:
+            raise ValueError(f"Barlow Twins takes exactly 2 views, got {len(views)}")
+        n = len(views[0])
+        h = self.encoder(torch.cat(views))
+        z = self.projector(h)
+        return {"loss": barlow_twins_loss(z[:n], z[n:], self.params.lambd), "embedding": h[:n].detach()}

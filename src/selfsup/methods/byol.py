@@ -1,0 +1,53 @@
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent"; official code: google-deepmind/deepmind-research/byol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from selfsup.losses import byol_loss
+from selfsup.methods.base import Method
+from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
+from selfsup.models.encoder import Encoder
+from selfsup.models.heads import mlp_head
+
+
+@dataclass
+class BYOLParams:
+    """Defaults from the paper (Sec. 3.3, App. C): projector and predictor 4096 → 256, τ_base 0.996
+    (0.99 for short runs)."""
+
+    proj_hidden_dim: int = 4096
+    proj_dim: int = 256
+    pred_hidden_dim: int = 4096
+    tau_base: float = 0.996
+
+
+class BYOL(Method):
+    """Online network (encoder, projector, predictor) regresses the target network's projection of
+    the other view; the target is an exponential moving average of the online encoder and projector."""
+
+    def __init__(self, encoder: Encoder, params: BYOLParams):
+        super().__init__(encoder)
+        self.params = params
+        self.projector = mlp_head(encoder.out_dim, params.proj_hidden_dim, params.proj_dim)
+        self.predictor = mlp_head(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
+        self.target_encoder = frozen_copy(self.encoder)
+        self.target_projector = frozen_copy(self.projector)
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        if len(views) != 2:
+            raise ValueError(f"BYOL takes exactly 2 views, got {len(views)}")
+        x = torch.cat(views)
+        h = self.encoder(x)
+        p1, p2 = self.predictor(self.projector(h)).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projector(self.target_encoder(x)).chunk(2)
+        loss = byol_loss(p1, t2) + byol_loss(p2, t1)
+        return {"loss": loss, "embedding": h[: len(views[0])].detach()}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        momentum = cosine_momentum(self.params.tau_base, step + 1, total_steps)
+        ema_update(self.target_encoder, self.encoder, momentum)
+        ema_update(self.target_projector, self.projector, momentum)

@@ -1,0 +1,64 @@
+"""Every method trains on real data (the digits) without NaN and without collapse."""
+
+import math
+
+import pytest
+import torch
+
+from selfsup import api, load_encoder
+from selfsup.data import load_data
+from selfsup.evaluate.features import extract_features
+from selfsup.evaluate.knn import knn_predict
+from selfsup.methods import METHODS
+from selfsup.methods.momentum import cosine_momentum, ema_update
+
+from conftest import TINY
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_method_learns_on_real_digits_without_collapse(method, tmp_path):
+    result = api.pretrain(method, "digits", out=tmp_path, epochs=4, overrides=TINY, progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert all(math.isfinite(v) for v in losses)
+    dim = 32  # small_cnn with width 8
+    # 0 is complete collapse; 1/sqrt(dim) is the spread of points uniform on the sphere
+    assert result.history[-1]["embedding_std"] > 0.1 / math.sqrt(dim)
+    splits = load_data("digits")
+    encoder = load_encoder(tmp_path)
+    train = extract_features(encoder, splits.train.images, torch.device("cpu"))
+    test = extract_features(encoder, splits.test.images, torch.device("cpu"))
+    accuracy = (knn_predict(train, splits.train.labels, test, 10, k=20) == splits.test.labels).float().mean()
+    assert accuracy > 0.5  # chance is 0.1
+
+
+def test_cosine_momentum_schedule():
+    assert cosine_momentum(0.99, 0, 100) == pytest.approx(0.99)
+    assert cosine_momentum(0.99, 50, 100) == pytest.approx(0.995)
+    assert cosine_momentum(0.99, 100, 100) == pytest.approx(1.0)
+
+
+def test_ema_update_follows_the_formula():
+    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in target.parameters()]
+    ema_update(target, online, momentum=0.9)
+    for t, b, o in zip(target.parameters(), before, online.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * o.detach())
+
+
+def test_byol_target_differs_from_the_online_network_after_training(tmp_path):
+    result = api.pretrain("byol", "digits", out=tmp_path, epochs=1, overrides=TINY, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    online = state["encoder.backbone.features.0.weight"]
+    target = state["target_encoder.backbone.features.0.weight"]
+    assert not torch.equal(online, target) and result.history
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_has_both_recipes_and_they_name_their_source(method):
+    from selfsup.config import build_config
+
+    for small in (False, True):
+        config = build_config(method, small_images=small)
+        assert config.recipe == f"{method}{'_small' if small else ''}.yaml"
+        assert len(config.source) > 20
+        assert config.model.backbone == ("small_cnn" if small else "resnet18")
