@@ -63,5 +63,21 @@ def cifar_tar() -> Path:
     return CIFAR_TAR
 
 
+def digits_knn_accuracy(run_dir: Path, k: int = 20) -> float:
+    """Test accuracy of a run's encoder on the digits by a kNN vote over all training features."""
+    import torch
+
+    from selfsup import load_encoder
+    from selfsup.data import load_data
+    from selfsup.evaluate.features import extract_features
+    from selfsup.evaluate.knn import knn_predict
+
+    splits = load_data("digits")
+    encoder = load_encoder(run_dir)
+    train = extract_features(encoder, splits.train.images, torch.device("cpu"))
+    test = extract_features(encoder, splits.test.images, torch.device("cpu"))
+    return float((knn_predict(train, splits.train.labels, test, 10, k=k) == splits.test.labels).float().mean())
+
+
 TINY = ["model.width=8", "method.proj_dim=16", "train.batch_size=128", "optim.warmup_epochs=1"]
 """Overrides that make a digits run take about a second per epoch."""

@@ -5,14 +5,11 @@ import math
 import pytest
 import torch
 
-from selfsup import api, load_encoder
-from selfsup.data import load_data
-from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.knn import knn_predict
+from selfsup import api
 from selfsup.methods import METHODS
 from selfsup.methods.momentum import cosine_momentum, ema_update
 
-from conftest import TINY
+from conftest import TINY, digits_knn_accuracy
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -23,12 +20,7 @@ def test_method_learns_on_real_digits_without_collapse(method, tmp_path):
     dim = 32  # small_cnn with width 8
     # 0 is complete collapse; 1/sqrt(dim) is the spread of points uniform on the sphere
     assert result.history[-1]["embedding_std"] > 0.1 / math.sqrt(dim)
-    splits = load_data("digits")
-    encoder = load_encoder(tmp_path)
-    train = extract_features(encoder, splits.train.images, torch.device("cpu"))
-    test = extract_features(encoder, splits.test.images, torch.device("cpu"))
-    accuracy = (knn_predict(train, splits.train.labels, test, 10, k=20) == splits.test.labels).float().mean()
-    assert accuracy > 0.5  # chance is 0.1
+    assert digits_knn_accuracy(tmp_path) > 0.5  # chance is 0.1
 
 
 def test_cosine_momentum_schedule():

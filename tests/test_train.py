@@ -8,12 +8,11 @@ from selfsup import api, load_encoder
 from selfsup.data import DataSplits, load_data
 from selfsup.errors import TrainingError
 from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.knn import knn_predict
 from selfsup.methods.simclr import SimCLR
 from selfsup.train import pretrain
 from selfsup.train.checkpoint import load_checkpoint
 
-from conftest import TINY
+from conftest import TINY, digits_knn_accuracy
 
 
 def final_loss(run_dir):
@@ -97,12 +96,8 @@ def test_simclr_learns_on_real_digits_without_collapse(tmp_path):
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
     # 0 would be complete collapse; 1/sqrt(32) ≈ 0.18 is the spread of a uniform sphere in 32 dimensions
     assert result.history[-1]["embedding_std"] > 0.2 / 32**0.5
-    splits = load_data("digits")
-    encoder = load_encoder(tmp_path)
-    train = extract_features(encoder, splits.train.images, torch.device("cpu"))
-    test = extract_features(encoder, splits.test.images, torch.device("cpu"))
-    accuracy = (knn_predict(train, splits.train.labels, test, 10, k=20) == splits.test.labels).float().mean()
-    assert accuracy > 0.6  # chance is 0.1
+    assert digits_knn_accuracy(tmp_path) > 0.6  # chance is 0.1
+    test = extract_features(load_encoder(tmp_path), load_data("digits").test.images, torch.device("cpu"))
     assert torch.linalg.matrix_rank(test - test.mean(0), rtol=1e-3) > 8
 
 

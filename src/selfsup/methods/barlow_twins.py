@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import barlow_twins_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -23,7 +23,7 @@ class BarlowTwinsParams:
     lambd: float = 0.0051
 
 
-class BarlowTwins(Method):
+class BarlowTwins(ProjectedPairMethod):
     """Cross-correlation of the two views' batch-standardised projections pushed to the identity.
 
     The standardisation inside the loss is the official code's BatchNorm1d without affine
@@ -35,10 +35,5 @@ class BarlowTwins(Method):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"Barlow Twins takes exactly 2 views, got {len(views)}")
-        n = len(views[0])
-        h = self.encoder(torch.cat(views))
-        z = self.projector(h)
-        return {"loss": barlow_twins_loss(z[:n], z[n:], self.params.lambd), "embedding": h[:n].detach()}
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return barlow_twins_loss(z1, z2, self.params.lambd)

@@ -25,3 +25,23 @@ class Method(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (momentum encoders update here). Default: nothing."""
+
+    def encode_pair(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Encoder features 2N×D of two views in one pass (so BatchNorm sees all 2N images), and N."""
+        if len(views) != 2:
+            raise ValueError(f"{type(self).__name__} takes exactly 2 views, got {len(views)}")
+        return self.encoder(torch.cat(views)), len(views[0])
+
+
+class ProjectedPairMethod(Method):
+    """Encoder, then ``self.projector`` on both views, then ``pair_loss(z1, z2)``: SimCLR, Barlow Twins, VICReg."""
+
+    projector: nn.Module
+
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        h, n = self.encode_pair(views)
+        z = self.projector(h)
+        return {"loss": self.pair_loss(z[:n], z[n:]), "embedding": h[:n].detach()}

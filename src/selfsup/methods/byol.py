@@ -37,15 +37,12 @@ class BYOL(Method):
         self.target_projector = frozen_copy(self.projector)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"BYOL takes exactly 2 views, got {len(views)}")
-        x = torch.cat(views)
-        h = self.encoder(x)
+        h, n = self.encode_pair(views)
         p1, p2 = self.predictor(self.projector(h)).chunk(2)
         with torch.no_grad():
-            t1, t2 = self.target_projector(self.target_encoder(x)).chunk(2)
+            t1, t2 = self.target_projector(self.target_encoder(torch.cat(views))).chunk(2)
         loss = byol_loss(p1, t2) + byol_loss(p2, t1)
-        return {"loss": loss, "embedding": h[: len(views[0])].detach()}
+        return {"loss": loss, "embedding": h[:n].detach()}
 
     def after_step(self, step: int, total_steps: int) -> None:
         momentum = cosine_momentum(self.params.tau_base, step + 1, total_steps)

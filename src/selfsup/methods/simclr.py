@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import nt_xent_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -23,7 +23,7 @@ class SimCLRParams:
     proj_layers: int = 2
 
 
-class SimCLR(Method):
+class SimCLR(ProjectedPairMethod):
     """Two views through encoder f and projection head g; NT-Xent on the projections."""
 
     def __init__(self, encoder: Encoder, params: SimCLRParams):
@@ -32,11 +32,5 @@ class SimCLR(Method):
         hidden = params.proj_hidden_dim or encoder.out_dim
         self.projector = mlp_head(encoder.out_dim, hidden, params.proj_dim, params.proj_layers)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"SimCLR takes exactly 2 views, got {len(views)}")
-        n = views[0].shape[0]
-        h = self.encoder(torch.cat(views))  # one pass over both views: BatchNorm sees all 2N images
-        z = self.projector(h)
-        loss = nt_xent_loss(z[:n], z[n:], self.params.temperature)
-        return {"loss": loss, "embedding": h[:n].detach()}
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return nt_xent_loss(z1, z2, self.params.temperature)

@@ -35,11 +35,9 @@ class SimSiam(Method):
         self.predictor = mlp_head(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"SimSiam takes exactly 2 views, got {len(views)}")
-        h = self.encoder(torch.cat(views))
+        h, n = self.encode_pair(views)
         z = self.projector(h)
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = (z.detach() if self.params.stop_gradient else z).chunk(2)
         loss = simsiam_loss(p1, z2) / 2 + simsiam_loss(p2, z1) / 2
-        return {"loss": loss, "embedding": h[: len(views[0])].detach()}
+        return {"loss": loss, "embedding": h[:n].detach()}

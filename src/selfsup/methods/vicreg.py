@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import vicreg_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -25,7 +25,7 @@ class VICRegParams:
     cov_weight: float = 1.0
 
 
-class VICReg(Method):
+class VICReg(ProjectedPairMethod):
     """Invariance between the views' expansions, a variance hinge per dimension and a covariance
     penalty, each branch regularised separately; no negatives, no momentum, no stop-gradient."""
 
@@ -34,12 +34,6 @@ class VICReg(Method):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        if len(views) != 2:
-            raise ValueError(f"VICReg takes exactly 2 views, got {len(views)}")
-        n = len(views[0])
-        h = self.encoder(torch.cat(views))
-        z = self.projector(h)
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         p = self.params
-        loss = vicreg_loss(z[:n], z[n:], p.sim_weight, p.var_weight, p.cov_weight)
-        return {"loss": loss, "embedding": h[:n].detach()}
+        return vicreg_loss(z1, z2, p.sim_weight, p.var_weight, p.cov_weight)
