@@ -82,6 +82,15 @@ def moco_reference(q, k, queue, temperature):
     return np.mean(out)
 
 
+def moco_v3_reference(q, k, temperature):
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    out = []
+    for i, qi in enumerate(q):
+        scores = [np.exp(unit(qi) @ unit(kj) / temperature) for kj in k]
+        out.append(-np.log(scores[i] / sum(scores)))
+    return 2 * temperature * np.mean(out)
+
+
 def dino_reference(student, teacher, center, student_temp, teacher_temp):
     def softmax(x):
         e = np.exp(x - x.max())
@@ -111,6 +120,8 @@ CASES = {
                         losses.triplet_loss, triplet_reference),
     "moco": lambda: ((rng.normal(size=(5, 4)), rng.normal(size=(5, 4)), rng.normal(size=(9, 4))), {"temperature": 0.2},
                      losses.moco_loss, moco_reference),
+    "moco_v3": lambda: ((rng.normal(size=(6, 4)), rng.normal(size=(6, 4))), {"temperature": 0.2},
+                        losses.moco_v3_loss, moco_v3_reference),
     "dino": lambda: ((rng.normal(size=(4, 3, 6)), rng.normal(size=(2, 3, 6)), rng.normal(size=6)),
                      {"student_temp": 0.1, "teacher_temp": 0.04}, losses.dino_loss, dino_reference),
 }

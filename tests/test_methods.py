@@ -54,3 +54,25 @@ def test_every_method_has_both_recipes_and_they_name_their_source(method):
         assert config.recipe == f"{method}{'_small' if small else ''}.yaml"
         assert len(config.source) > 20
         assert config.model.backbone == ("small_cnn" if small else "resnet18")
+
+
+def test_moco_v2_queue_takes_each_steps_keys_in_order_and_wraps_around():
+    from selfsup.methods.moco import MoCoV2, MoCoV2Params
+    from selfsup.models import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
+    method = MoCoV2(encoder, MoCoV2Params(proj_dim=8, queue_size=10, symmetric=True))
+    views = [torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)]
+    for step in range(3):  # 6 keys a step into a queue of 10: positions 0-5, 6-9 then 0-1, 2-7
+        before = method.queue.clone()
+        out = method(views)
+        keys = method._pending_keys.clone()
+        out["loss"].backward()
+        method.after_step(step, 3)
+        index = (torch.arange(6) + 6 * step) % 10
+        assert torch.allclose(method.queue[index], keys)
+        untouched = torch.ones(10, dtype=torch.bool)
+        untouched[index] = False
+        assert torch.equal(method.queue[untouched], before[untouched])
+    assert int(method.queue_position) == 8

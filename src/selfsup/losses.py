@@ -136,6 +136,19 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
+def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """MoCo v3's in-batch contrastive loss (Chen, Xie & He 2021, Alg. 1): with q, k L2-normalised,
+
+        2τ · mean_i −log( exp(q_i·k_i/τ) / Σ_j exp(q_i·k_j/τ) ),
+
+    the keys of the other images in the batch being the negatives; the 2τ factor is the paper's.
+    ``q``: N×D queries; ``k``: N×D keys of the other view (from the momentum encoder, no gradient).
+    """
+    q, k = F.normalize(_upcast(q), dim=1), F.normalize(_upcast(k), dim=1)
+    logits = q @ k.T / temperature
+    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
 def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torch.Tensor,
               student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     """DINO's cross-entropy between teacher and student distributions (Caron et al. 2021, Eq. 1):

@@ -9,6 +9,7 @@ from selfsup.errors import ConfigError
 from selfsup.methods.barlow_twins import BarlowTwins, BarlowTwinsParams
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, BYOLParams
+from selfsup.methods.moco import MoCoV2, MoCoV2Params, MoCoV3, MoCoV3Params
 from selfsup.methods.simclr import SimCLR, SimCLRParams
 from selfsup.methods.simsiam import SimSiam, SimSiamParams
 from selfsup.methods.vicreg import VICReg, VICRegParams
@@ -27,6 +28,11 @@ METHODS: dict[str, MethodInfo] = {
     "simclr": MethodInfo("simclr", "Siamese, contrastive",
                          "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations",
                          SimCLRParams, SimCLR),
+    "moco_v2": MethodInfo("moco_v2", "Siamese, contrastive",
+                          "Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning", MoCoV2Params, MoCoV2),
+    "moco_v3": MethodInfo("moco_v3", "Siamese, contrastive",
+                          "Chen, Xie & He 2021, An Empirical Study of Training Self-Supervised Vision Transformers",
+                          MoCoV3Params, MoCoV3),
     "byol": MethodInfo("byol", "Siamese, non-contrastive",
                        "Grill et al. 2020, Bootstrap Your Own Latent", BYOLParams, BYOL),
     "simsiam": MethodInfo("simsiam", "Siamese, non-contrastive",

@@ -26,12 +26,13 @@ class BYOLParams:
 
 class BYOL(Method):
     """Online network (encoder, projector, predictor) regresses the target network's projection of
-    the other view; the target is an exponential moving average of the online encoder and projector."""
+    the other view; the target is an exponential moving average of the online encoder and projector.
+    MoCo v3 has the same structure with another loss (``pair_loss``)."""
 
-    def __init__(self, encoder: Encoder, params: BYOLParams):
+    def __init__(self, encoder: Encoder, params: BYOLParams, projector_output_bn: bool = False):
         super().__init__(encoder)
         self.params = params
-        self.projector = mlp_head(encoder.out_dim, params.proj_hidden_dim, params.proj_dim)
+        self.projector = mlp_head(encoder.out_dim, params.proj_hidden_dim, params.proj_dim, output_bn=projector_output_bn)
         self.predictor = mlp_head(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
         self.target_encoder = frozen_copy(self.encoder)
         self.target_projector = frozen_copy(self.projector)
@@ -41,8 +42,11 @@ class BYOL(Method):
         p1, p2 = self.predictor(self.projector(h)).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target_projector(self.target_encoder(torch.cat(views))).chunk(2)
-        loss = byol_loss(p1, t2) + byol_loss(p2, t1)
+        loss = self.pair_loss(p1, t2) + self.pair_loss(p2, t1)
         return {"loss": loss, "embedding": h[:n].detach()}
+
+    def pair_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return byol_loss(prediction, target)
 
     def after_step(self, step: int, total_steps: int) -> None:
         momentum = cosine_momentum(self.params.tau_base, step + 1, total_steps)
