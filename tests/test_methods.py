@@ -76,3 +76,27 @@ def test_moco_v2_queue_takes_each_steps_keys_in_order_and_wraps_around():
         untouched[index] = False
         assert torch.equal(method.queue[untouched], before[untouched])
     assert int(method.queue_position) == 8
+
+
+def test_siamese_triplet_with_hard_negatives_learns(tmp_path):
+    overrides = TINY + ["method.loss=triplet", "method.margin=0.2", "method.hard_negatives=true"]
+    result = api.pretrain("siamese", "digits", out=tmp_path, epochs=4, overrides=overrides, progress=False)
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    assert digits_knn_accuracy(tmp_path) > 0.5
+
+
+def test_siamese_hard_negative_is_the_closest_other_image():
+    from selfsup.methods.siamese import Siamese, SiameseParams
+    from selfsup.models import Encoder
+
+    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
+    method = Siamese(encoder, SiameseParams(hard_negatives=True))
+    anchors = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
+    others = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.2, 0.0]])
+    assert method.negatives(anchors, others).tolist() == [2, 2, 1]
+    assert Siamese(encoder, SiameseParams()).negatives(anchors, others).tolist() == [1, 2, 0]
+
+
+def test_unknown_siamese_loss_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="method.loss.*contrastive or triplet"):
+        api.pretrain("siamese", "digits", out=tmp_path, epochs=1, overrides=TINY + ["method.loss=hinge"], progress=False)

@@ -10,6 +10,7 @@ from selfsup.methods.barlow_twins import BarlowTwins, BarlowTwinsParams
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, BYOLParams
 from selfsup.methods.moco import MoCoV2, MoCoV2Params, MoCoV3, MoCoV3Params
+from selfsup.methods.siamese import Siamese, SiameseParams
 from selfsup.methods.simclr import SimCLR, SimCLRParams
 from selfsup.methods.simsiam import SimSiam, SimSiamParams
 from selfsup.methods.vicreg import VICReg, VICRegParams
@@ -25,6 +26,9 @@ class MethodInfo:
 
 
 METHODS: dict[str, MethodInfo] = {
+    "siamese": MethodInfo("siamese", "Siamese, contrastive (classic)",
+                          "Bromley et al. 1993; Hadsell, Chopra & LeCun 2006 (margin loss); Schroff et al. 2015 (triplet)",
+                          SiameseParams, Siamese),
     "simclr": MethodInfo("simclr", "Siamese, contrastive",
                          "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations",
                          SimCLRParams, SimCLR),
