@@ -54,6 +54,8 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX or AVX-512 BF16), fp32, bf16, fp16
     channels_last: bool = True
+    collapse_threshold: float = 0.05  # warn when an embedding std falls below this × 1/√d
+    stop_on_collapse: bool = False
 
 
 @dataclass

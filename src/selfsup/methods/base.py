@@ -13,7 +13,8 @@ class Method(nn.Module):
 
     ``forward(views)`` takes the augmented views (float N×C×H×W each) and returns a dict with at
     least ``loss`` (a scalar to minimise) and ``embedding`` (the encoder's features of the first
-    view, N×D, used by the collapse monitor). The training loop knows nothing else about it.
+    view, N×D), and optionally ``projection`` (the first view's output that the loss acts on), both
+    read by the collapse monitors. The training loop knows nothing else about it.
     """
 
     def __init__(self, encoder: Encoder):
@@ -44,4 +45,4 @@ class ProjectedPairMethod(Method):
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         h, n = self.encode_pair(views)
         z = self.projector(h)
-        return {"loss": self.pair_loss(z[:n], z[n:]), "embedding": h[:n].detach()}
+        return {"loss": self.pair_loss(z[:n], z[n:]), "embedding": h[:n].detach(), "projection": z[:n].detach()}

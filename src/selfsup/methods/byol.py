@@ -39,11 +39,12 @@ class BYOL(Method):
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         h, n = self.encode_pair(views)
-        p1, p2 = self.predictor(self.projector(h)).chunk(2)
+        z = self.projector(h)
+        p1, p2 = self.predictor(z).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target_projector(self.target_encoder(torch.cat(views))).chunk(2)
         loss = self.pair_loss(p1, t2) + self.pair_loss(p2, t1)
-        return {"loss": loss, "embedding": h[:n].detach()}
+        return {"loss": loss, "embedding": h[:n].detach(), "projection": z[:n].detach()}
 
     def pair_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return byol_loss(prediction, target)

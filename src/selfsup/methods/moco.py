@@ -61,7 +61,7 @@ class MoCoV2(Method):
         else:
             loss = moco_loss(q1, k2, self.queue, t)
             self._pending_keys = k2
-        return {"loss": loss, "embedding": h[:n].detach()}
+        return {"loss": loss, "embedding": h[:n].detach(), "projection": q1.detach()}
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:

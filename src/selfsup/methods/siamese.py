@@ -60,4 +60,4 @@ class Siamese(Method):
         else:
             same = torch.cat([torch.ones(n), torch.zeros(n)]).to(e1.device)
             loss = margin_contrastive_loss(torch.cat([e1, e1]), torch.cat([e2, negative]), same, m)
-        return {"loss": loss, "embedding": h[:n].detach()}
+        return {"loss": loss, "embedding": h[:n].detach(), "projection": e1.detach()}

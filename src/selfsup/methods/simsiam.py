@@ -40,4 +40,4 @@ class SimSiam(Method):
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = (z.detach() if self.params.stop_gradient else z).chunk(2)
         loss = simsiam_loss(p1, z2) / 2 + simsiam_loss(p2, z1) / 2
-        return {"loss": loss, "embedding": h[:n].detach()}
+        return {"loss": loss, "embedding": h[:n].detach(), "projection": z[:n].detach()}

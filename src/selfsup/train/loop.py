@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,7 @@ from selfsup.methods import get_method
 from selfsup.models.encoder import Encoder, channel_stats, save_encoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from selfsup.train.device import autocast, resolve_device, resolve_precision
-from selfsup.train.monitors import normalized_embedding_std
+from selfsup.train.monitors import collapse_message, collapse_metrics
 from selfsup.train.optim import build_optimizer, lr_at, scaled_lr, set_lr
 
 METRICS_FILE = "metrics.jsonl"
@@ -115,7 +116,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(tc.seed, epoch, 1)))
         aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(tc.seed, epoch, 2))
         epoch_start = time.perf_counter()
-        loss_sum, embed_std, lr = 0.0, 0.0, 0.0
+        loss_sum, monitors, lr = 0.0, {}, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress,
                    leave=False, file=sys.stderr, dynamic_ncols=True)
         for step_in_epoch in bar:
@@ -146,15 +147,17 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             loss_value = loss.item()
             loss_sum += loss_value
             if step_in_epoch == steps_per_epoch - 1:
-                embed_std = normalized_embedding_std(out["embedding"])
+                monitors = collapse_metrics(out)
+                dims = {"embedding_std": out["embedding"].shape[1]}
+                if "projection" in out:
+                    dims["projection_std"] = out["projection"].shape[1]
             seen = (step_in_epoch + 1) * tc.batch_size
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
                             img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
         bar.close()
         seconds = time.perf_counter() - epoch_start
         record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "lr": lr,
-                  "images_per_s": steps_per_epoch * tc.batch_size / seconds, "seconds": seconds,
-                  "embedding_std": embed_std}
+                  "images_per_s": steps_per_epoch * tc.batch_size / seconds, "seconds": seconds, **monitors}
         history.append(record)
         state = {"epoch": epoch + 1, "method": config.method_name, "backbone": config.model.backbone,
                  "model": method.state_dict(), "optimizer": optimizer.state_dict()}
@@ -166,6 +169,12 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         if progress:
             print(f"epoch {epoch + 1}/{tc.epochs}  loss {record['loss']:.4f}  lr {lr:.4g}  "
                   f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s", file=sys.stderr)
+        warning = collapse_message(monitors, dims, tc.collapse_threshold)
+        if warning:
+            if tc.stop_on_collapse:
+                raise TrainingError(f"{warning} at epoch {epoch + 1}; stopped (train.stop_on_collapse). "
+                                    f"The checkpoint of this epoch is {checkpoint_path}.")
+            warnings.warn(f"{warning} at epoch {epoch + 1} (train.stop_on_collapse=true stops the run)")
         if on_epoch_end is not None:
             on_epoch_end(record)
 
