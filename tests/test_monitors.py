@@ -27,10 +27,10 @@ def test_effective_rank():
 
 
 def test_collapse_message_names_the_collapsed_output():
-    dims = {"embedding_std": 64, "projection_std": 16}
+    out = {"embedding": torch.zeros(8, 64), "projection": torch.zeros(8, 16)}
     healthy = {"embedding_std": 0.12, "projection_std": 0.24, "embedding_rank": 30.0}
-    assert collapse_message(healthy, dims, 0.05) is None
-    message = collapse_message({**healthy, "projection_std": 0.001}, dims, 0.05)
+    assert collapse_message(out, healthy, 0.05) is None
+    message = collapse_message(out, {**healthy, "projection_std": 0.001}, 0.05)
     assert message.startswith("projection collapse") and "1/√16" in message
 
 

@@ -116,7 +116,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(tc.seed, epoch, 1)))
         aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(tc.seed, epoch, 2))
         epoch_start = time.perf_counter()
-        loss_sum, monitors, lr = 0.0, {}, 0.0
+        loss_sum, monitors, warning, lr = 0.0, {}, None, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress,
                    leave=False, file=sys.stderr, dynamic_ncols=True)
         for step_in_epoch in bar:
@@ -148,9 +148,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             loss_sum += loss_value
             if step_in_epoch == steps_per_epoch - 1:
                 monitors = collapse_metrics(out)
-                dims = {"embedding_std": out["embedding"].shape[1]}
-                if "projection" in out:
-                    dims["projection_std"] = out["projection"].shape[1]
+                warning = collapse_message(out, monitors, tc.collapse_threshold)
             seen = (step_in_epoch + 1) * tc.batch_size
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
                             img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
@@ -169,7 +167,6 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         if progress:
             print(f"epoch {epoch + 1}/{tc.epochs}  loss {record['loss']:.4f}  lr {lr:.4g}  "
                   f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s", file=sys.stderr)
-        warning = collapse_message(monitors, dims, tc.collapse_threshold)
         if warning:
             if tc.stop_on_collapse:
                 raise TrainingError(f"{warning} at epoch {epoch + 1}; stopped (train.stop_on_collapse). "

@@ -36,13 +36,15 @@ def collapse_metrics(out: dict[str, torch.Tensor]) -> dict[str, float]:
     return metrics
 
 
-def collapse_message(metrics: dict[str, float], dims: dict[str, int], threshold: float) -> str | None:
-    """A warning when an std falls below ``threshold`` × 1/√D (the spread of a uniform sphere)."""
-    for name in ("embedding_std", "projection_std"):
-        if name in metrics:
-            healthy = 1 / math.sqrt(dims[name])
-            if metrics[name] < threshold * healthy:
-                return (f"{name.replace('_std', '')} collapse: std of the L2-normalised "
-                        f"{name.split('_')[0]}s is {metrics[name]:.4g}, below {threshold} × 1/√{dims[name]} "
-                        f"(healthy ≈ {healthy:.4g}); effective rank {metrics['embedding_rank']:.1f}")
+def collapse_message(out: dict[str, torch.Tensor], metrics: dict[str, float], threshold: float) -> str | None:
+    """A warning when the std of ``out``'s embedding or projection (of dimension D) falls below
+    ``threshold`` × 1/√D, the spread of points uniform on the sphere."""
+    for name in ("embedding", "projection"):
+        if name in out:
+            dim = out[name].shape[1]
+            healthy = 1 / math.sqrt(dim)
+            if metrics[f"{name}_std"] < threshold * healthy:
+                return (f"{name} collapse: std of the L2-normalised {name}s is {metrics[f'{name}_std']:.4g}, "
+                        f"below {threshold} × 1/√{dim} (healthy ≈ {healthy:.4g}); "
+                        f"effective rank {metrics['embedding_rank']:.1f}")
     return None
