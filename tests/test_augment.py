@@ -87,3 +87,14 @@ def test_grey_images_pass_through_colour_operations():
     assert torch.equal(ops.adjust_hue(grey, factors), grey)
     views = ViewAugmenter(AugmentConfig())((grey * 255).to(torch.uint8), torch.Generator().manual_seed(0))
     assert views[0].shape == (4, 1, 8, 8)
+
+
+def test_multi_crop_adds_local_views_of_the_local_size():
+    from selfsup.augment import AugmentConfig, ViewAugmenter
+
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    config = AugmentConfig(views=2, local_views=3)
+    views = ViewAugmenter(config)(images, torch.Generator().manual_seed(0))
+    assert [tuple(v.shape) for v in views] == [(5, 3, 32, 32)] * 2 + [(5, 3, 14, 14)] * 3  # 96/224 of 32
+    sized = ViewAugmenter(AugmentConfig(local_views=1, local_size=4))(images, torch.Generator().manual_seed(0))
+    assert sized[-1].shape[-2:] == (4, 4)

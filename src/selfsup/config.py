@@ -258,7 +258,19 @@ def validate(config: Config) -> None:
         section, name = key.split(".")
         if getattr(getattr(config, section), name) <= 0:
             raise ConfigError(f"option '{key}' must be positive")
-    for key in ("augment.crop_scale", "eval.finetune_crop_scale"):
+    method = get_method(config.method_name).build
+    if not method.multi_crop and (config.augment.views != 2 or config.augment.local_views):
+        raise ConfigError(f"method '{config.method_name}' takes exactly 2 views: augment.views must be 2 and "
+                          f"augment.local_views 0 (multi-crop is for dino)")
+    global_views = getattr(config.method, "global_views", None)
+    if global_views is not None and global_views != config.augment.views:
+        raise ConfigError(f"method.global_views ({global_views}) must equal augment.views ({config.augment.views}): "
+                          "the first views are the global crops the teacher sees")
+    for key in ("augment.local_views", "augment.local_size"):
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) < 0:
+            raise ConfigError(f"option '{key}' must be 0 or more")
+    for key in ("augment.crop_scale", "augment.local_crop_scale", "eval.finetune_crop_scale"):
         section, name = key.split(".")
         low, high = getattr(getattr(config, section), name)
         if not 0 < low <= high <= 1:

@@ -28,25 +28,36 @@ class AugmentConfig:
     saturation: float = 0.4
     hue: float = 0.1
     grayscale_p: float = 0.2
+    # multi-crop (Caron et al. 2020, SwAV; DINO): extra small views after the ``views`` global ones
+    local_views: int = 0
+    local_crop_scale: tuple[float, float] = (0.05, 0.14)
+    local_size: int = 0  # side of the local views in pixels; 0 = 3/7 of the input side (96/224, rounded)
+
+    def local_side(self, side: int) -> int:
+        return self.local_size if self.local_size > 0 else max(1, round(side * 96 / 224))
 
 
 class ViewAugmenter:
-    """Makes ``config.views`` independently augmented views of a uint8 batch.
+    """Makes ``config.views`` independently augmented views of a uint8 batch, then
+    ``config.local_views`` smaller ones (multi-crop).
 
-    Every image draws its own parameters from ``generator``; the result is float32 in [0, 1]
-    with the input's spatial size.
+    Every image draws its own parameters from ``generator``; the result is float32 in [0, 1],
+    global views with the input's spatial size.
     """
 
     def __init__(self, config: AugmentConfig):
         self.config = config
 
-    def view(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def view(self, images: torch.Tensor, generator: torch.Generator, local: bool = False) -> torch.Tensor:
+        """One view: the input's size, or a local view (``local_crop_scale``, ``local_side``)."""
         c = self.config
         x = images.float().div_(255.0)
         n, _, height, width = x.shape
-        boxes = ops.random_resized_crop_boxes(n, height, width, c.crop_scale, c.crop_ratio, generator, x.device)
+        scale = c.local_crop_scale if local else c.crop_scale
+        size = (c.local_side(height), c.local_side(width)) if local else (height, width)
+        boxes = ops.random_resized_crop_boxes(n, height, width, scale, c.crop_ratio, generator, x.device)
         flip = ops.bernoulli(n, c.flip_p, generator, x.device)
-        x = ops.crop_resize_flip(x, boxes, flip, (height, width))
+        x = ops.crop_resize_flip(x, boxes, flip, size)
         if c.jitter_p > 0:
             x = ops.color_jitter(x, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator)
         if c.grayscale_p > 0:
@@ -55,4 +66,6 @@ class ViewAugmenter:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        return [self.view(images, generator) for _ in range(self.config.views)]
+        c = self.config
+        return ([self.view(images, generator) for _ in range(c.views)]
+                + [self.view(images, generator, local=True) for _ in range(c.local_views)])

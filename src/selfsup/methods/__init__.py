@@ -9,6 +9,7 @@ from selfsup.errors import ConfigError
 from selfsup.methods.barlow_twins import BarlowTwins, BarlowTwinsParams
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, BYOLParams
+from selfsup.methods.dino import DINO, DINOParams
 from selfsup.methods.moco import MoCoV2, MoCoV2Params, MoCoV3, MoCoV3Params
 from selfsup.methods.siamese import Siamese, SiameseParams
 from selfsup.methods.simclr import SimCLR, SimCLRParams
@@ -39,6 +40,8 @@ METHODS: dict[str, MethodInfo] = {
                           MoCoV3Params, MoCoV3),
     "byol": MethodInfo("byol", "Siamese, non-contrastive",
                        "Grill et al. 2020, Bootstrap Your Own Latent", BYOLParams, BYOL),
+    "dino": MethodInfo("dino", "Siamese, non-contrastive (self-distillation)",
+                       "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers", DINOParams, DINO),
     "simsiam": MethodInfo("simsiam", "Siamese, non-contrastive",
                           "Chen & He 2021, Exploring Simple Siamese Representation Learning", SimSiamParams, SimSiam),
     "barlow_twins": MethodInfo("barlow_twins", "Siamese, non-contrastive",

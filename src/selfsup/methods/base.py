@@ -17,6 +17,9 @@ class Method(nn.Module):
     read by the collapse monitors. The training loop knows nothing else about it.
     """
 
+    multi_crop = False
+    """Whether ``forward`` takes more than two views (``augment.views`` > 2 or ``augment.local_views``)."""
+
     def __init__(self, encoder: Encoder):
         super().__init__()
         self.encoder = encoder
@@ -26,6 +29,9 @@ class Method(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (momentum encoders update here). Default: nothing."""
+
+    def set_steps_per_epoch(self, steps_per_epoch: int) -> None:
+        """Told once before training, for schedules given in epochs. Default: nothing."""
 
     def encode_pair(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Encoder features 2N×D of two views in one pass (so BatchNorm sees all 2N images), and N."""

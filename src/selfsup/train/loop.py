@@ -89,6 +89,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
 
     steps_per_epoch = len(data) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
+    method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
     start_epoch, history = 0, []
