@@ -41,6 +41,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
         (["pretrain", "--data", "digits", "notakeyvalue"], "notakeyvalue"),
         (["pretrain", "--data", "digits", "optim.lr=fast"], "optim.lr"),
         (["pretrain", "--data", "digits", "augment.local_views=4"], "multi-crop is for dino"),
+        (["pretrain", "--data", "digits", "--method", "siamese", "method.mining=soft"], "method.mining"),
         (["pretrain", "--data", "digits", "--method", "byol", "augment.views=3"], "exactly 2 views"),
         (["pretrain", "--data", "digits", "--method", "dino", "augment.views=3"], "method.global_views (2)"),
         (["pretrain", "--data", "digits", "--method", "dino", "augment.local_views=-1"], "augment.local_views"),

@@ -89,23 +89,73 @@ def test_moco_v2_queue_takes_each_steps_keys_in_order_and_wraps_around():
     assert int(method.queue_position) == 8
 
 
-def test_siamese_triplet_with_hard_negatives_learns(tmp_path):
-    overrides = TINY + ["method.loss=triplet", "method.margin=0.2", "method.hard_negatives=true"]
-    result = api.pretrain("siamese", "digits", out=tmp_path, epochs=4, overrides=overrides, progress=False)
-    assert all(math.isfinite(h["loss"]) for h in result.history)
-    assert digits_knn_accuracy(tmp_path) > 0.5
+def test_siamese_triplet_semi_hard_learns_where_hardest_negatives_collapse(tmp_path):
+    """Schroff et al. 2015 (Sec. 3.2): the hardest negatives from the start can collapse the model;
+    semi-hard ones do not. The collapse monitor sees the difference."""
+    runs = {}
+    for mining in ("semi_hard", "hardest"):
+        overrides = TINY + ["method.loss=triplet", "method.margin=0.2", f"method.mining={mining}"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = api.pretrain("siamese", "digits", out=tmp_path / mining, epochs=4, overrides=overrides,
+                                  progress=False)
+        assert all(math.isfinite(h["loss"]) for h in result.history)
+        runs[mining] = ([str(w.message) for w in caught if "collapse" in str(w.message)], result.history[-1])
+    assert runs["semi_hard"][0] == [] and digits_knn_accuracy(tmp_path / "semi_hard") > 0.5
+    assert runs["hardest"][1]["projection_std"] < runs["semi_hard"][1]["projection_std"]
 
 
-def test_siamese_hard_negative_is_the_closest_other_image():
+def siamese(**params):
     from selfsup.methods.siamese import Siamese, SiameseParams
     from selfsup.models import Encoder
 
     encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
-    method = Siamese(encoder, SiameseParams(hard_negatives=True))
+    return Siamese(encoder, SiameseParams(**params))
+
+
+def test_siamese_negatives_random_hardest_and_semi_hard():
     anchors = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
     others = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.2, 0.0]])
-    assert method.negatives(anchors, others).tolist() == [2, 2, 1]
-    assert Siamese(encoder, SiameseParams()).negatives(anchors, others).tolist() == [1, 2, 0]
+    assert siamese(mining="hardest").negatives(anchors, others).tolist() == [2, 2, 1]
+    assert siamese().negatives(anchors, others).tolist() == [1, 2, 0]
+    # semi-hard: the closest negative farther than the positive (each anchor's own index).
+    # anchor 0: positive 0.1, others 0.9 and 0.2 -> 2; anchor 1: positive 0.1, others 0.9 and 0.8 -> 2;
+    # anchor 2: positive 6.93, others 7.00 and 6.47 -> 0 (the hardest, index 1, is closer than the positive)
+    assert siamese(mining="semi_hard").negatives(anchors, others).tolist() == [2, 2, 0]
+    # none farther than the positive: the farthest
+    assert siamese(mining="semi_hard").negatives(anchors[:2], torch.tensor([[5.0, 0.0], [5.0, 0.0]])).tolist() == [1, 0]
+
+
+def test_siamese_labelled_pairs_respect_classes():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    method = siamese(pairs="labels", mining="hardest")
+    positive = method.positives(labels)
+    assert labels[positive].tolist() == labels.tolist()
+    assert positive[:4].ne(torch.arange(4)).all() and positive[4] == 4  # class 2 has one image: its own view
+    anchors = torch.zeros(5, 2)
+    others = torch.tensor([[0.0, 0.0], [0.0, 0.1], [3.0, 0.0], [4.0, 0.0], [5.0, 0.0]])
+    negative = method.negatives(anchors, others, positive, labels)
+    assert (labels[negative] != labels).all()
+    assert negative.tolist() == [2, 2, 0, 0, 0]
+
+
+def test_siamese_learns_from_labelled_pairs(tmp_path):
+    overrides = TINY + ["method.pairs=labels", "method.loss=triplet", "method.margin=0.2"]
+    api.pretrain("siamese", "digits", out=tmp_path, epochs=4, overrides=overrides, progress=False)
+    assert digits_knn_accuracy(tmp_path) > 0.8
+
+
+def test_labelled_pairs_on_unlabelled_data_is_a_clear_error(tmp_path):
+    from selfsup.errors import DataError
+
+    from conftest import write_image
+
+    for i in range(8):
+        write_image(tmp_path / "flat" / f"{i}.png", size=(8, 8), seed=i)
+    with pytest.raises(DataError, match="learns from labels.*unlabelled"):
+        api.pretrain("siamese", str(tmp_path / "flat"), out=tmp_path / "run", epochs=1, progress=False,
+                     overrides=TINY + ["method.pairs=labels", "train.batch_size=4"])
 
 
 def test_unknown_siamese_loss_is_a_clear_error(tmp_path):

@@ -20,6 +20,9 @@ class Method(nn.Module):
     multi_crop = False
     """Whether ``forward`` takes more than two views (``augment.views`` > 2 or ``augment.local_views``)."""
 
+    needs_labels = False
+    """Whether ``forward`` also takes the batch's labels (``forward(views, labels=...)``)."""
+
     def __init__(self, encoder: Encoder):
         super().__init__()
         self.encoder = encoder

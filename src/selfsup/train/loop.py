@@ -22,7 +22,7 @@ from tqdm import tqdm
 from selfsup.augment import ViewAugmenter
 from selfsup.config import Config, save_config
 from selfsup.data import DataSplits
-from selfsup.errors import ConfigError, SelfsupError, TrainingError
+from selfsup.errors import ConfigError, DataError, SelfsupError, TrainingError
 from selfsup.methods import get_method
 from selfsup.models.encoder import Encoder, channel_stats, save_encoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
@@ -110,6 +110,12 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     save_config(config, run_dir / "config.yaml")
 
     images = data.images.to(device)
+    labels = None
+    if method.needs_labels:
+        if not data.labelled or bool((data.labels < 0).any()):
+            raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
+                            f"{config.data.spec} has unlabelled training images")
+        labels = data.labels.to(device)
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         method.train()
@@ -124,12 +130,13 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             step = epoch * steps_per_epoch + step_in_epoch
             lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.optim.schedule)
             set_lr(optimizer, lr)
-            batch = images[order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size].to(device)]
+            index = order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size].to(device)
+            batch = images[index]
             views = augmenter(batch, aug_gen)
             if tc.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast(device, amp_dtype):
-                out = method(views)
+                out = method(views, labels=labels[index]) if labels is not None else method(views)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 raise TrainingError(
