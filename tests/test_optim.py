@@ -49,3 +49,28 @@ def test_biases_and_norm_parameters_get_no_weight_decay():
     opt = build_optimizer(model, "sgd", lr=0.1, momentum=0.9, weight_decay=0.5)
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model[0].weight)}
+
+
+def test_bias_learning_rate_scale_and_fixed_rate_parameters():
+    from selfsup.train.optim import set_lr
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    fixed = tuple(model[1].parameters())
+    opt = build_optimizer(model, "lars", lr=1.0, momentum=0.9, weight_decay=0.0, bias_lr_scale=0.024, fixed_lr=fixed)
+    set_lr(opt, 0.5, peak_lr=2.0)
+    rate = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert rate[id(model[0].weight)] == pytest.approx(0.5)
+    assert rate[id(model[0].bias)] == pytest.approx(0.5 * 0.024)
+    assert rate[id(model[1].weight)] == pytest.approx(2.0)  # fixed: the peak rate, whatever the schedule says
+    assert rate[id(model[1].bias)] == pytest.approx(2.0 * 0.024)
+    assert sum(len(g["params"]) for g in opt.param_groups) == 4
+
+
+def test_simsiam_predictor_keeps_the_peak_rate():
+    from selfsup.methods.simsiam import SimSiam, SimSiamParams
+    from selfsup.models import Encoder
+
+    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
+    method = SimSiam(encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4))
+    assert {id(p) for p in method.fixed_lr_parameters()} == {id(p) for p in method.predictor.parameters()}
+    assert SimSiam(encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4, fix_pred_lr=False)).fixed_lr_parameters() == ()

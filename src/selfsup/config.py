@@ -44,6 +44,7 @@ class OptimConfig:
     warmup_epochs: float = 10.0
     schedule: str = "cosine"  # cosine (after linear warm-up), constant
     lars_eta: float = 0.001
+    bias_lr_scale: float = 1.0  # learning rate of biases and norm parameters relative to the weights'
 
 
 @dataclass
@@ -242,7 +243,7 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "model.stem": ("auto", "cifar", "imagenet"),
 }
-POSITIVE = ("train.epochs", "train.batch_size", "optim.lr", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
+POSITIVE = ("train.epochs", "train.batch_size", "optim.lr", "optim.bias_lr_scale", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
             "augment.views")
 
 

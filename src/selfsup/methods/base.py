@@ -33,6 +33,10 @@ class Method(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (momentum encoders update here). Default: nothing."""
 
+    def fixed_lr_parameters(self) -> tuple[nn.Parameter, ...]:
+        """Parameters trained at the peak learning rate throughout (no warm-up, no decay). Default: none."""
+        return ()
+
     def set_steps_per_epoch(self, steps_per_epoch: int) -> None:
         """Told once before training, for schedules given in epochs. Default: nothing."""
 

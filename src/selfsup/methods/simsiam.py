@@ -22,6 +22,7 @@ class SimSiamParams:
     proj_layers: int = 3
     pred_hidden_dim: int = 512
     stop_gradient: bool = True  # switching it off collapses the embedding (paper, Fig. 2)
+    fix_pred_lr: bool = True  # the predictor's learning rate is not decayed (paper Sec. 4.2; official --fix-pred-lr)
 
 
 class SimSiam(Method):
@@ -33,6 +34,9 @@ class SimSiam(Method):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers, output_bn=True)
         self.predictor = mlp_head(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
+
+    def fixed_lr_parameters(self) -> tuple[torch.nn.Parameter, ...]:
+        return tuple(self.predictor.parameters()) if self.params.fix_pred_lr else ()
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         h, n = self.encode_pair(views)

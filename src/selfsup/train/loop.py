@@ -83,7 +83,8 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         method = method.to(memory_format=torch.channels_last)
     peak_lr = scaled_lr(config.optim.lr, tc.batch_size, config.optim.lr_scaling)
     optimizer = build_optimizer(method, config.optim.name, peak_lr, config.optim.momentum,
-                                config.optim.weight_decay, config.optim.lars_eta)
+                                config.optim.weight_decay, config.optim.lars_eta, config.optim.bias_lr_scale,
+                                method.fixed_lr_parameters())
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     augmenter = ViewAugmenter(config.augment)
 
@@ -129,7 +130,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         for step_in_epoch in bar:
             step = epoch * steps_per_epoch + step_in_epoch
             lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.optim.schedule)
-            set_lr(optimizer, lr)
+            set_lr(optimizer, lr, peak_lr)
             index = order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size].to(device)
             batch = images[index]
             views = augmenter(batch, aug_gen)

@@ -43,14 +43,19 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weights with decay; biases and 1-D normalisation parameters without (and excluded from LARS)."""
-    decay, no_decay = [], []
+def param_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float = 1.0,
+                 fixed_lr: tuple[nn.Parameter, ...] = ()) -> list[dict]:
+    """Weights with decay; biases and 1-D normalisation parameters without (and excluded from LARS),
+    at ``bias_lr_scale`` × the learning rate (Barlow Twins: 0.0048 / 0.2). Parameters in
+    ``fixed_lr`` (SimSiam's predictor) keep the peak rate: no warm-up, no decay."""
+    fixed = {id(p) for p in fixed_lr}
+    groups: dict[tuple[bool, bool], list] = {}
     for param in model.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return [dict(params=decay, weight_decay=weight_decay, lars_exclude=False),
-            dict(params=no_decay, weight_decay=0.0, lars_exclude=True)]
+            groups.setdefault((param.ndim <= 1, id(param) in fixed), []).append(param)
+    return [dict(params=params, weight_decay=0.0 if bias else weight_decay, lars_exclude=bias,
+                 lr_scale=bias_lr_scale if bias else 1.0, fixed_lr=is_fixed)
+            for (bias, is_fixed), params in sorted(groups.items())]
 
 
 def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
@@ -58,8 +63,9 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float,
-                    eta: float = 0.001) -> torch.optim.Optimizer:
-    groups = param_groups(model, weight_decay)
+                    eta: float = 0.001, bias_lr_scale: float = 1.0,
+                    fixed_lr: tuple[nn.Parameter, ...] = ()) -> torch.optim.Optimizer:
+    groups = param_groups(model, weight_decay, bias_lr_scale, fixed_lr)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
     for group in groups:
@@ -82,6 +88,8 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, schedu
     return peak_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, peak_lr: float | None = None) -> None:
+    """The scheduled rate ``lr`` for every group (× its ``lr_scale``); ``peak_lr`` for fixed-rate groups."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        base = peak_lr if group.get("fixed_lr") and peak_lr is not None else lr
+        group["lr"] = base * group.get("lr_scale", 1.0)
