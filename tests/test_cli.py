@@ -26,7 +26,8 @@ def assert_one_line_error(code, err, culprit):
     assert culprit in lines[0]
 
 
-def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs without --out go to ./runs/
     (tmp_path / "empty").mkdir()
     corrupt = make_image_folder(tmp_path / "corrupt", per_class=3)
     (corrupt / "cat" / "bad.png").write_bytes(corrupt_bytes())
@@ -52,6 +53,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     for args, culprit in cases:
         code, _, err = run_cli(args, capsys)
         assert_one_line_error(code, err, str(culprit))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "big").exists()  # no empty run directories left
 
 
 def test_invalid_label_budget_and_protocol(tmp_path, capsys):

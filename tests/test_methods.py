@@ -193,3 +193,19 @@ def test_dino_takes_local_views_of_another_size():
     views = [torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8), torch.rand(4, 1, 4, 4), torch.rand(4, 1, 4, 4)]
     out = method(views)
     assert torch.isfinite(out["loss"]) and out["embedding"].shape == (4, 16)
+
+
+def test_moco_v2_split_batchnorm_keeps_order_and_normalises_each_part_alone():
+    from selfsup.methods.moco import MoCoV2, MoCoV2Params
+    from selfsup.models import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
+    method = MoCoV2(encoder, MoCoV2Params(proj_dim=8, queue_size=16, bn_splits=2))
+    images = torch.rand(8, 1, 8, 8)
+    with torch.no_grad():
+        parts = torch.cat([encoder(images[:4]), encoder(images[4:])])
+        assert torch.allclose(method.split_encode(encoder, images, shuffle=False), parts, atol=1e-5)
+        assert not torch.allclose(encoder(images), parts, atol=1e-3)  # whole-batch statistics differ
+        encoder.eval()  # without batch statistics the shuffle is invisible: the order comes back
+        assert torch.allclose(method.split_encode(encoder, images, shuffle=True), encoder(images), atol=1e-5)

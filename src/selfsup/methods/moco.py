@@ -20,7 +20,9 @@ from selfsup.models.heads import mlp_head
 @dataclass
 class MoCoV2Params:
     """Defaults from MoCo v2 (Sec. 2) and the official CIFAR-10 demo of facebookresearch/moco:
-    MLP head (hidden = encoder width, no BatchNorm) to 128, queue 4096, momentum 0.99, temperature 0.2."""
+    MLP head (hidden = encoder width, no BatchNorm) to 128, queue 4096, momentum 0.99, temperature
+    0.2, BatchNorm statistics over 8 splits of the batch with the keys shuffled (the demo's
+    ``bn_splits=8``, its one-device stand-in for shuffling BN across GPUs)."""
 
     proj_hidden_dim: int = 0  # 0: the encoder's feature dimension
     proj_dim: int = 128
@@ -28,14 +30,17 @@ class MoCoV2Params:
     momentum: float = 0.99
     temperature: float = 0.2
     symmetric: bool = False  # both views as queries (the official CIFAR demo's option)
+    bn_splits: int = 8  # BatchNorm sees the batch in this many parts; 1 = the whole batch
 
 
 class MoCoV2(Method):
     """Queries from the encoder, keys from its momentum copy; the negatives are a queue of past keys.
 
     The key encoder is updated after each optimiser step (equivalent to MoCo's update before the
-    keys of the next step) and this step's keys are enqueued then. On one process the key
-    encoder's BatchNorm sees the same batch as the query encoder (MoCo shuffles BN across GPUs).
+    keys of the next step) and this step's keys are enqueued then. MoCo shuffles the keys across
+    GPUs so that a query and its key never share BatchNorm statistics (a shortcut otherwise); on
+    one device both encoders normalise ``bn_splits`` parts of their batch separately and the keys
+    are shuffled before the split and put back in order after it.
     """
 
     def __init__(self, encoder: Encoder, params: MoCoV2Params):
@@ -49,19 +54,32 @@ class MoCoV2(Method):
         self.register_buffer("queue_position", torch.zeros((), dtype=torch.long))
         self._pending_keys: torch.Tensor | None = None
 
+    def split_encode(self, encoder: torch.nn.Module, images: torch.Tensor, shuffle: bool) -> torch.Tensor:
+        """``encoder`` over ``bn_splits`` parts of ``images`` (each its own BatchNorm batch), in
+        the input order; with ``shuffle`` the parts are drawn from a random permutation."""
+        order = torch.randperm(len(images), device=images.device) if shuffle else None
+        x = images[order] if order is not None else images
+        h = torch.cat([encoder(part) for part in x.chunk(max(1, self.params.bn_splits))])
+        return h[torch.argsort(order)] if order is not None else h
+
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        h, n = self.encode_pair(views)
-        q1, q2 = self.projector(h).chunk(2)
+        if len(views) != 2:
+            raise ValueError(f"MoCoV2 takes exactly 2 views, got {len(views)}")
+        n = len(views[0])
+        symmetric = self.params.symmetric
+        # one view at a time, so that BatchNorm never mixes a query with its own key's image
+        h = torch.cat([self.split_encode(self.encoder, v, shuffle=False) for v in (views if symmetric else views[:1])])
+        q = self.projector(h)
         with torch.no_grad():
-            k1, k2 = F.normalize(self.key_projector(self.key_encoder(torch.cat(views))).float(), dim=1).chunk(2)
+            keys = [F.normalize(self.key_projector(self.split_encode(self.key_encoder, v, shuffle=True)).float(), dim=1)
+                    for v in (views if symmetric else views[1:])]
         t = self.params.temperature
-        if self.params.symmetric:
-            loss = (moco_loss(q1, k2, self.queue, t) + moco_loss(q2, k1, self.queue, t)) / 2
-            self._pending_keys = torch.cat([k1, k2])
+        if symmetric:
+            loss = (moco_loss(q[:n], keys[1], self.queue, t) + moco_loss(q[n:], keys[0], self.queue, t)) / 2
         else:
-            loss = moco_loss(q1, k2, self.queue, t)
-            self._pending_keys = k2
-        return {"loss": loss, "embedding": h[:n].detach(), "projection": q1.detach()}
+            loss = moco_loss(q, keys[0], self.queue, t)
+        self._pending_keys = torch.cat(keys)
+        return {"loss": loss, "embedding": h[:n].detach(), "projection": q[:n].detach()}
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:

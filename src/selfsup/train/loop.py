@@ -66,7 +66,6 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists() and not resume and not overwrite:
         raise SelfsupError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     data = splits.train
     tc = config.train
@@ -93,6 +92,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
+    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a configuration error leaves no empty run behind
     start_epoch, history = 0, []
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
