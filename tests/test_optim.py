@@ -74,3 +74,13 @@ def test_simsiam_predictor_keeps_the_peak_rate():
     method = SimSiam(encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4))
     assert {id(p) for p in method.fixed_lr_parameters()} == {id(p) for p in method.predictor.parameters()}
     assert SimSiam(encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4, fix_pred_lr=False)).fixed_lr_parameters() == ()
+
+
+def test_gradients_are_clipped_one_parameter_at_a_time():
+    from selfsup.train.optim import clip_gradients
+
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    a.grad, b.grad = torch.tensor([3.0, 4.0, 0.0]), torch.tensor([0.1, 0.0])
+    clip_gradients([a, b], 1.0)
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.8, 0.0]), atol=1e-5)  # norm 5 -> 1
+    assert torch.equal(b.grad, torch.tensor([0.1, 0.0]))  # below the limit: untouched

@@ -45,6 +45,7 @@ class OptimConfig:
     schedule: str = "cosine"  # cosine (after linear warm-up), constant
     lars_eta: float = 0.001
     bias_lr_scale: float = 1.0  # learning rate of biases and norm parameters relative to the weights'
+    clip_grad: float = 0.0  # > 0: clip each parameter's gradient to this L2 norm (DINO: 3.0)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from selfsup.models.encoder import Encoder, channel_stats, save_encoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from selfsup.train.device import autocast, resolve_device, resolve_precision
 from selfsup.train.monitors import collapse_message, collapse_metrics
-from selfsup.train.optim import build_optimizer, lr_at, scaled_lr, set_lr
+from selfsup.train.optim import build_optimizer, clip_gradients, lr_at, scaled_lr, set_lr
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -147,10 +147,15 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
+                if config.optim.clip_grad > 0:
+                    scaler.unscale_(optimizer)
+                    clip_gradients(method.parameters(), config.optim.clip_grad)
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 loss.backward()
+                if config.optim.clip_grad > 0:
+                    clip_gradients(method.parameters(), config.optim.clip_grad)
                 optimizer.step()
             method.after_step(step, total_steps)
             loss_value = loss.item()

@@ -88,6 +88,18 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, schedu
     return peak_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+@torch.no_grad()
+def clip_gradients(parameters, max_norm: float) -> None:
+    """Scale each parameter's gradient down to L2 norm ``max_norm`` where it is larger, one
+    parameter at a time (as DINO's official ``clip_gradients``; not one global norm)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads or max_norm <= 0:
+        return
+    norms = torch._foreach_norm(grads)
+    scales = [torch.clamp(max_norm / (norm + 1e-6), max=1.0) for norm in norms]
+    torch._foreach_mul_(grads, scales)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float, peak_lr: float | None = None) -> None:
     """The scheduled rate ``lr`` for every group (× its ``lr_scale``); ``peak_lr`` for fixed-rate groups."""
     for group in optimizer.param_groups:
