@@ -107,6 +107,42 @@ def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None
     return out
 
 
+def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: str | None = None,
+                 images: int = 8, seed: int = 0, overrides=(), cell: int = 64) -> Path:
+    """Save a PNG grid that shows what a model sees: one row per image, the original first, then
+    each view of the augmentation pipeline (``method``'s recipe for this data, or ``preset``, then
+    ``augment.*`` overrides). Every tile is scaled (nearest neighbour) to ``cell`` pixels; local
+    views keep their relative size in the middle of their tile."""
+    from PIL import Image
+
+    from selfsup.augment import ViewAugmenter
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise SelfsupError(f"--out must name a .png file, got {out}")
+    if images < 1:
+        raise SelfsupError(f"--images must be at least 1, got {images}")
+    overrides = ([f"augment.preset={preset}"] if preset else []) + list(overrides)
+    config, splits = resolve(method, data, overrides=overrides)
+    batch = splits.train.images[torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]]
+    views = ViewAugmenter(config.augment)(batch, torch.Generator().manual_seed(seed))
+    columns = [batch.float() / 255] + views
+    side = max(batch.shape[-2:])
+    scale = max(1, cell // side)
+    tile = side * scale
+    grid = torch.ones(3, len(batch) * (tile + 2), len(columns) * (tile + 2))
+    for j, column in enumerate(columns):
+        big = column.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1).expand(-1, 3, -1, -1)
+        h, w = big.shape[-2:]
+        for i in range(len(batch)):
+            top, left = i * (tile + 2) + 1 + (tile - h) // 2, j * (tile + 2) + 1 + (tile - w) // 2
+            grid[:, top:top + h, left:left + w] = big[i]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(out)
+    return out
+
+
 def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) -> dict[str, Any]:
     """Pretrain SimCLR on the built-in digits, then evaluate with 1, 5 and 10 labels per class.
 

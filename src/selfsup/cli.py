@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, metavar="FILE.npy")
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
+    a = verbs.add_parser("augment", help="save a grid of images and their augmented views (PNG)",
+                         description="See what the model sees: a PNG grid, one row per image, the original "
+                                     "then each augmented view of the chosen pipeline.")
+    a.add_argument("--data", required=True)
+    a.add_argument("--preset", help="augmentation preset: simclr, simclr_cifar, byol, dino, mae, small "
+                                    "(default: the method's recipe for this data)")
+    a.add_argument("--method", default="simclr", help="whose recipe gives the pipeline when --preset is absent")
+    a.add_argument("--images", type=int, default=8, help="rows (images) in the grid (default 8)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default="augment.png", metavar="FILE.png", help="default augment.png")
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="change the pipeline, e.g. augment.blur_p=1")
+
     d = verbs.add_parser("demo", help="pretrain on the built-in digits and evaluate with 1, 5, 10 labels per class",
                          description="A complete run in about a minute on a laptop CPU: SimCLR on scikit-learn's "
                                      "digits, then the few-label table.")
@@ -115,6 +127,10 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "embed":
         out = api.embed(args.run_dir, args.data, args.out, device=args.device)
         print(f"embeddings in {out} (row metadata in {out.with_suffix('.json')})")
+    elif args.verb == "augment":
+        out = api.augment_grid(args.data, args.out, method=args.method, preset=args.preset, images=args.images,
+                               seed=args.seed, overrides=args.overrides)
+        print(f"grid of {args.images} images and their views in {out}")
     elif args.verb == "demo":
         api.demo(args.out, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "methods":
