@@ -133,3 +133,22 @@ def test_augment_writes_a_grid_of_originals_and_views(tmp_path, capsys):
     assert_one_line_error(code, err, "fancy")
     code, _, err = run_cli(["augment", "--data", "digits", "--out", tmp_path / "grid.jpg"], capsys)
     assert_one_line_error(code, err, "grid.jpg")
+
+
+def test_ablate_trains_the_full_pipeline_and_each_drop(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    code, stdout, _ = run_cli(["ablate", "--data", "digits", "--drop", "crop,color,blur", "--epochs", "2",
+                               "--labels", "5/class", "--seeds", "1", "--out", out, "--quiet", *TINY], capsys)
+    assert code == 0
+    report = json.loads((out / "ablation.json").read_text())
+    rows = {r["drop"]: r for r in report["rows"]}
+    assert set(rows) == {"full", "crop", "color", "blur"}
+    assert rows["blur"]["note"] == "not in this pipeline"  # the digits preset has no blur
+    for name in ("full", "crop", "color"):
+        assert {r["protocol"] for r in rows[name]["results"]} == {"knn", "linear"}
+        assert (out / name / "encoder.safetensors").exists()
+    assert rows["crop"]["results"][0]["seeds"] == 1
+    line = next(line for line in stdout.splitlines() if line.startswith("| without crop"))
+    assert "(+" in line or "(-" in line  # the change from the full pipeline
+    code, _, err = run_cli(["ablate", "--data", "digits", "--drop", "crop,rotate"], capsys)
+    assert_one_line_error(code, err, "rotate")

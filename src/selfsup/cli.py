@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="augment.png", metavar="FILE.png", help="default augment.png")
     a.add_argument("overrides", nargs="*", metavar="key=value", help="change the pipeline, e.g. augment.blur_p=1")
 
+    b = verbs.add_parser("ablate", help="pretrain without one augmentation at a time and compare",
+                         description="The augmentation ablation: short pretrainings with the full pipeline and "
+                                     "without each named augmentation, then kNN and linear accuracy of each "
+                                     "(table printed and saved as OUT/ablation.json).")
+    b.add_argument("--method", default="simclr")
+    b.add_argument("--data", required=True)
+    b.add_argument("--drop", type=_csv, default=["crop", "color", "grayscale", "blur", "flip"],
+                   help="augmentations to remove one at a time: crop,color,grayscale,blur,solarize,flip "
+                        "(default crop,color,grayscale,blur,flip)")
+    b.add_argument("--epochs", type=int, help="epochs of each pretraining (default: the recipe's)")
+    b.add_argument("--labels", type=_csv, help="label budgets (default: the recipe's)")
+    b.add_argument("--seeds", type=int, help="labelled subsets per budget (default: the recipe's)")
+    b.add_argument("--out", help="directory of the runs and ablation.json (default runs/ablate-<method>-<data>)")
+    b.add_argument("--quiet", action="store_true")
+    b.add_argument("overrides", nargs="*", metavar="key=value", help="settings for every run, e.g. train.batch_size=128")
+
     d = verbs.add_parser("demo", help="pretrain on the built-in digits and evaluate with 1, 5, 10 labels per class",
                          description="A complete run in about a minute on a laptop CPU: SimCLR on scikit-learn's "
                                      "digits, then the few-label table.")
@@ -131,6 +147,9 @@ def _run(args: argparse.Namespace) -> int:
         out = api.augment_grid(args.data, args.out, method=args.method, preset=args.preset, images=args.images,
                                seed=args.seed, overrides=args.overrides)
         print(f"grid of {args.images} images and their views in {out}")
+    elif args.verb == "ablate":
+        api.ablate(args.method, args.data, drop=args.drop, out=args.out, epochs=args.epochs, labels=args.labels,
+                   seeds=args.seeds, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "demo":
         api.demo(args.out, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "methods":
