@@ -98,3 +98,68 @@ def test_multi_crop_adds_local_views_of_the_local_size():
     assert [tuple(v.shape) for v in views] == [(5, 3, 32, 32)] * 2 + [(5, 3, 14, 14)] * 3  # 96/224 of 32
     sized = ViewAugmenter(AugmentConfig(local_views=1, local_size=4))(images, torch.Generator().manual_seed(0))
     assert sized[-1].shape[-2:] == (4, 4)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_gaussian_blur_equals_torchvision_per_image(images, kernel_size):
+    sigma = 0.1 + 1.9 * torch.rand(len(images), generator=torch.Generator().manual_seed(2))
+    out = ops.gaussian_blur(images, sigma, kernel_size)
+    expected = torch.stack([TF.gaussian_blur(img, [kernel_size, kernel_size], [float(s), float(s)])
+                            for img, s in zip(images, sigma)])
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_solarize_equals_torchvision(images):
+    assert torch.allclose(ops.solarize(images, 0.5), TF.solarize(images, 0.5), atol=1e-6)
+
+
+def test_blur_kernel_is_a_tenth_of_the_side_and_odd():
+    assert [ops.blur_kernel_size(s) for s in (8, 32, 96, 224)] == [3, 3, 9, 23]
+
+
+def plain(**changes) -> AugmentConfig:
+    """No crop, flip or colour change: only what ``changes`` switches on."""
+    base = dict(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0)
+    return AugmentConfig(**{**base, **changes})
+
+
+def test_blur_and_solarisation_are_per_view(images):
+    uint8 = (images * 255).round().to(torch.uint8)
+    x = uint8.float() / 255
+    config = plain(views=3, blur_p=[1.0, 0.0], solarize_p=[0.0, 1.0])
+    first, second, third = ViewAugmenter(config)(uint8, torch.Generator().manual_seed(0))
+    assert not torch.allclose(first, x, atol=1e-3) and first.std() < x.std()  # blurred, not solarised
+    assert torch.allclose(second, TF.solarize(x, 0.5), atol=1e-5)  # solarised, not blurred
+    assert torch.allclose(third, second, atol=1e-5)  # later views repeat the last entry
+
+
+def test_blur_probability_is_respected():
+    images = torch.rand(400, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = ops.random_blur(images, 0.3, (0.5, 2.0), 3, torch.Generator().manual_seed(1))
+    changed = (out - images).abs().flatten(1).amax(dim=1) > 1e-6
+    assert 0.22 < changed.float().mean() < 0.38
+
+
+def test_presets_set_the_papers_pipelines():
+    from selfsup.config import build_config, preset_config
+
+    byol = build_config("byol", small_images=False, overrides=["augment.preset=byol"]).augment
+    assert byol.blur_p == [1.0, 0.1] and byol.solarize_p == [0.0, 0.2] and byol.preset == "byol"
+    dino = build_config("dino", small_images=False, overrides=["augment.preset=dino"]).augment
+    assert dino.local_views == 8 and dino.local_crop_scale == (0.05, 0.4) and dino.local_blur_p == 0.5
+    mae = preset_config("mae")  # one view: for MAE, not for the two-view methods
+    assert mae.views == 1 and mae.jitter_p == 0 and mae.crop_scale == (0.2, 1.0)
+    # a later option overrides one parameter of the preset
+    tuned = build_config("simclr", small_images=False, overrides=["augment.preset=simclr", "augment.blur_p=0.2"]).augment
+    assert tuned.blur_p == [0.2] and tuned.brightness == 0.8
+
+
+def test_every_recipe_names_a_preset():
+    from pathlib import Path
+
+    import yaml
+
+    import selfsup
+
+    for recipe in sorted((Path(selfsup.__file__).parent / "recipes").glob("*.yaml")):
+        assert yaml.safe_load(recipe.read_text())["augment"]["preset"], recipe.name

@@ -42,6 +42,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys, monkeypatch):
         (["pretrain", "--data", "digits", "notakeyvalue"], "notakeyvalue"),
         (["pretrain", "--data", "digits", "optim.lr=fast"], "optim.lr"),
         (["pretrain", "--data", "digits", "augment.local_views=4"], "multi-crop is for dino"),
+        (["pretrain", "--data", "digits", "augment.preset=fancy"], "fancy"),
+        (["pretrain", "--data", "digits", "augment.blur_p=[0.5,1.5]"], "augment.blur_p"),
+        (["pretrain", "--data", "digits", "augment.blur_kernel=4"], "augment.blur_kernel"),
         (["pretrain", "--data", "digits", "--method", "siamese", "method.mining=soft"], "method.mining"),
         (["pretrain", "--data", "digits", "--method", "byol", "augment.views=3"], "exactly 2 views"),
         (["pretrain", "--data", "digits", "--method", "dino", "augment.views=3"], "method.global_views (2)"),
@@ -113,3 +116,39 @@ def test_demo_runs_end_to_end_in_a_subprocess(tmp_path):
                  "eval.json"):
         assert text in result.stdout
     assert (tmp_path / "demo" / "eval.json").exists()
+
+
+def test_augment_writes_a_grid_of_originals_and_views(tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    code, stdout, _ = run_cli(["augment", "--data", "digits", "--preset", "byol", "--images", "3", "--out", out], capsys)
+    assert code == 0 and "grid.png" in stdout
+    grid = Image.open(out)
+    # 3 rows and 3 columns (original + 2 views) of 64-px tiles (8-px digits × 8) with 2-px gutters
+    assert grid.size == (3 * 66, 3 * 66)
+    pixels = np.asarray(grid).astype(float)
+    assert pixels[:, 66:].std() > 10  # the views are images, not blank tiles
+    code, _, err = run_cli(["augment", "--data", "digits", "--preset", "fancy", "--out", out], capsys)
+    assert_one_line_error(code, err, "fancy")
+    code, _, err = run_cli(["augment", "--data", "digits", "--out", tmp_path / "grid.jpg"], capsys)
+    assert_one_line_error(code, err, "grid.jpg")
+
+
+def test_ablate_trains_the_full_pipeline_and_each_drop(tmp_path, capsys):
+    out = tmp_path / "ablation"
+    code, stdout, _ = run_cli(["ablate", "--data", "digits", "--drop", "crop,color,blur", "--epochs", "2",
+                               "--labels", "5/class", "--seeds", "1", "--out", out, "--quiet", *TINY], capsys)
+    assert code == 0
+    report = json.loads((out / "ablation.json").read_text())
+    rows = {r["drop"]: r for r in report["rows"]}
+    assert set(rows) == {"full", "crop", "color", "blur"}
+    assert rows["blur"]["note"] == "not in this pipeline"  # the digits preset has no blur
+    for name in ("full", "crop", "color"):
+        assert {r["protocol"] for r in rows[name]["results"]} == {"knn", "linear"}
+        assert (out / name / "encoder.safetensors").exists()
+    assert rows["crop"]["results"][0]["seeds"] == 1
+    line = next(line for line in stdout.splitlines() if line.startswith("| without crop"))
+    assert "(+" in line or "(-" in line  # the change from the full pipeline
+    code, _, err = run_cli(["ablate", "--data", "digits", "--drop", "crop,rotate"], capsys)
+    assert_one_line_error(code, err, "rotate")

@@ -107,6 +107,116 @@ def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None
     return out
 
 
+def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: str | None = None,
+                 images: int = 8, seed: int = 0, overrides=(), cell: int = 64) -> Path:
+    """Save a PNG grid that shows what a model sees: one row per image, the original first, then
+    each view of the augmentation pipeline (``method``'s recipe for this data, or ``preset``, then
+    ``augment.*`` overrides). Every tile is scaled (nearest neighbour) to ``cell`` pixels; local
+    views keep their relative size in the middle of their tile."""
+    from PIL import Image
+
+    from selfsup.augment import ViewAugmenter
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise SelfsupError(f"--out must name a .png file, got {out}")
+    if images < 1:
+        raise SelfsupError(f"--images must be at least 1, got {images}")
+    overrides = ([f"augment.preset={preset}"] if preset else []) + list(overrides)
+    config, splits = resolve(method, data, overrides=overrides)
+    batch = splits.train.images[torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]]
+    views = ViewAugmenter(config.augment)(batch, torch.Generator().manual_seed(seed))
+    columns = [batch.float() / 255] + views
+    side = max(batch.shape[-2:])
+    scale = max(1, cell // side)
+    tile = side * scale
+    grid = torch.ones(3, len(batch) * (tile + 2), len(columns) * (tile + 2))
+    for j, column in enumerate(columns):
+        big = column.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1).expand(-1, 3, -1, -1)
+        h, w = big.shape[-2:]
+        for i in range(len(batch)):
+            top, left = i * (tile + 2) + 1 + (tile - h) // 2, j * (tile + 2) + 1 + (tile - w) // 2
+            grid[:, top:top + h, left:left + w] = big[i]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(pixels).save(out)
+    return out
+
+
+ABLATIONS: dict[str, list[str]] = {
+    "crop": ["augment.crop_scale=[1.0,1.0]", "augment.crop_ratio=[1.0,1.0]"],
+    "color": ["augment.jitter_p=0"],
+    "grayscale": ["augment.grayscale_p=0"],
+    "blur": ["augment.blur_p=[0.0]", "augment.local_blur_p=0"],
+    "solarize": ["augment.solarize_p=[0.0]"],
+    "flip": ["augment.flip_p=0"],
+}
+"""What removing each augmentation sets (the crop keeps the whole image)."""
+
+
+def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = None, epochs: int | None = None,
+           labels: list[str] | None = None, seeds: int | None = None, overrides=(),
+           progress: bool = True) -> dict[str, Any]:
+    """Pretrain ``method`` with its full augmentation pipeline and once without each augmentation
+    in ``drop`` (all else equal, same seed), evaluate every run with kNN and the linear probe,
+    print the table and save it as ``OUT/ablation.json``. A drop that changes nothing in this
+    pipeline (e.g. blur where the recipe has none) is reported, not trained."""
+    unknown = [name for name in drop if name not in ABLATIONS]
+    if unknown or not drop:
+        raise SelfsupError(f"--drop takes augmentations from {', '.join(ABLATIONS)}; got {','.join(unknown) or 'none'}")
+    if out is None:
+        name = "digits" if data == "digits" else Path(data).name.split(".")[0]
+        out = Path("runs") / f"ablate-{method}-{name}"
+    out = Path(out)
+    flags = {"train.epochs": epochs}
+    full, _ = resolve(method, data, overrides=overrides, flags=flags)
+    rows = []
+    for name in ["full"] + list(drop):
+        variant = list(overrides) + ABLATIONS.get(name, [])
+        config, _ = resolve(method, data, overrides=variant, flags=flags)
+        if name != "full" and config.augment == full.augment:
+            rows.append({"drop": name, "note": "not in this pipeline"})
+            continue
+        if progress:
+            print(f"selfsup: ablation '{name}'", file=sys.stderr)
+        result = pretrain(method, data, out=out / name, epochs=epochs, overrides=variant, overwrite=True, progress=progress)
+        evaluation = evaluate(result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress)
+        rows.append({"drop": name, "results": evaluation["results"], "pretrain_seconds": result.seconds,
+                     "final_loss": result.final_loss})
+    table = format_ablation(rows)
+    print(table)
+    report = {"method": method, "data": data, "epochs": full.train.epochs, "augment": dataclasses.asdict(full.augment),
+              "rows": rows, "table": table}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.json").write_text(json.dumps(report, indent=2))
+    print(f"saved {out / 'ablation.json'}")
+    return report
+
+
+def format_ablation(rows: list[dict]) -> str:
+    """Markdown: one row per ablation, kNN and linear accuracy per label budget, and the change
+    of each from the full pipeline."""
+    trained = [r for r in rows if "results" in r]
+    budgets = list(dict.fromkeys(x["labels"] for x in trained[0]["results"]))
+    columns = [(p, b) for p in ("knn", "linear") for b in budgets]
+    full = {(x["protocol"], x["labels"]): x["mean"] for x in trained[0]["results"]}
+    lines = ["| augmentations | " + " | ".join(f"{'kNN' if p == 'knn' else 'linear'} {b}" for p, b in columns) + " |",
+             "| --- " * (len(columns) + 1) + "|"]
+    for row in rows:
+        label = "all (full pipeline)" if row["drop"] == "full" else f"without {row['drop']}"
+        if "results" not in row:
+            lines.append(f"| {label} | " + " | ".join("—" for _ in columns) + f" |  ({row['note']})")
+            continue
+        means = {(x["protocol"], x["labels"]): x for x in row["results"]}
+        cells = []
+        for key in columns:
+            r = means[key]
+            delta = "" if row["drop"] == "full" else f" ({r['mean'] - full[key]:+.3f})"
+            cells.append(f"{r['mean']:.3f} ± {r['std']:.3f}{delta}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) -> dict[str, Any]:
     """Pretrain SimCLR on the built-in digits, then evaluate with 1, 5 and 10 labels per class.
 

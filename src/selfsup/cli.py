@@ -66,6 +66,34 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, metavar="FILE.npy")
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
+    a = verbs.add_parser("augment", help="save a grid of images and their augmented views (PNG)",
+                         description="See what the model sees: a PNG grid, one row per image, the original "
+                                     "then each augmented view of the chosen pipeline.")
+    a.add_argument("--data", required=True)
+    a.add_argument("--preset", help="augmentation preset: simclr, simclr_cifar, byol, dino, mae, small "
+                                    "(default: the method's recipe for this data)")
+    a.add_argument("--method", default="simclr", help="whose recipe gives the pipeline when --preset is absent")
+    a.add_argument("--images", type=int, default=8, help="rows (images) in the grid (default 8)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--out", default="augment.png", metavar="FILE.png", help="default augment.png")
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="change the pipeline, e.g. augment.blur_p=1")
+
+    b = verbs.add_parser("ablate", help="pretrain without one augmentation at a time and compare",
+                         description="The augmentation ablation: short pretrainings with the full pipeline and "
+                                     "without each named augmentation, then kNN and linear accuracy of each "
+                                     "(table printed and saved as OUT/ablation.json).")
+    b.add_argument("--method", default="simclr")
+    b.add_argument("--data", required=True)
+    b.add_argument("--drop", type=_csv, default=["crop", "color", "grayscale", "blur", "flip"],
+                   help="augmentations to remove one at a time: crop,color,grayscale,blur,solarize,flip "
+                        "(default crop,color,grayscale,blur,flip)")
+    b.add_argument("--epochs", type=int, help="epochs of each pretraining (default: the recipe's)")
+    b.add_argument("--labels", type=_csv, help="label budgets (default: the recipe's)")
+    b.add_argument("--seeds", type=int, help="labelled subsets per budget (default: the recipe's)")
+    b.add_argument("--out", help="directory of the runs and ablation.json (default runs/ablate-<method>-<data>)")
+    b.add_argument("--quiet", action="store_true")
+    b.add_argument("overrides", nargs="*", metavar="key=value", help="settings for every run, e.g. train.batch_size=128")
+
     d = verbs.add_parser("demo", help="pretrain on the built-in digits and evaluate with 1, 5, 10 labels per class",
                          description="A complete run in about a minute on a laptop CPU: SimCLR on scikit-learn's "
                                      "digits, then the few-label table.")
@@ -115,6 +143,13 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "embed":
         out = api.embed(args.run_dir, args.data, args.out, device=args.device)
         print(f"embeddings in {out} (row metadata in {out.with_suffix('.json')})")
+    elif args.verb == "augment":
+        out = api.augment_grid(args.data, args.out, method=args.method, preset=args.preset, images=args.images,
+                               seed=args.seed, overrides=args.overrides)
+        print(f"grid of {args.images} images and their views in {out}")
+    elif args.verb == "ablate":
+        api.ablate(args.method, args.data, drop=args.drop, out=args.out, epochs=args.epochs, labels=args.labels,
+                   seeds=args.seeds, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "demo":
         api.demo(args.out, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "methods":

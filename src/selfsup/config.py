@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from selfsup.augment import AugmentConfig
+from selfsup.augment.presets import PRESETS
 from selfsup.errors import ConfigError
 from selfsup.methods import get_method
 from selfsup.models.backbones import BACKBONES
@@ -174,7 +175,8 @@ def apply_mapping(config: Config, mapping: dict, origin: str) -> None:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: section '{section}' must be a mapping")
-        for key, value in values.items():
+        items = sorted(values.items(), key=lambda item: item[0] != "preset")  # a preset first, then its overrides
+        for key, value in items:
             if section == "method" and key == "name":
                 if value != config.method_name:
                     raise ConfigError(f"{origin}: method '{value}' does not match the chosen method '{config.method_name}'")
@@ -182,7 +184,18 @@ def apply_mapping(config: Config, mapping: dict, origin: str) -> None:
             set_value(config, f"{section}.{key}", value, origin=origin)
 
 
+def preset_config(name: str) -> AugmentConfig:
+    """A fresh augmentation configuration from the preset ``name``."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown augmentation preset '{name}' (choose from {', '.join(PRESETS)})")
+    values = {key: list(value) if isinstance(value, list) else value for key, value in PRESETS[name].items()}
+    return AugmentConfig(**values, preset=name)
+
+
 def set_value(config: Config, key: str, value: Any, origin: str) -> None:
+    if key == "augment.preset":
+        config.augment = preset_config(str(value))
+        return
     section, _, name = key.partition(".")
     target = config.method if section == "method" else getattr(config, section, None) if section in SECTIONS else None
     fields = {f.name: f for f in dataclasses.fields(target)} if target is not None else {}
@@ -268,6 +281,17 @@ def validate(config: Config) -> None:
     if global_views is not None and global_views != config.augment.views:
         raise ConfigError(f"method.global_views ({global_views}) must equal augment.views ({config.augment.views}): "
                           "the first views are the global crops the teacher sees")
+    for key in ("augment.blur_p", "augment.solarize_p", "augment.local_blur_p", "augment.flip_p", "augment.jitter_p",
+                "augment.grayscale_p"):
+        section, name = key.split(".")
+        values = getattr(getattr(config, section), name)
+        if not all(0 <= v <= 1 for v in (values if isinstance(values, list) else [values])) or values == []:
+            raise ConfigError(f"option '{key}' must be probabilities between 0 and 1, got {values}")
+    low, high = config.augment.blur_sigma
+    if not 0 < low <= high:
+        raise ConfigError(f"option 'augment.blur_sigma' must satisfy 0 < low <= high, got ({low}, {high})")
+    if config.augment.blur_kernel < 0 or (config.augment.blur_kernel and config.augment.blur_kernel % 2 == 0):
+        raise ConfigError(f"option 'augment.blur_kernel' must be 0 (automatic) or odd, got {config.augment.blur_kernel}")
     for key in ("augment.local_views", "augment.local_size"):
         section, name = key.split(".")
         if getattr(getattr(config, section), name) < 0:

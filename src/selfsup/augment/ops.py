@@ -194,3 +194,49 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float, satur
             if len(chosen):
                 out = out.index_copy(0, chosen, operation(out[chosen], factors[op_index][chosen]))
     return out
+
+
+def blur_kernel_size(side: int) -> int:
+    """About 10% of the image side, odd, at least 3 (SimCLR: 23 px at 224 px)."""
+    size = int(0.1 * side)
+    size += 1 - size % 2
+    return max(3, size)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur each image with its own Gaussian ``sigma`` (N), as torchvision's ``gaussian_blur``:
+    a ``kernel_size``-tap kernel exp(−x²/2σ²) normalised to sum 1, applied along rows then
+    columns (the 2-D kernel is their outer product), with reflected borders."""
+    n, c, h, w = images.shape
+    half = kernel_size // 2
+    if half >= min(h, w):
+        raise ValueError(f"blur kernel of {kernel_size} px is too large for {h}×{w} images")
+    x = torch.arange(-half, half + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (x[None, :] / sigma.to(images.dtype)[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (N·C)×K
+    out = F.pad(images.reshape(1, n * c, h, w), (half, half, half, half), mode="reflect")
+    out = F.conv2d(out, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
+    out = F.conv2d(out, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
+    return out.view(n, c, h, w)
+
+
+def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Invert the pixels at or above ``threshold`` (torchvision's ``solarize`` on float images)."""
+    return torch.where(images >= threshold, 1.0 - images, images)
+
+
+def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """``gaussian_blur`` on the images chosen with probability ``p``, σ uniform in ``sigma``."""
+    n, device = images.shape[0], images.device
+    apply = bernoulli(n, p, generator, device)
+    sigmas = uniform(n, sigma[0], sigma[1], generator, device)
+    chosen = torch.nonzero(apply).flatten()
+    if len(chosen) == 0:
+        return images
+    return images.index_copy(0, chosen, gaussian_blur(images[chosen], sigmas[chosen], kernel_size))
+
+
+def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: torch.Generator) -> torch.Tensor:
+    apply = bernoulli(images.shape[0], p, generator, images.device)
+    return torch.where(_per_image(apply), solarize(images, threshold), images)
