@@ -40,7 +40,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     class Killed(Exception):
         pass
 
-    def kill_after_first_epoch(record):
+    def kill_after_first_epoch(record, method):
         if record["epoch"] == 1:
             raise Killed
 

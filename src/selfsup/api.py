@@ -205,7 +205,7 @@ def format_ablation(rows: list[dict]) -> str:
     for row in rows:
         label = "all (full pipeline)" if row["drop"] == "full" else f"without {row['drop']}"
         if "results" not in row:
-            lines.append(f"| {label} | " + " | ".join("—" for _ in columns) + f" |  ({row['note']})")
+            lines.append(f"| {label} ({row['note']}) | " + " | ".join("—" for _ in columns) + " |")
             continue
         means = {(x["protocol"], x["labels"]): x for x in row["results"]}
         cells = []

@@ -23,7 +23,7 @@ from selfsup.augment import ViewAugmenter
 from selfsup.config import Config, save_config
 from selfsup.data import DataSplits
 from selfsup.errors import ConfigError, DataError, SelfsupError, TrainingError
-from selfsup.methods import get_method
+from selfsup.methods import Method, get_method
 from selfsup.models.encoder import Encoder, channel_stats, save_encoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from selfsup.train.device import autocast, resolve_device, resolve_precision
@@ -55,12 +55,13 @@ def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
 
 def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume: bool = False,
              overwrite: bool = False, progress: bool = True,
-             on_epoch_end: Callable[[dict], None] | None = None) -> PretrainResult:
+             on_epoch_end: Callable[[dict, Method], None] | None = None) -> PretrainResult:
     """Pretrain ``config.method_name`` on ``splits.train`` and save everything in ``run_dir``.
 
     Writes ``config.yaml``, one JSON line per epoch in ``metrics.jsonl``, ``checkpoint.pt`` after
     every epoch (atomically), and at the end ``encoder.safetensors`` + ``encoder.json``.
-    ``on_epoch_end`` receives each epoch's metrics dict after its checkpoint is written.
+    ``on_epoch_end(record, method)`` receives each epoch's metrics dict and the method (its
+    ``encoder`` included) after the epoch's checkpoint is written; an exception there stops the run.
     """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -187,7 +188,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
                                     f"The checkpoint of this epoch is {checkpoint_path}.")
             warnings.warn(f"{warning} at epoch {epoch + 1} (train.stop_on_collapse=true stops the run)")
         if on_epoch_end is not None:
-            on_epoch_end(record)
+            on_epoch_end(record, method)
 
     final_encoder = method.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
     save_encoder(final_encoder, run_dir, extra={
