@@ -32,13 +32,17 @@ def _load(config: Config) -> DataSplits:
     return load_data(config.data.spec, image_size=config.data.image_size, skip_bad_images=config.data.skip_bad_images)
 
 
+def _small_images(splits: DataSplits) -> bool:
+    """Whether the data take the methods' ``_small`` recipes."""
+    return max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
+
+
 def resolve(method: str, data: str, *, config: str | None = None, overrides=(), flags: dict | None = None) -> tuple[Config, DataSplits]:
     """Load the data (its image size picks the recipe) and resolve the full configuration."""
     flags = {"data.spec": data, **(flags or {})}
     data_config = build_config(method, small_images=False, config_file=config, overrides=overrides, flags=flags)
     splits = _load(data_config)
-    small = max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
-    return build_config(method, small_images=small, config_file=config, overrides=overrides, flags=flags), splits
+    return build_config(method, small_images=_small_images(splits), config_file=config, overrides=overrides, flags=flags), splits
 
 
 def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | None = None,
@@ -168,18 +172,19 @@ def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = 
         name = "digits" if data == "digits" else Path(data).name.split(".")[0]
         out = Path("runs") / f"ablate-{method}-{name}"
     out = Path(out)
-    flags = {"train.epochs": epochs}
-    full, _ = resolve(method, data, overrides=overrides, flags=flags)
+    flags = {"data.spec": data, "train.epochs": epochs}
+    full, splits = resolve(method, data, overrides=overrides, flags=flags)  # the data are loaded once, here
+    small = _small_images(splits)
     rows = []
     for name in ["full"] + list(drop):
-        variant = list(overrides) + ABLATIONS.get(name, [])
-        config, _ = resolve(method, data, overrides=variant, flags=flags)
+        config = full if name == "full" else build_config(method, small_images=small, flags=flags,
+                                                          overrides=list(overrides) + ABLATIONS[name])
         if name != "full" and config.augment == full.augment:
             rows.append({"drop": name, "note": "not in this pipeline"})
             continue
         if progress:
             print(f"selfsup: ablation '{name}'", file=sys.stderr)
-        result = pretrain(method, data, out=out / name, epochs=epochs, overrides=variant, overwrite=True, progress=progress)
+        result = run_pretraining(config, splits, out / name, overwrite=True, progress=progress)
         evaluation = evaluate(result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress)
         rows.append({"drop": name, "results": evaluation["results"], "pretrain_seconds": result.seconds,
                      "final_loss": result.final_loss})
