@@ -156,6 +156,7 @@ def test_labelled_pairs_on_unlabelled_data_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="learns from labels.*unlabelled"):
         api.pretrain("siamese", str(tmp_path / "flat"), out=tmp_path / "run", epochs=1, progress=False,
                      overrides=TINY + ["method.pairs=labels", "train.batch_size=4"])
+    assert not (tmp_path / "run").exists()  # refused before any run directory is written
 
 
 def test_unknown_siamese_loss_is_a_clear_error(tmp_path):

@@ -93,6 +93,9 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
+    if method.needs_labels and (not data.labelled or bool((data.labels < 0).any())):
+        raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
+                        f"{config.data.spec} has unlabelled training images")
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a configuration error leaves no empty run behind
     start_epoch, history = 0, []
     if resume and checkpoint_path.exists():
@@ -112,12 +115,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     save_config(config, run_dir / "config.yaml")
 
     images = data.images.to(device)
-    labels = None
-    if method.needs_labels:
-        if not data.labelled or bool((data.labels < 0).any()):
-            raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
-                            f"{config.data.spec} has unlabelled training images")
-        labels = data.labels.to(device)
+    labels = data.labels.to(device) if method.needs_labels else None
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         method.train()
