@@ -21,8 +21,7 @@ from pathlib import Path
 
 from machine import machine_info
 from selfsup.api import peak_memory_mb, resolve
-from selfsup.data import DataSplits
-from selfsup.data.dataset import stratified_split
+from selfsup.data.dataset import train_subset
 from selfsup.evaluate import evaluate_encoder, format_table
 from selfsup.models import load_encoder
 from selfsup.train import pretrain
@@ -53,8 +52,7 @@ def main() -> None:
                  "optim.warmup_epochs=1", "eval.labels=[0.01,0.1]", f"eval.seeds={args.seeds}",
                  "eval.protocols=[knn,linear,scratch,pixels]", f"eval.finetune_epochs={args.scratch_epochs}", f"train.device={args.device}"]
     config, splits = resolve("simclr", args.data, overrides=overrides)
-    keep, _ = stratified_split(splits.train.labels, 1 - args.subset / len(splits.train), seed=0)
-    pretrain_splits = DataSplits(splits.train.subset(keep), None, source=f"{args.data} (train subset of {len(keep)})")
+    pretrain_splits = train_subset(splits, args.subset)
 
     started = time.perf_counter()
     result = pretrain(config, pretrain_splits, args.out, overwrite=True)
@@ -66,7 +64,7 @@ def main() -> None:
                                   resolve_precision(config.train.precision, device))
     eval_seconds = time.perf_counter() - started
     print(format_table(evaluation))
-    print(f"pretraining {pretrain_seconds:.0f} s ({args.epochs} epochs of {len(keep)} images, "
+    print(f"pretraining {pretrain_seconds:.0f} s ({args.epochs} epochs of {len(pretrain_splits.train)} images, "
           f"{result.history[-1]['images_per_s']:.0f} images/s), evaluation {eval_seconds:.0f} s")
 
     out = ROOT / "benchmarks" / "results" / f"{args.result}.json"

@@ -48,8 +48,7 @@ PRESETS = {
 
 def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | None, baselines: bool) -> dict:
     from selfsup import api
-    from selfsup.data import DataSplits
-    from selfsup.data.dataset import stratified_split
+    from selfsup.data.dataset import train_subset
     from selfsup.train import pretrain
 
     started = time.perf_counter()
@@ -57,8 +56,7 @@ def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | Non
     overrides = preset["overrides"] + preset.get("method_overrides", {}).get(method, [])
     config, splits = api.resolve(method, data, overrides=overrides, flags={"train.epochs": epochs})
     if subset and subset < len(splits.train):
-        keep, _ = stratified_split(splits.train.labels, 1 - subset / len(splits.train), seed=0)
-        splits = DataSplits(splits.train.subset(keep), None, source=f"{data} (train subset of {len(keep)})")
+        splits = train_subset(splits, subset)
     result = pretrain(config, splits, out, overwrite=True, progress=False)
     protocols = ["knn", "linear"] + (["scratch", "pixels"] if baselines else [])
     evaluation = api.evaluate(out, data=data, seeds=3, protocols=protocols, progress=False)

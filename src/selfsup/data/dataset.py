@@ -114,3 +114,10 @@ def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> t
         test_parts.append(members[:n_test])
         train_parts.append(members[n_test:])
     return torch.sort(torch.cat(train_parts)).values, torch.sort(torch.cat(test_parts)).values
+
+
+def train_subset(splits: DataSplits, count: int, seed: int = 0) -> DataSplits:
+    """A class-balanced, seeded subset of ``count`` training images as its own data (no test split),
+    e.g. to pretrain on part of a large set."""
+    keep, _ = stratified_split(splits.train.labels, 1 - count / len(splits.train), seed=seed)
+    return DataSplits(splits.train.subset(keep), None, source=f"{splits.source} (train subset of {len(keep)})")
