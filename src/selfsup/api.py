@@ -117,9 +117,8 @@ def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: 
     each view of the augmentation pipeline (``method``'s recipe for this data, or ``preset``, then
     ``augment.*`` overrides). Every tile is scaled (nearest neighbour) to ``cell`` pixels; local
     views keep their relative size in the middle of their tile."""
-    from PIL import Image
-
     from selfsup.augment import ViewAugmenter
+    from selfsup.report import save_image_grid
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -130,21 +129,7 @@ def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: 
     config, splits = resolve(method, data, overrides=overrides)
     batch = splits.train.images[torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]]
     views = ViewAugmenter(config.augment)(batch, torch.Generator().manual_seed(seed))
-    columns = [batch.float() / 255] + views
-    side = max(batch.shape[-2:])
-    scale = max(1, cell // side)
-    tile = side * scale
-    grid = torch.ones(3, len(batch) * (tile + 2), len(columns) * (tile + 2))
-    for j, column in enumerate(columns):
-        big = column.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1).expand(-1, 3, -1, -1)
-        h, w = big.shape[-2:]
-        for i in range(len(batch)):
-            top, left = i * (tile + 2) + 1 + (tile - h) // 2, j * (tile + 2) + 1 + (tile - w) // 2
-            grid[:, top:top + h, left:left + w] = big[i]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(pixels).save(out)
-    return out
+    return save_image_grid([batch.float() / 255] + views, out, cell)
 
 
 ABLATIONS: dict[str, list[str]] = {
