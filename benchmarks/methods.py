@@ -10,9 +10,13 @@ Presets:
           per class. Writes benchmarks/results/methods_digits.json.
   cifar   a class-balanced subset of the shared CIFAR-10 JPEGs (default 10,000 training images) with
           each method's CIFAR-10 recipe, but sized for a CPU: ResNet-18 with the ImageNet stem (5×
-          faster here than the CIFAR stem), batch 256, 15 epochs, 1 warm-up epoch, DINO with 4,096
-          prototypes; kNN and linear at 1% and 10% of the 50,000 training labels, scored on the
-          10,000 test images. Writes benchmarks/results/methods_cifar_subset.json.
+          faster here than the CIFAR stem) where the recipe has a ResNet, batch 256, 15 epochs, 1
+          warm-up epoch, DINO with 4,096 prototypes, smaller MAE/PixelCNN/PixelRNN models (below);
+          kNN and linear at 1% and 10% of the 50,000 training labels, scored on the 10,000 test
+          images. Writes benchmarks/results/methods_cifar_subset.json.
+
+Methods with a pretext metric of their own (bits/dim of the pixel models, reconstruction error of
+the auto-encoders) add it, measured on the whole test split, in a second table.
 
     python benchmarks/methods.py --preset digits [--epochs N] [--methods simclr,byol,...]
     python benchmarks/methods.py --preset cifar [--data PATH] [--subset N] [--epochs N]
@@ -37,12 +41,17 @@ CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 PRESETS = {
     "digits": {"data": "digits", "budgets": ["1/class", "5/class", "10/class"], "overrides": [], "subset": 0},
     "cifar": {"data": str(CIFAR), "budgets": ["0.01", "0.1"], "subset": 10000, "epochs": 15,
-              "overrides": ["model.backbone=resnet18", "model.stem=imagenet", "train.batch_size=256",
-                            "optim.warmup_epochs=1", "eval.labels=[0.01,0.1]", "eval.finetune_epochs=15"],
+              "overrides": ["train.batch_size=256", "optim.warmup_epochs=1", "eval.labels=[0.01,0.1]",
+                            "eval.finetune_epochs=15"],
+              "resnet_overrides": ["model.backbone=resnet18", "model.stem=imagenet"],
               # DINO: solo-learn's 4,096 prototypes for CIFAR; BatchNorm in the head, as on the digits,
               # because the official head without it NaN'd at epoch 2 (bf16, no clipping) and, with
               # the official gradient clipping, sat at the uniform distribution (measured)
-              "method_overrides": {"dino": ["method.out_dim=4096", "method.head_batch_norm=true"]}},
+              "method_overrides": {"dino": ["method.out_dim=4096", "method.head_batch_norm=true"],
+                                   # sized to the CPU (measured): ViT 192 wide but 6 blocks; pixel models 64 wide
+                                   "mae": ["model.depth=6", "optim.warmup_epochs=2"],
+                                   "pixelcnn": ["model.width=64", "model.depth=8", "train.batch_size=64"],
+                                   "pixelrnn": ["model.width=64", "model.depth=4", "train.batch_size=64"]}},
 }
 
 
@@ -53,7 +62,11 @@ def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | Non
 
     started = time.perf_counter()
     out = ROOT / "runs" / f"bench-{Path(data).name.split('.')[0]}-{method}"
-    overrides = preset["overrides"] + preset.get("method_overrides", {}).get(method, [])
+    from selfsup.config import build_config
+
+    resnet = build_config(method, small_images=False).model.backbone.startswith("resnet")
+    overrides = (preset["overrides"] + (preset.get("resnet_overrides", []) if resnet else [])
+                 + preset.get("method_overrides", {}).get(method, []))
     config, splits = api.resolve(method, data, overrides=overrides, flags={"train.epochs": epochs})
     if subset and subset < len(splits.train):
         splits = train_subset(splits, subset)
@@ -63,6 +76,7 @@ def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | Non
     return {"method": method, "recipe": config.recipe, "epochs": result.epochs, "pretrain_images": len(splits.train),
             "pretrain_seconds": result.seconds, "wall_seconds": time.perf_counter() - started,
             "peak_memory_mb": api.peak_memory_mb(), "overrides": overrides, "final": result.history[-1],
+            "test_metrics": result.test_metrics,
             "results": evaluation["results"]}
 
 
@@ -135,6 +149,12 @@ def main() -> None:
     with_baselines = next(r for r in rows if any(x["protocol"] == "scratch" for x in r.get("results", [])))
     for protocol, name in (("scratch", "from scratch"), ("pixels", "raw pixels + linear")):
         print(f"| {name} | " + " | ".join(cell(with_baselines, protocol, b) for b in budgets) + " |")
+    pretext = [r for r in rows if r.get("test_metrics")]
+    if pretext:
+        print("\n| method | pretext metric on the test split | seconds per epoch |\n| --- | --- | --- |")
+        for row in pretext:
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in row["test_metrics"].items())
+            print(f"| {row['method']} | {metrics} | {row['final']['seconds']:.1f} |")
     out.write_text(json.dumps({"machine": machine_info(), "preset": args.preset, "data": data, "subset": subset,
                                "epochs": epochs, "invocations": invocations, "rows": rows}, indent=2))
     print(f"saved {out}")

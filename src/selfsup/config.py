@@ -32,7 +32,9 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "resnet18"
     stem: str = "auto"  # ResNets: auto (CIFAR stem up to 64 px), cifar, imagenet
-    width: int = 32  # small_cnn: channels of the first block
+    width: int = 32  # small_cnn: channels of the first block; vit: token dimension; pixel models: feature channels
+    depth: int = 0  # vit: transformer blocks; gated_pixelcnn / row_lstm: layers; 0 = the backbone's default
+    patch_size: int = 0  # vit: patch side in pixels; 0 = 4 for images of side 32 or more, else 2
 
 
 @dataclass
@@ -46,6 +48,7 @@ class OptimConfig:
     schedule: str = "cosine"  # cosine (after linear warm-up), constant
     lars_eta: float = 0.001
     bias_lr_scale: float = 1.0  # learning rate of biases and norm parameters relative to the weights'
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw (MAE: 0.9, 0.95)
     clip_grad: float = 0.0  # > 0: clip each parameter's gradient to this L2 norm (DINO: 3.0)
 
 
@@ -59,6 +62,7 @@ class TrainConfig:
     channels_last: bool = True
     collapse_threshold: float = 0.05  # warn when an embedding std falls below this × 1/√d
     stop_on_collapse: bool = False
+    pictures: int = 8  # test images in the picture grids some methods save at the end (0: none)
 
 
 @dataclass
@@ -273,10 +277,10 @@ def validate(config: Config) -> None:
         section, name = key.split(".")
         if getattr(getattr(config, section), name) <= 0:
             raise ConfigError(f"option '{key}' must be positive")
-    method = get_method(config.method_name).build
-    if not method.multi_crop and (config.augment.views != 2 or config.augment.local_views):
-        raise ConfigError(f"method '{config.method_name}' takes exactly 2 views: augment.views must be 2 and "
-                          f"augment.local_views 0 (multi-crop is for dino)")
+    views = get_method(config.method_name).build.views
+    if views is not None and (config.augment.views != views or config.augment.local_views):
+        raise ConfigError(f"method '{config.method_name}' takes exactly {views} view{'s' if views > 1 else ''}: "
+                          f"augment.views must be {views} and augment.local_views 0 (multi-crop is for dino)")
     global_views = getattr(config.method, "global_views", None)
     if global_views is not None and global_views != config.augment.views:
         raise ConfigError(f"method.global_views ({global_views}) must equal augment.views ({config.augment.views}): "

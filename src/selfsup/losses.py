@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -170,3 +172,31 @@ def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torc
             total = total + (-(teacher[i] * student[j]).sum(dim=-1)).mean()
             pairs += 1
     return total / pairs
+
+
+def bits_per_dim(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of discrete data in bits per dimension (sub-pixel).
+
+    ``logits``: N×K×... unnormalised log-probabilities over the K values of each dimension;
+    ``targets``: N×... integer values in [0, K). Returns mean_d −log₂ p(x_d | ...) = the mean
+    cross-entropy in nats / ln 2; a uniform prediction over 256 values scores exactly 8.
+    """
+    return F.cross_entropy(_upcast(logits), targets) / math.log(2.0)
+
+
+def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                      normalize_target: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """MAE's reconstruction loss (He et al. 2022, Sec. 3; official ``forward_loss``).
+
+    ``pred``, ``target``: N×L×P predicted and true pixels of each of L patches; ``mask``: N×L, 1
+    where the patch was hidden from the encoder. With ``normalize_target`` each target patch is
+    standardised by its own mean and variance (the paper's "normalized pixels"). The loss is the
+    mean squared error per patch, averaged over the masked patches only.
+    """
+    pred, target = _upcast(pred), _upcast(target)
+    if normalize_target:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + eps) ** 0.5
+    per_patch = ((pred - target) ** 2).mean(dim=-1)
+    return (per_patch * mask).sum() / mask.sum()

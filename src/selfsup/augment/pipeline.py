@@ -66,7 +66,9 @@ class ViewAugmenter:
         size = (c.local_side(height), c.local_side(width)) if local else (height, width)
         boxes = ops.random_resized_crop_boxes(n, height, width, scale, c.crop_ratio, generator, x.device)
         flip = ops.bernoulli(n, c.flip_p, generator, x.device)
-        x = ops.crop_resize_flip(x, boxes, flip, size)
+        if not (size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
+                and not flip.any()):  # the identity (whole image, no flip) leaves the pixels exact
+            x = ops.crop_resize_flip(x, boxes, flip, size)
         if c.jitter_p > 0:
             x = ops.color_jitter(x, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator)
         if c.grayscale_p > 0:

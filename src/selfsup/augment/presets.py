@@ -27,6 +27,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # MAE (He et al. 2022): one view, random resized crop 0.2-1 and flip only.
     "mae": dict(views=1, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.5, jitter_p=0.0,
                 grayscale_p=0.0, blur_p=[0.0], solarize_p=[0.0], local_views=0),
+    # No augmentation: the image as it is (auto-regressive models learn the data's own distribution).
+    "none": dict(views=1, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
+                 blur_p=[0.0], solarize_p=[0.0], local_views=0),
     # Small grey images such as the 8×8 digits (tuned with SimCLR, see README): gentle crops
     # (0.4-1), no flip (digits are not mirror-symmetric), brightness and contrast only.
     "small": dict(views=2, crop_scale=(0.4, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_p=0.0, jitter_p=0.8,

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from selfsup.errors import ConfigError
+from selfsup.methods.autoencoder import DAEParams, DenoisingAutoencoder
+from selfsup.methods.autoregressive import PixelCNN, PixelParams, PixelRNN
 from selfsup.methods.barlow_twins import BarlowTwins, BarlowTwinsParams
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, BYOLParams
 from selfsup.methods.dino import DINO, DINOParams
+from selfsup.methods.mae import MAE, MAEParams
 from selfsup.methods.moco import MoCoV2, MoCoV2Params, MoCoV3, MoCoV3Params
 from selfsup.methods.siamese import Siamese, SiameseParams
 from selfsup.methods.simclr import SimCLR, SimCLRParams
@@ -27,6 +30,17 @@ class MethodInfo:
 
 
 METHODS: dict[str, MethodInfo] = {
+    "pixelcnn": MethodInfo("pixelcnn", "auto-regressive",
+                           "van den Oord et al. 2016, Conditional Image Generation with PixelCNN Decoders (Gated PixelCNN)",
+                           PixelParams, PixelCNN),
+    "pixelrnn": MethodInfo("pixelrnn", "auto-regressive",
+                           "van den Oord, Kalchbrenner & Kavukcuoglu 2016, Pixel Recurrent Neural Networks (Row LSTM)",
+                           PixelParams, PixelRNN),
+    "dae": MethodInfo("dae", "auto-encoder",
+                      "Vincent et al. 2008, Extracting and Composing Robust Features with Denoising Autoencoders",
+                      DAEParams, DenoisingAutoencoder),
+    "mae": MethodInfo("mae", "auto-encoder (masked)",
+                      "He et al. 2022, Masked Autoencoders Are Scalable Vision Learners", MAEParams, MAE),
     "siamese": MethodInfo("siamese", "Siamese, contrastive (classic)",
                           "Bromley et al. 1993; Hadsell, Chopra & LeCun 2006 (margin loss); Schroff et al. 2015 (triplet)",
                           SiameseParams, Siamese),

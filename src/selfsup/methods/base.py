@@ -17,8 +17,8 @@ class Method(nn.Module):
     read by the collapse monitors. The training loop knows nothing else about it.
     """
 
-    multi_crop = False
-    """Whether ``forward`` takes more than two views (``augment.views`` > 2 or ``augment.local_views``)."""
+    views: int | None = 2
+    """How many views ``forward`` takes (``augment.views``); None: any number, global then local (multi-crop)."""
 
     needs_labels = False
     """Whether ``forward`` also takes the batch's labels (``forward(views, labels=...)``)."""
@@ -39,6 +39,20 @@ class Method(nn.Module):
 
     def set_steps_per_epoch(self, steps_per_epoch: int) -> None:
         """Told once before training, for schedules given in epochs. Default: nothing."""
+
+    @torch.no_grad()
+    def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """Metrics of the pretext task on a batch of held-out float images N×C×H×W in [0, 1] (with
+        their labels where ``needs_labels``), e.g. bits per dimension or reconstruction error, as
+        means over the batch. The loop averages them over the test split. Default: none."""
+        return {}
+
+    @torch.no_grad()
+    def pictures(self, images: torch.Tensor, generator: torch.Generator,
+                 labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+        """Picture grids of what the pretext task does to a few held-out images (N×C×H×W in [0, 1]):
+        name -> columns of images, each n×C×H×W in [0, 1] (saved as ``NAME.png``). Default: none."""
+        return {}
 
     def encode_pair(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Encoder features 2N×D of two views in one pass (so BatchNorm sees all 2N images), and N."""

@@ -70,7 +70,7 @@ class DINO(Method):
     """Self-distillation: the student's distribution over prototypes for every view matches the
     centred, sharpened distribution of the momentum teacher for the other global views."""
 
-    multi_crop = True
+    views = None
 
     def __init__(self, encoder: Encoder, params: DINOParams):
         super().__init__(encoder)

@@ -14,8 +14,8 @@ CIFAR_STEM_MAX_SIDE = 64  # at or below this image side, ResNets use the CIFAR s
 
 
 def _resnet(depth: int) -> Callable[..., nn.Module]:
-    def build(in_channels: int, image_size: int, stem: str = "auto", width: int = 64) -> nn.Module:
-        del width  # torchvision ResNets have fixed widths
+    def build(in_channels: int, image_size: int, stem: str = "auto", **unused) -> nn.Module:
+        del unused  # torchvision ResNets have fixed widths and depths
         net = getattr(tv_models, f"resnet{depth}")(weights=None)
         use_cifar_stem = stem == "cifar" or (stem == "auto" and image_size <= CIFAR_STEM_MAX_SIDE)
         if use_cifar_stem:
@@ -52,9 +52,31 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-def _small_cnn(in_channels: int, image_size: int, stem: str = "auto", width: int = 32) -> nn.Module:
-    del image_size, stem
+def _small_cnn(in_channels: int, image_size: int, width: int = 32, **unused) -> nn.Module:
+    del image_size, unused
     return SmallCNN(in_channels, width)
+
+
+def _vit(in_channels: int, image_size: int, width: int = 192, depth: int = 0, patch_size: int = 0, **unused) -> nn.Module:
+    from selfsup.models.vit import VisionTransformer
+
+    del unused
+    patch = patch_size or (4 if image_size >= 32 else 2)
+    return VisionTransformer(in_channels, image_size, patch, dim=width, depth=depth or 12, heads=max(1, width // 64))
+
+
+def _gated_pixelcnn(in_channels: int, image_size: int, width: int = 64, depth: int = 0, **unused) -> nn.Module:
+    from selfsup.models.autoregressive import GatedPixelCNN
+
+    del image_size, unused
+    return GatedPixelCNN(in_channels, width, depth or 8)
+
+
+def _row_lstm(in_channels: int, image_size: int, width: int = 64, depth: int = 0, **unused) -> nn.Module:
+    from selfsup.models.autoregressive import RowLSTM
+
+    del image_size, unused
+    return RowLSTM(in_channels, width, depth or 4)
 
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -62,17 +84,29 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet34": _resnet(34),
     "resnet50": _resnet(50),
     "small_cnn": _small_cnn,
+    "vit": _vit,
+    "gated_pixelcnn": _gated_pixelcnn,
+    "row_lstm": _row_lstm,
 }
 
 
-def build_backbone(name: str, in_channels: int, image_size: int, stem: str = "auto", width: int = 32) -> nn.Module:
-    """Build a backbone by name (``resnet18``, ``resnet34``, ``resnet50``, ``small_cnn``).
+def build_backbone(name: str, in_channels: int, image_size: int, stem: str = "auto", width: int = 32,
+                   depth: int = 0, patch_size: int = 0) -> nn.Module:
+    """Build a backbone by name (``resnet18``, ``resnet34``, ``resnet50``, ``small_cnn``, ``vit``,
+    ``gated_pixelcnn``, ``row_lstm``).
 
     ``stem``: ``auto`` (CIFAR stem for images up to 64 px), ``cifar`` or ``imagenet``; ResNets only.
-    ``width``: the first layer's channels of ``small_cnn``.
+    ``width``: the first layer's channels of ``small_cnn``; the token dimension of ``vit`` (heads:
+    width / 64); the feature channels of the pixel models. ``depth``: blocks or layers (0: the
+    default, 12 for ``vit``, 8 for ``gated_pixelcnn``, 4 for ``row_lstm``). ``patch_size``: ``vit``
+    only (0: 4 px for images of side 32 or more, else 2 px).
     """
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
     if stem not in ("auto", "cifar", "imagenet"):
         raise ConfigError(f"unknown stem '{stem}' (choose from auto, cifar, imagenet)")
-    return BACKBONES[name](in_channels, image_size, stem=stem, width=width)
+    if name == "vit":
+        patch = patch_size or (4 if image_size >= 32 else 2)
+        if image_size % patch:
+            raise ConfigError(f"model.patch_size {patch} does not divide the image side {image_size}")
+    return BACKBONES[name](in_channels, image_size, stem=stem, width=width, depth=depth, patch_size=patch_size)

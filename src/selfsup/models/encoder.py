@@ -24,17 +24,22 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, backbone: str, in_channels: int, image_size: int, mean: list[float], std: list[float],
-                 stem: str = "auto", width: int = 32):
+                 stem: str = "auto", width: int = 32, depth: int = 0, patch_size: int = 0):
         super().__init__()
         self.spec = dict(backbone=backbone, in_channels=in_channels, image_size=image_size,
-                         mean=list(mean), std=list(std), stem=stem, width=width)
-        self.backbone = build_backbone(backbone, in_channels, image_size, stem=stem, width=width)
+                         mean=list(mean), std=list(std), stem=stem, width=width, depth=depth, patch_size=patch_size)
+        self.backbone = build_backbone(backbone, in_channels, image_size, stem=stem, width=width, depth=depth,
+                                       patch_size=patch_size)
         self.out_dim: int = self.backbone.out_dim
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's input: images in [0, 1] standardised with the training data's channel statistics."""
+        return (images - self.mean) / self.std
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone((images - self.mean) / self.std)
+        return self.backbone(self.normalize(images))
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -40,6 +40,7 @@ class PretrainResult:
     final_loss: float
     seconds: float
     history: list[dict] = field(default_factory=list)
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the pretext task's own, on the test split
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -50,7 +51,8 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
 def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
     mean, std = channel_stats(images)
     return Encoder(config.model.backbone, in_channels=images.shape[1], image_size=min(images.shape[2:]),
-                   mean=mean, std=std, stem=config.model.stem, width=config.model.width)
+                   mean=mean, std=std, stem=config.model.stem, width=config.model.width,
+                   depth=config.model.depth, patch_size=config.model.patch_size)
 
 
 def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume: bool = False,
@@ -84,7 +86,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     peak_lr = scaled_lr(config.optim.lr, tc.batch_size, config.optim.lr_scaling)
     optimizer = build_optimizer(method, config.optim.name, peak_lr, config.optim.momentum,
                                 config.optim.weight_decay, config.optim.lars_eta, config.optim.bias_lr_scale,
-                                method.fixed_lr_parameters())
+                                method.fixed_lr_parameters(), config.optim.betas)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     augmenter = ViewAugmenter(config.augment)
 
@@ -188,13 +190,48 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         if on_epoch_end is not None:
             on_epoch_end(record, method)
 
+    held_out = held_out_results(method, splits, run_dir, device, amp_dtype, tc.pictures, tc.seed)
     final_encoder = method.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
     save_encoder(final_encoder, run_dir, extra={
         "method": config.method_name, "data": splits.source, "epochs": tc.epochs,
         "classes": data.classes, "image_shape": list(data.images.shape[1:]),
     })
     final_loss = history[-1]["loss"] if history else math.nan
-    return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history)
+    return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history, held_out)
+
+
+@torch.no_grad()
+def held_out_results(method: Method, splits: DataSplits, run_dir: Path, device: torch.device,
+                     amp_dtype: torch.dtype | None, pictures: int, seed: int, batch_size: int = 256) -> dict[str, float]:
+    """The method's own metrics on the whole test split (bits/dim, reconstruction error: see
+    ``Method.test_metrics``), saved as ``test_metrics.json``, and its picture grids of ``pictures``
+    test images (``Method.pictures``), saved as PNG files in ``run_dir``. Nothing without a test split."""
+    from selfsup.report import save_image_grid
+
+    test = splits.test
+    if test is None or len(test) == 0 or (method.needs_labels and (not test.labelled or bool((test.labels < 0).any()))):
+        return {}
+    method.eval()
+    sums: dict[str, float] = {}
+    for start in range(0, len(test), batch_size):
+        images = test.images[start:start + batch_size].to(device).float().div_(255.0)
+        labels = test.labels[start:start + batch_size].to(device) if method.needs_labels else None
+        with autocast(device, amp_dtype):
+            for key, value in method.test_metrics(images, labels).items():
+                sums[key] = sums.get(key, 0.0) + value * len(images)
+    metrics = {key: value / len(test) for key, value in sums.items()}
+    if metrics:
+        (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
+    if pictures > 0:
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(test), generator=generator)[:pictures]
+        images = test.images[chosen].to(device).float().div_(255.0)
+        labels = test.labels[chosen].to(device) if method.needs_labels else None
+        with autocast(device, amp_dtype):
+            grids = method.pictures(images, generator, labels)
+        for name, columns in grids.items():
+            save_image_grid(columns, run_dir / f"{name}.png")
+    return metrics
 
 
 def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:

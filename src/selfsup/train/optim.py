@@ -64,7 +64,8 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
 
 def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float,
                     eta: float = 0.001, bias_lr_scale: float = 1.0,
-                    fixed_lr: tuple[nn.Parameter, ...] = ()) -> torch.optim.Optimizer:
+                    fixed_lr: tuple[nn.Parameter, ...] = (), betas: tuple[float, float] = (0.9, 0.999)
+                    ) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay, bias_lr_scale, fixed_lr)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
@@ -73,7 +74,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, wei
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
     raise ConfigError(f"unknown optimiser '{name}' (choose from lars, sgd, adamw)")
 
 
