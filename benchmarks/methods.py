@@ -120,7 +120,8 @@ def main() -> None:
             continue
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{method}: {rows[-1]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
-    invocation = {"started": time.strftime("%Y-%m-%d %H:%M"), "methods": [r["method"] for r in rows]}
+    invocation = {"started": time.strftime("%Y-%m-%d %H:%M"), "methods": [r["method"] for r in rows],
+                  "subset": subset, "epochs": epochs}
     invocations = [invocation]
     if previous is not None:
         names = {r["method"] for r in rows}
