@@ -120,3 +120,12 @@ def test_real_cifar10_archive(cifar_tar):
     assert splits.train.images.shape == (50000, 3, 32, 32)
     assert splits.test.images.shape == (10000, 3, 32, 32)
     assert splits.train.classes[0] == "airplane" and torch.bincount(splits.test.labels).tolist() == [1000] * 10
+
+
+def test_train_subset_is_class_balanced_and_keeps_the_test_split():
+    from selfsup.data.dataset import train_subset
+
+    splits = load_data("digits")
+    subset = train_subset(splits, 500)
+    assert abs(len(subset.train) - 500) <= 5 and subset.test is splits.test  # rounded per class
+    assert torch.bincount(subset.train.labels).min() >= 48  # 10 classes, about 50 each

@@ -117,7 +117,7 @@ def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> t
 
 
 def train_subset(splits: DataSplits, count: int, seed: int = 0) -> DataSplits:
-    """A class-balanced, seeded subset of ``count`` training images as its own data (no test split),
-    e.g. to pretrain on part of a large set."""
+    """A class-balanced, seeded subset of ``count`` training images with the same test split, e.g. to
+    pretrain on part of a large set (the test split serves the generative methods' test metrics)."""
     keep, _ = stratified_split(splits.train.labels, 1 - count / len(splits.train), seed=seed)
-    return DataSplits(splits.train.subset(keep), None, source=f"{splits.source} (train subset of {len(keep)})")
+    return DataSplits(splits.train.subset(keep), splits.test, source=f"{splits.source} (train subset of {len(keep)})")

@@ -88,18 +88,15 @@ class DenoisingAutoencoder(Method):
         loss = F.mse_loss(reconstruction.float(), self.encoder.normalize(clean).float())
         return {"loss": loss, "embedding": h.detach()}
 
-    def _to_pixels(self, standardised: torch.Tensor) -> torch.Tensor:
-        return (standardised.float() * self.encoder.std + self.encoder.mean).clamp(0.0, 1.0)
-
     @torch.no_grad()
     def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
         generator = torch.Generator(device=images.device).manual_seed(0)
         _, reconstruction = self.reconstruct(self.corrupt(images, generator))
-        return {"reconstruction_mse": F.mse_loss(self._to_pixels(reconstruction), images.float()).item()}
+        return {"reconstruction_mse": F.mse_loss(self.encoder.denormalize(reconstruction), images.float()).item()}
 
     @torch.no_grad()
     def pictures(self, images: torch.Tensor, generator: torch.Generator,
                  labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
         noisy = self.corrupt(images, generator)
         _, reconstruction = self.reconstruct(noisy)
-        return {"reconstructions": [noisy, self._to_pixels(reconstruction), images]}
+        return {"reconstructions": [noisy, self.encoder.denormalize(reconstruction), images]}

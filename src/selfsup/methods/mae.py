@@ -127,8 +127,7 @@ class MAE(Method):
         channels = self.encoder.spec["in_channels"]
 
         def to_pixels(patches: torch.Tensor) -> torch.Tensor:
-            standardised = unpatchify(patches, vit.patch_size, channels)
-            return (standardised * self.encoder.std + self.encoder.mean).clamp(0.0, 1.0)
+            return self.encoder.denormalize(unpatchify(patches, vit.patch_size, channels))
 
         filled = to_pixels(target * (1 - mask) + pred * mask)
         grey = (0.5 - self.encoder.mean) / self.encoder.std  # standardised value of a grey pixel

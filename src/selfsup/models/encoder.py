@@ -38,6 +38,10 @@ class Encoder(nn.Module):
         """The backbone's input: images in [0, 1] standardised with the training data's channel statistics."""
         return (images - self.mean) / self.std
 
+    def denormalize(self, standardised: torch.Tensor) -> torch.Tensor:
+        """Back from the backbone's input scale to images in [0, 1] (clipped), e.g. for reconstructions."""
+        return (standardised.float() * self.std + self.mean).clamp(0.0, 1.0)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(images))
 
