@@ -133,21 +133,15 @@ def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
 
 
 def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """The closed form of the six-sector HSV -> RGB map: channel n (R 5, G 3, B 1) is
+    v − v·s·clamp(min(k, 4 − k), 0, 1) with k = (n + 6·h) mod 6; a few element-wise operations
+    instead of a table of the six sectors."""
     hue, saturation, value = images.unbind(1)
-    sector = torch.floor(hue * 6.0)
-    frac = hue * 6.0 - sector
-    sector = sector.long() % 6
-    p = (value * (1.0 - saturation)).clamp(0.0, 1.0)
-    q = (value * (1.0 - saturation * frac)).clamp(0.0, 1.0)
-    t = (value * (1.0 - saturation * (1.0 - frac))).clamp(0.0, 1.0)
-    # for each of the six hue sectors, which of (v, q, p, t) each output channel takes
-    table = torch.stack([
-        torch.stack([value, q, p, p, t, value], dim=1),
-        torch.stack([t, value, value, q, p, p], dim=1),
-        torch.stack([p, p, t, value, value, q], dim=1),
-    ], dim=1)  # N×3×6×H×W
-    index = sector.unsqueeze(1).unsqueeze(2).expand(-1, 3, 1, -1, -1)
-    return table.gather(2, index).squeeze(2)
+    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    k = torch.remainder(offsets + 6.0 * hue.unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    v = value.unsqueeze(1)
+    return (v - v * saturation.unsqueeze(1) * ramp).clamp_(0.0, 1.0)
 
 
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -185,14 +179,14 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float, satur
     strengths = (brightness, contrast, saturation, hue)
     operations = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
     order = torch.argsort(torch.rand(n, 4, generator=generator, device=device), dim=1)
-    out = images
+    out = images.clone()
     for position in range(4):
         for op_index, operation in enumerate(operations):
             if strengths[op_index] == 0:
                 continue
             chosen = torch.nonzero(apply & (order[:, position] == op_index)).flatten()
             if len(chosen):
-                out = out.index_copy(0, chosen, operation(out[chosen], factors[op_index][chosen]))
+                out.index_copy_(0, chosen, operation(out[chosen], factors[op_index][chosen]))
     return out
 
 
