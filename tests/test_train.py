@@ -111,3 +111,22 @@ def test_simclr_trains_on_real_cifar10(cifar_tar, tmp_path):
     assert all(torch.isfinite(torch.tensor([h["loss"] for h in result.history])))
     assert result.history[-1]["embedding_std"] > 0.1 / 64**0.5
     assert load_encoder(tmp_path)(torch.rand(2, 3, 32, 32)).shape == (2, 64)
+
+
+def test_resnet_views_that_reach_1x1_maps_train_in_float32_on_the_cpu():
+    """bf16 convolutions on the CPU give garbage weight gradients for 3×3 kernels on 1×1 maps
+    (PyTorch 2.14, measured: inf/NaN in the taps that only see padding); the loop avoids them."""
+    from selfsup.models.backbones import resnet_last_stage_input_side
+
+    assert resnet_last_stage_input_side(14, "imagenet") == 1  # DINO's local crops of 32-px images
+    assert resnet_last_stage_input_side(32, "imagenet") == 2
+    assert resnet_last_stage_input_side(32, "auto") == 8  # CIFAR stem
+    assert resnet_last_stage_input_side(4, "cifar") == 1
+
+
+def test_the_loop_trains_in_float32_where_bf16_would_meet_1x1_maps(tmp_path):
+    with pytest.warns(UserWarning, match="training in float32"):
+        api.pretrain("dino", "digits", out=tmp_path, epochs=1, progress=False,
+                     overrides=["model.backbone=resnet18", "model.stem=imagenet", "train.precision=bf16",
+                                "train.batch_size=256", "method.out_dim=64", "method.hidden_dim=64",
+                                "augment.local_views=1"])

@@ -30,6 +30,16 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
     return build
 
 
+def resnet_last_stage_input_side(side: int, stem: str) -> int:
+    """Side of the feature map that ResNet's last stage (layer4, first 3×3 conv) receives for input
+    images of ``side`` pixels: after the stem (ImageNet: stride-2 conv and stride-2 max-pool; CIFAR:
+    neither) and the stride-2 layer2 and layer3."""
+    use_cifar_stem = stem == "cifar" or (stem == "auto" and side <= CIFAR_STEM_MAX_SIDE)
+    for _ in range(2 if use_cifar_stem else 4):
+        side = -(-side // 2)
+    return side
+
+
 class SmallCNN(nn.Module):
     """Three 3×3 conv-BN-ReLU blocks (widths w, 2w, 4w) with one 2×2 max-pool, then global average pooling.
 

@@ -24,6 +24,7 @@ from selfsup.config import Config, save_config
 from selfsup.data import DataSplits
 from selfsup.errors import ConfigError, DataError, SelfsupError, TrainingError
 from selfsup.methods import Method, get_method
+from selfsup.models.backbones import resnet_last_stage_input_side
 from selfsup.models.encoder import Encoder, channel_stats, save_encoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from selfsup.train.device import autocast, resolve_device, resolve_precision
@@ -77,6 +78,17 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
                           f"pass --batch-size {len(data)} or less")
     device = resolve_device(tc.device)
     amp_dtype = resolve_precision(tc.precision, device)
+    if amp_dtype == torch.bfloat16 and device.type == "cpu" and config.model.backbone.startswith("resnet"):
+        side = min(data.images.shape[2:])
+        if config.augment.local_views:
+            side = min(side, config.augment.local_side(side))
+        if resnet_last_stage_input_side(side, config.model.stem) == 1:
+            # PyTorch 2.14's CPU bf16 convolution leaves the weight gradient of the taps that only see
+            # padding (should be 0) as garbage (inf/NaN, measured) when a 3×3 convolution runs on a 1×1 map
+            warnings.warn(f"training in float32: views of {side} px reach ResNet's last stage as 1×1 maps, where "
+                          "bf16 convolutions on the CPU compute wrong weight gradients (PyTorch 2.14); "
+                          "larger views (augment.local_size) keep bf16")
+            amp_dtype = None
     torch.manual_seed(tc.seed)
 
     encoder = build_encoder(config, data.images)
