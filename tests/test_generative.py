@@ -199,3 +199,12 @@ def test_generative_methods_take_one_view(tmp_path):
         api.pretrain("mae", "digits", out=tmp_path, epochs=1, overrides=["augment.views=2"], progress=False)
     with pytest.raises(ConfigError, match="method.noise"):
         api.pretrain("dae", "digits", out=tmp_path, epochs=1, overrides=["method.noise=speckle"], progress=False)
+
+
+def test_bad_model_sizes_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        api.pretrain("mae", "digits", out=tmp_path, epochs=1, overrides=["model.width=30"], progress=False)
+    with pytest.raises(ConfigError, match="does not divide"):
+        api.pretrain("mae", "digits", out=tmp_path, epochs=1, overrides=["model.patch_size=3"], progress=False)
+    with pytest.raises(ConfigError, match="one channel per colour"):
+        GatedPixelCNN(3, width=2)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.errors import ConfigError
+
 LEVELS = 256  # values of an 8-bit sub-pixel
 
 
@@ -154,7 +156,8 @@ class PixelModel(nn.Module):
     def __init__(self, channels: int, width: int, layers: list[nn.Module], condition_size: int, feature_layer: int = 0):
         super().__init__()
         if width < channels:
-            raise ValueError(f"the pixel models need at least one feature channel per colour ({channels}), got {width}")
+            raise ConfigError(f"model.width must give the pixel models at least one channel per colour ({channels}), "
+                              f"got {width}")
         self.channels, self.width = channels, width
         self.input = input_convolution(channels, width)
         self.layers = nn.ModuleList(layers)

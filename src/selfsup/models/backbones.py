@@ -67,12 +67,17 @@ def _small_cnn(in_channels: int, image_size: int, width: int = 32, **unused) -> 
     return SmallCNN(in_channels, width)
 
 
+def vit_patch_size(image_size: int, patch_size: int = 0) -> int:
+    """The ViT's patch side: ``patch_size``, or 0 for 4 px at 32 px and above, else 2 px."""
+    return patch_size or (4 if image_size >= 32 else 2)
+
+
 def _vit(in_channels: int, image_size: int, width: int = 192, depth: int = 0, patch_size: int = 0, **unused) -> nn.Module:
     from selfsup.models.vit import VisionTransformer
 
     del unused
-    patch = patch_size or (4 if image_size >= 32 else 2)
-    return VisionTransformer(in_channels, image_size, patch, dim=width, depth=depth or 12, heads=max(1, width // 64))
+    return VisionTransformer(in_channels, image_size, vit_patch_size(image_size, patch_size), dim=width,
+                             depth=depth or 12, heads=max(1, width // 64))
 
 
 def _gated_pixelcnn(in_channels: int, image_size: int, width: int = 64, depth: int = 0, **unused) -> nn.Module:
@@ -116,7 +121,7 @@ def build_backbone(name: str, in_channels: int, image_size: int, stem: str = "au
     if stem not in ("auto", "cifar", "imagenet"):
         raise ConfigError(f"unknown stem '{stem}' (choose from auto, cifar, imagenet)")
     if name == "vit":
-        patch = patch_size or (4 if image_size >= 32 else 2)
+        patch = vit_patch_size(image_size, patch_size)
         if image_size % patch:
             raise ConfigError(f"model.patch_size {patch} does not divide the image side {image_size}")
     return BACKBONES[name](in_channels, image_size, stem=stem, width=width, depth=depth, patch_size=patch_size)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from selfsup.errors import ConfigError
+
 
 def sincos_positions(dim: int, grid: int) -> torch.Tensor:
     """Fixed 2-D positions 1×grid²×dim: half the channels encode the row, half the column, each as
     sin and cos of the index times frequencies 1/10000^(k/(dim/4)) (MAE's ``get_2d_sincos_pos_embed``)."""
     if dim % 4:
-        raise ValueError(f"the token dimension must be a multiple of 4 for 2-D sine-cosine positions, got {dim}")
+        raise ConfigError(f"the ViT's token dimension (model.width) must be a multiple of 4 for 2-D sine-cosine "
+                          f"positions, got {dim}")
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
     rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
                                 indexing="ij")
