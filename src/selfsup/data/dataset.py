@@ -46,6 +46,11 @@ class ImageDataset:
         return self.labels is not None
 
     @property
+    def fully_labelled(self) -> bool:
+        """Whether every image has a label (labels exist and none is negative, the mark of an unlabelled image)."""
+        return self.labels is not None and not bool((self.labels < 0).any())
+
+    @property
     def num_classes(self) -> int:
         return len(self.classes) if self.classes is not None else 0
 

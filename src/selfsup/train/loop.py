@@ -107,7 +107,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
-    if method.needs_labels and (not data.labelled or bool((data.labels < 0).any())):
+    if method.needs_labels and not data.fully_labelled:
         raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
                         f"{config.data.spec} has unlabelled training images")
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a configuration error leaves no empty run behind
@@ -221,7 +221,7 @@ def held_out_results(method: Method, splits: DataSplits, run_dir: Path, device: 
     from selfsup.report import save_image_grid
 
     test = splits.test
-    if test is None or len(test) == 0 or (method.needs_labels and (not test.labelled or bool((test.labels < 0).any()))):
+    if test is None or len(test) == 0 or (method.needs_labels and not test.fully_labelled):
         return {}
     method.eval()
     sums: dict[str, float] = {}
