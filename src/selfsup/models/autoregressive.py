@@ -61,6 +61,23 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(F.pad(x, self.pad), self.weight * self.mask, self.bias)
 
 
+def pointwise(in_channels: int, out_channels: int, channels: int, out_groups: torch.Tensor | None = None) -> MaskedConv2d:
+    """A 1×1 convolution with mask B: each output group reads the current pixel's groups up to its own."""
+    return MaskedConv2d(in_channels, out_channels, (1, 1), (0, 0), (0, 0, 0, 0), "B", channels, out_groups)
+
+
+class RowsAboveConv2d(nn.Conv2d):
+    """An unmasked (k//2 + 1)×k convolution over the current row and the k//2 rows above it (the
+    vertical stack): padded so that no row below the output pixel is read."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int):
+        super().__init__(in_channels, out_channels, (kernel // 2 + 1, kernel))
+        self.pad = (kernel // 2, kernel // 2, kernel // 2, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
 def input_convolution(channels: int, width: int, kernel: int = 7) -> MaskedConv2d:
     """The first layer of both models: a k×k convolution with mask A."""
     half = kernel // 2
@@ -73,8 +90,8 @@ class OutputHead(nn.Module):
     def __init__(self, channels: int, width: int):
         super().__init__()
         self.channels = channels
-        self.hidden = MaskedConv2d(width, width, (1, 1), (0, 0), (0, 0, 0, 0), "B", channels)
-        self.out = MaskedConv2d(width, LEVELS * channels, (1, 1), (0, 0), (0, 0, 0, 0), "B", channels)
+        self.hidden = pointwise(width, width, channels)
+        self.out = pointwise(width, LEVELS * channels, channels)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         logits = self.out(F.relu(self.hidden(F.relu(h))))
@@ -100,17 +117,16 @@ class GatedLayer(nn.Module):
         half = kernel // 2
         self.width = width
         gate_groups = channel_groups(width, channels).repeat(2)
-        self.vertical = nn.Conv2d(width, 2 * width, (half + 1, kernel))
-        self.vertical_pad = (half, half, half, 0)
+        self.vertical = RowsAboveConv2d(width, 2 * width, kernel)
         self.vertical_to_horizontal = nn.Conv2d(2 * width, 2 * width, 1)
         self.horizontal = MaskedConv2d(width, 2 * width, (1, half + 1), (0, half), (half, 0, 0, 0), "B", channels,
                                        out_groups=gate_groups)
-        self.horizontal_out = MaskedConv2d(width, width, (1, 1), (0, 0), (0, 0, 0, 0), "B", channels)
+        self.horizontal_out = pointwise(width, width, channels)
 
     def forward(self, state: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``state``: the vertical and horizontal stacks, N×2·width×H×W."""
         v, h = state.chunk(2, dim=1)
-        v_pre = self.vertical(F.pad(v, self.vertical_pad))
+        v_pre = self.vertical(v)
         shifted = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]
         h_pre = self.horizontal(h) + self.vertical_to_horizontal(shifted)
         if bias is not None:
@@ -132,7 +148,7 @@ class RowLSTMLayer(nn.Module):
         self.input_to_state = MaskedConv2d(width, 4 * width, (1, 3), (0, 1), (1, 1, 0, 0), "B", channels,
                                            out_groups=channel_groups(width, channels).repeat(4))
         self.state_to_state = nn.Conv1d(width, 4 * width, 3, padding=1)
-        self.output = MaskedConv2d(width, width, (1, 1), (0, 0), (0, 0, 0, 0), "B", channels)
+        self.output = pointwise(width, width, channels)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         gates_in = self.input_to_state(x)
@@ -198,12 +214,10 @@ class GatedPixelCNN(PixelModel):
 
     def __init__(self, channels: int, width: int = 64, depth: int = 8, feature_layer: int = 0, kernel: int = 7):
         super().__init__(channels, width, [GatedLayer(channels, width) for _ in range(depth)], 2 * width, feature_layer)
-        half = kernel // 2
-        self.input_vertical = nn.Conv2d(channels, width, (half + 1, kernel))
-        self.input_vertical_pad = (half, half, half, 0)
+        self.input_vertical = RowsAboveConv2d(channels, width, kernel)
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.input_vertical(F.pad(x, self.input_vertical_pad)), self.input(x)], dim=1)
+        return torch.cat([self.input_vertical(x), self.input(x)], dim=1)
 
 
 class RowLSTM(PixelModel):
