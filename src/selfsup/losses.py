@@ -184,6 +184,14 @@ def bits_per_dim(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(_upcast(logits), targets) / math.log(2.0)
 
 
+def standardize_patches(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each patch (last dimension) minus its mean, over √(its unbiased variance + eps), as MAE's
+    official code does; also the means and scales, to map predictions back to pixels."""
+    mean = patches.mean(dim=-1, keepdim=True)
+    scale = (patches.var(dim=-1, keepdim=True) + eps) ** 0.5
+    return (patches - mean) / scale, mean, scale
+
+
 def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                       normalize_target: bool = True, eps: float = 1e-6) -> torch.Tensor:
     """MAE's reconstruction loss (He et al. 2022, Sec. 3; official ``forward_loss``).
@@ -195,8 +203,6 @@ def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     """
     pred, target = _upcast(pred), _upcast(target)
     if normalize_target:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + eps) ** 0.5
+        target = standardize_patches(target, eps)[0]
     per_patch = ((pred - target) ** 2).mean(dim=-1)
     return (per_patch * mask).sum() / mask.sum()

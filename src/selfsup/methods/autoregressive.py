@@ -105,8 +105,7 @@ class PixelAutoregressive(Method):
         half = shape[1] // 2
         occluded = images.clone()
         occluded[:, :, half:] = 0.5
-        completed = self.sample(n, shape, generator, labels=labels if self.params.classes else None, prefix=images,
-                                start_row=half, device=images.device)
+        completed = self.sample(n, shape, generator, labels=labels, prefix=images, start_row=half, device=images.device)
         columns = max(1, int(n ** 0.5))
         return {"samples": [samples[i::columns] for i in range(columns)],
                 "completions": [occluded, completed, images]}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from selfsup.errors import ConfigError
-from selfsup.losses import masked_patch_loss
+from selfsup.losses import masked_patch_loss, standardize_patches
 from selfsup.methods.base import Method
 from selfsup.models.encoder import Encoder
 from selfsup.models.vit import VisionTransformer, init_transformer, sincos_positions, transformer_block
@@ -115,39 +115,33 @@ class MAE(Method):
         loss = masked_patch_loss(out["pred"], out["target"], out["mask"], self.params.norm_pix_loss)
         return {"loss": loss, "embedding": out["latent"][:, 1:].mean(dim=1).detach()}
 
-    def _reconstruction(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images in [0, 1]: the visible patches as they are with the hidden ones predicted (a
-        normalised-pixel prediction is mapped back with the true patch's mean and variance, as the
-        official demo does), and the input with its hidden patches grey."""
-        vit: VisionTransformer = self.encoder.backbone
-        pred, target, mask = out["pred"].float(), out["target"].float(), out["mask"][:, :, None]
+    def _reconstruction(self, images: torch.Tensor, out: dict[str, torch.Tensor]
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images in [0, 1]: the input with its hidden patches predicted (a normalised-pixel
+        prediction is mapped back with the true patch's mean and scale, as the official demo does),
+        the input with its hidden patches grey, and the pixel mask N×C×H×W (1 = hidden)."""
+        patch, channels = self.encoder.backbone.patch_size, images.shape[1]
+        pred = out["pred"].float()
         if self.params.norm_pix_loss:
-            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
-            pred = pred * (var + 1e-6) ** 0.5 + mean
-        channels = self.encoder.spec["in_channels"]
-
-        def to_pixels(patches: torch.Tensor) -> torch.Tensor:
-            return self.encoder.denormalize(unpatchify(patches, vit.patch_size, channels))
-
-        filled = to_pixels(target * (1 - mask) + pred * mask)
-        grey = (0.5 - self.encoder.mean) / self.encoder.std  # standardised value of a grey pixel
-        masked = to_pixels(target * (1 - mask) + mask * patchify(grey.expand(len(pred), -1, vit.grid * vit.patch_size,
-                                                                             vit.grid * vit.patch_size), vit.patch_size))
-        return filled, masked
+            _, mean, scale = standardize_patches(out["target"].float())
+            pred = pred * scale + mean
+        hidden = unpatchify(out["mask"][:, :, None].expand(-1, -1, pred.shape[-1]), patch, channels)
+        predicted = self.encoder.denormalize(unpatchify(pred, patch, channels))
+        filled = torch.where(hidden.bool(), predicted, images.float())
+        masked = torch.where(hidden.bool(), torch.full_like(filled, 0.5), images.float())
+        return filled, masked, hidden
 
     @torch.no_grad()
     def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
         out = self.masked_prediction(images, torch.Generator(device=images.device).manual_seed(0))
-        filled, _ = self._reconstruction(out)
-        pixel_mask = unpatchify(out["mask"][:, :, None].expand(-1, -1, out["pred"].shape[-1]),
-                                self.encoder.backbone.patch_size, images.shape[1])
-        squared = (filled - images.float()) ** 2 * pixel_mask
+        filled, _, hidden = self._reconstruction(images, out)
+        squared = (filled - images.float()) ** 2 * hidden
         return {"masked_patch_loss": masked_patch_loss(out["pred"], out["target"], out["mask"],
                                                        self.params.norm_pix_loss).item(),
-                "reconstruction_mse": (squared.sum() / pixel_mask.sum()).item()}
+                "reconstruction_mse": (squared.sum() / hidden.sum()).item()}
 
     @torch.no_grad()
     def pictures(self, images: torch.Tensor, generator: torch.Generator,
                  labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
-        filled, masked = self._reconstruction(self.masked_prediction(images, generator))
+        filled, masked, _ = self._reconstruction(images, self.masked_prediction(images, generator))
         return {"reconstructions": [masked, filled, images]}
