@@ -23,7 +23,8 @@ TINY_GENERATIVE = {
 
 EPOCHS = {"mae": 60}
 """MAE's features first get worse than at initialisation (kNN 0.52 -> 0.39 after 10 epochs of the
-tiny model, measured), and only then better (0.56 at 30 epochs, 0.76 at 100): an epoch takes 0.1 s."""
+tiny model, benchmarks/generative_choices.py), and only then better (0.56 at 30 epochs, 0.76 at 100): an epoch
+takes 0.1 s."""
 
 
 def tiny_for(method: str) -> list[str]:

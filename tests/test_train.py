@@ -115,7 +115,7 @@ def test_simclr_trains_on_real_cifar10(cifar_tar, tmp_path):
 
 def test_resnet_views_that_reach_1x1_maps_train_in_float32_on_the_cpu():
     """bf16 convolutions on the CPU give garbage weight gradients for 3×3 kernels on 1×1 maps
-    (PyTorch 2.14, measured: inf/NaN in the taps that only see padding); the loop avoids them."""
+    (PyTorch 2.14, benchmarks/bf16_conv_grad.py: inf/NaN in the taps that only see padding); the loop avoids them."""
     from selfsup.models.backbones import resnet_last_stage_input_side
 
     assert resnet_last_stage_input_side(14, "imagenet") == 1  # DINO's local crops of 32-px images

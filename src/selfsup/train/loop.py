@@ -84,7 +84,8 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             side = min(side, config.augment.local_side(side))
         if resnet_last_stage_input_side(side, config.model.stem) == 1:
             # PyTorch 2.14's CPU bf16 convolution leaves the weight gradient of the taps that only see
-            # padding (should be 0) as garbage (inf/NaN, measured) when a 3×3 convolution runs on a 1×1 map
+            # padding (should be 0) as garbage (inf/NaN) when a 3×3 convolution runs on a 1×1 map
+            # (benchmarks/bf16_conv_grad.py)
             warnings.warn(f"training in float32: views of {side} px reach ResNet's last stage as 1×1 maps, where "
                           "bf16 convolutions on the CPU compute wrong weight gradients (PyTorch 2.14); "
                           "larger views (augment.local_size) keep bf16")
