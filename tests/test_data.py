@@ -96,7 +96,7 @@ def write_text(path):
 @pytest.mark.parametrize("make,message", [
     (lambda p: p / "missing", "not found"),
     (lambda p: (p / "empty").mkdir() or p / "empty", "no images found"),
-    (lambda p: write_text(p / "a.txt"), "unsupported data file"),
+    (lambda p: write_text(p / "a.doc"), "unsupported data file"),
 ])
 def test_bad_paths_name_the_culprit(tmp_path, make, message):
     path = make(tmp_path)

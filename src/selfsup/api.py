@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from selfsup.config import SMALL_IMAGE_MAX_SIDE, Config, apply_overrides, build_config, load_run_config
-from selfsup.data import DataSplits, load_data
+from selfsup.data import DataSplits, ImageDataset, load_data
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder, format_table
 from selfsup.evaluate.features import extract_features
@@ -29,12 +29,13 @@ EVAL_FILE = "eval.json"
 
 
 def _load(config: Config) -> DataSplits:
-    return load_data(config.data.spec, image_size=config.data.image_size, skip_bad_images=config.data.skip_bad_images)
+    return load_data(config.data.spec, image_size=config.data.image_size, skip_bad_images=config.data.skip_bad_images,
+                     text_options=config.data.text_options())
 
 
 def _small_images(splits: DataSplits) -> bool:
-    """Whether the data take the methods' ``_small`` recipes."""
-    return max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
+    """Whether the data take the methods' ``_small`` recipes (small images; never text)."""
+    return isinstance(splits.train, ImageDataset) and max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
 
 
 def resolve(method: str, data: str, *, config: str | None = None, overrides=(), flags: dict | None = None) -> tuple[Config, DataSplits]:
@@ -95,20 +96,80 @@ def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None
         raise SelfsupError(f"--out must name a .npy file, got {out}")
     torch_device = resolve_device(device or "auto")
     encoder = load_encoder(run_dir, torch_device)
-    splits = load_data(data)
+    config = load_run_config(Path(run_dir))
+    config.data.spec = data
+    splits = _load(config)
     parts = [("train", splits.train)] + ([("test", splits.test)] if splits.test is not None else [])
     features, meta = [], {"split": [], "label": [], "name": [], "classes": splits.train.classes}
     for split, dataset in parts:
-        if dataset.images.shape[1] != encoder.spec["in_channels"]:
-            raise SelfsupError(f"{data} has {dataset.images.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}")
-        features.append(extract_features(encoder, dataset.images, torch_device))
+        inputs = encoder.inputs(dataset)
+        if isinstance(dataset, ImageDataset) and inputs.shape[1] != encoder.spec["in_channels"]:
+            raise SelfsupError(f"{data} has {inputs.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}")
+        features.append(extract_features(encoder, inputs, torch_device))
         meta["split"] += [split] * len(dataset)
         meta["label"] += dataset.labels.tolist() if dataset.labelled else [None] * len(dataset)
-        meta["name"] += dataset.names if dataset.names is not None else [None] * len(dataset)
+        meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, torch.cat(features).numpy().astype(np.float32))
     out.with_suffix(".json").write_text(json.dumps(meta))
     return out
+
+
+def load_method(run_dir: str | Path, device: str | None = None):
+    """The whole trained method of a run (encoder, heads, decoder) from its last checkpoint, in eval
+    mode, with its configuration: what ``denoise`` and ``generate`` need beyond the encoder."""
+    from selfsup.methods import get_method
+    from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise SelfsupError(f"no checkpoint in {run_dir} (expected {CHECKPOINT_FILE}; did the pretraining run?)")
+    config = load_run_config(run_dir)
+    torch_device = resolve_device(device or "auto")
+    method = get_method(config.method_name).build(load_encoder(run_dir), config.method)
+    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_FILE)["model"])
+    return method.to(torch_device).eval(), config
+
+
+def _text_run(run_dir: str | Path, method_name: str, verb: str, device: str | None):
+    method, config = load_method(run_dir, device)
+    if config.method_name != method_name:
+        raise SelfsupError(f"`selfsup {verb}` needs a {method_name} run; {run_dir} is a {config.method_name} run")
+    return method
+
+
+def denoise(run_dir: str | Path, text: str, *, seed: int = 0, noise: bool = True,
+            device: str | None = None) -> dict[str, str]:
+    """Noise ``text`` with a BART run's own noising functions (unless ``noise`` is False) and decode
+    the model's reconstruction greedily. Returns the input, the noised text and the reconstruction."""
+    from selfsup.data.tokenizer import encode_documents
+
+    method = _text_run(run_dir, "bart", "denoise", device)
+    if not text.strip():
+        raise SelfsupError("give a text to denoise")
+    ids = encode_documents(method.encoder.tokenizer, [text], method.encoder.max_length)
+    device_ids = ids.to(next(method.parameters()).device)
+    torch.manual_seed(seed)
+    noisy = method.noise(device_ids) if noise else device_ids
+    rebuilt = method.reconstruct(noisy, 2 * ids.shape[1])
+    return {"input": text, "noised": method.decode(noisy)[0], "reconstruction": method.decode(rebuilt)[0]}
+
+
+def generate(run_dir: str | Path, prompt: str = "", *, tokens: int = 200, temperature: float | None = None,
+             top_k: int | None = None, seed: int = 0, device: str | None = None) -> str:
+    """Sample a continuation of ``prompt`` from a causal LM run: ``tokens`` tokens at ``temperature``
+    (default: the run's), from the ``top_k`` most likely (0: all). Returns prompt + continuation."""
+    from selfsup.data.tokenizer import token_lists
+
+    method = _text_run(run_dir, "causal_lm", "generate", device)
+    if tokens < 1:
+        raise SelfsupError(f"--tokens must be at least 1, got {tokens}")
+    if (temperature is not None and temperature <= 0) or (top_k is not None and top_k < 0):
+        raise SelfsupError("--temperature must be positive and --top-k 0 or more")
+    prompt_ids = [method.vocab.cls] + (token_lists(method.encoder.tokenizer, [prompt])[0] if prompt else [])
+    ids = torch.tensor([prompt_ids], device=next(method.parameters()).device)
+    out = method.generate(ids, tokens, torch.Generator().manual_seed(seed), temperature, top_k)
+    return method.decode(out)[0]
 
 
 def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: str | None = None,

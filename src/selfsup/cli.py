@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Pretrain an encoder; writes config.yaml, metrics.jsonl, checkpoint.pt and "
                                      "encoder.safetensors in the run directory.")
     p.add_argument("--method", default="simclr", help="method name (see `selfsup methods`; default simclr)")
-    p.add_argument("--data", required=True, help="'digits', an image folder, a .tar/.tar.gz of one, or a .npy/.npz file")
-    p.add_argument("--backbone", help="resnet18, resnet34, resnet50 or small_cnn (default: the recipe's)")
+    p.add_argument("--data", required=True, help="'digits', an image folder, a .tar/.tar.gz of one, a .npy/.npz file, "
+                                                  "or a text corpus (.txt, .csv, .tsv) for the text methods")
+    p.add_argument("--backbone", help="resnet18, resnet34, resnet50, small_cnn, vit, ... (default: the recipe's)")
     p.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
     p.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="labelled data to evaluate on (default: the run's own data)")
     e.add_argument("--labels", type=_csv, help="label budgets: fractions and/or N/class, e.g. 0.01,0.1,10/class")
     e.add_argument("--seeds", type=int, help="number of seeded labelled subsets per budget")
-    e.add_argument("--protocol", type=_csv, help="any of knn,linear,finetune,scratch,pixels")
+    e.add_argument("--protocol", type=_csv, help="any of knn,linear,finetune,scratch and pixels (images) or tfidf (text)")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"])
     e.add_argument("--quiet", action="store_true")
     e.add_argument("overrides", nargs="*", metavar="key=value", help="override eval settings, e.g. eval.knn_k=20")
@@ -100,6 +101,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     d.add_argument("--quiet", action="store_true")
     d.add_argument("overrides", nargs="*", metavar="key=value", help="change the recipe, e.g. train.epochs=50")
+
+    n = verbs.add_parser("denoise", help="noise a text and print a BART run's reconstruction of it",
+                         description="Noise the text with the run's own noising functions, then decode the "
+                                     "model's reconstruction (greedy).")
+    n.add_argument("run_dir", metavar="RUN_DIR")
+    n.add_argument("text", metavar="TEXT")
+    n.add_argument("--no-noise", action="store_true", help="reconstruct the text as given (e.g. with your own <mask>s)")
+    n.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    n.add_argument("--device", choices=["auto", "cpu", "cuda"])
+
+    g = verbs.add_parser("generate", help="sample text from a causal LM run",
+                         description="Continue a prompt by sampling from a causal language model run.")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("--prompt", default="", help="text to continue (default: none)")
+    g.add_argument("--tokens", type=int, default=200, help="tokens to sample (default 200)")
+    g.add_argument("--temperature", type=float, help="sampling temperature (default: the run's, 1.0)")
+    g.add_argument("--top-k", type=int, help="sample from the k most likely tokens (default: the run's; 0: all)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
     verbs.add_parser("methods", help="list the methods with their family and paper",
                      description="List the available self-supervised methods.")
@@ -150,6 +170,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "ablate":
         api.ablate(args.method, args.data, drop=args.drop, out=args.out, epochs=args.epochs, labels=args.labels,
                    seeds=args.seeds, overrides=args.overrides, progress=not args.quiet)
+    elif args.verb == "denoise":
+        result = api.denoise(args.run_dir, args.text, seed=args.seed, noise=not args.no_noise, device=args.device)
+        print(f"noised:        {result['noised']}\nreconstructed: {result['reconstruction']}")
+    elif args.verb == "generate":
+        print(api.generate(args.run_dir, args.prompt, tokens=args.tokens, temperature=args.temperature,
+                           top_k=args.top_k, seed=args.seed, device=args.device))
     elif args.verb == "demo":
         api.demo(args.out, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "methods":

@@ -17,6 +17,8 @@ from selfsup.errors import ConfigError
 from selfsup.methods import get_method
 from selfsup.models.backbones import BACKBONES
 
+TEXT_BACKBONE = "transformer"  # the text methods' model (selfsup.models.text)
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
 SMALL_IMAGE_MAX_SIDE = 16  # data at or below this side use the method's `_small` recipe
 
@@ -26,15 +28,34 @@ class DataConfig:
     spec: str = "digits"
     image_size: int | None = None  # resize and centre-crop every image to this square size
     skip_bad_images: bool = False
+    # text corpora (.txt, .csv, .tsv): see selfsup.data.text.load_text
+    text_column: str = "auto"  # CSV column name(s) or 0-based index(es), comma-separated; auto: all but the label
+    label_column: str = "auto"  # CSV column name or index; auto: a column named label/class/..., none: unlabelled
+    header: str = "auto"  # whether the CSV's first row names the columns: auto, true, false
+    documents: str = "auto"  # .txt: line (one document per line), paragraph (blank-line separated), auto
+    line_break: str = "\\"  # the mark that stands for a line break inside a CSV field (AG News: a backslash)
+
+    def text_options(self) -> dict:
+        return dict(text_column=self.text_column, label_column=self.label_column, header=self.header,
+                    documents=self.documents, line_break=self.line_break)
 
 
 @dataclass
 class ModelConfig:
     backbone: str = "resnet18"
     stem: str = "auto"  # ResNets: auto (CIFAR stem up to 64 px), cifar, imagenet
-    width: int = 32  # small_cnn: channels of the first block; vit: token dimension; pixel models: feature channels
-    depth: int = 0  # vit: transformer blocks; gated_pixelcnn / row_lstm: layers; 0 = the backbone's default
+    width: int = 32  # small_cnn: channels of the first block; vit, transformer: token dimension; pixel models: feature channels
+    depth: int = 0  # vit, transformer: blocks; gated_pixelcnn / row_lstm: layers; 0 = the backbone's default
     patch_size: int = 0  # vit: patch side in pixels; 0 = 4 for images of side 32 or more, else 2
+
+
+@dataclass
+class TextConfig:
+    tokenizer: str = "wordpiece"  # wordpiece (BERT), bpe (byte-level, GPT-2/BART), char (one token per character)
+    vocab_size: int = 8000  # at most this many tokens (char: every character of the corpus)
+    lowercase: bool = True
+    max_length: int = 128  # tokens per document (longer ones are cut) or per block when packed
+    pack: bool = False  # train on the corpus as one stream cut into max_length blocks (language models)
 
 
 @dataclass
@@ -79,6 +100,7 @@ class EvalConfig:
     finetune_weight_decay: float = 5e-4
     finetune_crop_scale: tuple[float, float] = (0.5, 1.0)
     finetune_flip: bool = True
+    finetune_optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9), adamw (transformers)
 
 
 @dataclass
@@ -90,6 +112,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -97,12 +120,12 @@ class Config:
     def to_dict(self) -> dict:
         out = {"recipe": self.recipe, "source": self.source, "method": {"name": self.method_name}}
         out["method"].update(_plain(dataclasses.asdict(self.method)))
-        for name in ("data", "model", "augment", "optim", "train", "eval"):
+        for name in SECTIONS:
             out[name] = _plain(dataclasses.asdict(getattr(self, name)))
         return out
 
 
-SECTIONS = ("data", "model", "augment", "optim", "train", "eval")
+SECTIONS = ("data", "model", "augment", "text", "optim", "train", "eval")
 
 
 def _plain(value):
@@ -260,14 +283,25 @@ CHOICES = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "model.stem": ("auto", "cifar", "imagenet"),
+    "text.tokenizer": ("wordpiece", "bpe", "char"),
+    "eval.finetune_optimizer": ("sgd", "adamw"),
+    "data.header": ("auto", "true", "false"),
+    "data.documents": ("auto", "line", "paragraph"),
 }
 POSITIVE = ("train.epochs", "train.batch_size", "optim.lr", "optim.bias_lr_scale", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
-            "augment.views")
+            "augment.views", "text.vocab_size")
 
 
 def validate(config: Config) -> None:
-    if config.model.backbone not in BACKBONES:
-        raise ConfigError(f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)})")
+    text_method = getattr(get_method(config.method_name).build, "modality", "image") == "text"
+    if text_method and config.model.backbone != TEXT_BACKBONE:
+        raise ConfigError(f"method '{config.method_name}' learns from text: model.backbone must be {TEXT_BACKBONE}, "
+                          f"got '{config.model.backbone}'")
+    if not text_method and config.model.backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)}"
+                          + (f"; {TEXT_BACKBONE} is for the text methods)" if config.model.backbone == TEXT_BACKBONE else ")"))
+    if config.text.max_length < 3:
+        raise ConfigError(f"option 'text.max_length' must be at least 3, got {config.text.max_length}")
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)

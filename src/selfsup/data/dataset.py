@@ -10,8 +10,28 @@ import torch
 from selfsup.errors import DataError
 
 
+class LabelledData:
+    """What image and text data sets share: optional labels (int64, N) over ``classes``."""
+
+    labels: torch.Tensor | None
+    classes: list[str] | None
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def fully_labelled(self) -> bool:
+        """Whether every item has a label (labels exist and none is negative, the mark of an unlabelled item)."""
+        return self.labels is not None and not bool((self.labels < 0).any())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes is not None else 0
+
+
 @dataclass
-class ImageDataset:
+class ImageDataset(LabelledData):
     """A set of equally sized images, optionally labelled.
 
     ``images`` is uint8 of shape N×C×H×W (C is 1 or 3); ``labels`` is int64 of shape N
@@ -40,19 +60,6 @@ class ImageDataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
-
-    @property
-    def labelled(self) -> bool:
-        return self.labels is not None
-
-    @property
-    def fully_labelled(self) -> bool:
-        """Whether every image has a label (labels exist and none is negative, the mark of an unlabelled image)."""
-        return self.labels is not None and not bool((self.labels < 0).any())
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes) if self.classes is not None else 0
 
     def subset(self, index: torch.Tensor | np.ndarray) -> "ImageDataset":
         index = torch.as_tensor(index, dtype=torch.long)
@@ -84,10 +91,11 @@ class ImageDataset:
 
 @dataclass
 class DataSplits:
-    """The training split (for pretraining and labelled subsets) and the held-out test split."""
+    """The training split (for pretraining and labelled subsets) and the held-out test split
+    (:class:`ImageDataset` or :class:`selfsup.data.text.TextDataset`)."""
 
-    train: ImageDataset
-    test: ImageDataset | None
+    train: "ImageDataset | TextDataset"
+    test: "ImageDataset | TextDataset | None"
     source: str
     note: str = ""
 

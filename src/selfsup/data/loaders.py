@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from selfsup.data.dataset import DataSplits, ImageDataset, stratified_split
+from selfsup.data.text import is_text_path, load_text
 from selfsup.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -29,8 +30,9 @@ CACHE_FORMAT = 1
 
 
 def load_data(spec: str, *, image_size: int | None = None, skip_bad_images: bool = False,
-              cache: bool = True) -> DataSplits:
-    """Load ``digits``, an ImageFolder directory, a .tar/.tar.gz of one, or a .npy/.npz file.
+              cache: bool = True, text_options: dict | None = None) -> DataSplits:
+    """Load ``digits``, an ImageFolder directory, a .tar/.tar.gz of one, a .npy/.npz file, or a text
+    corpus (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
 
     A folder or archive with ``train/`` and ``test/`` (or ``val/``) sub-folders gives those
     splits; otherwise a labelled set is split 80/20 (stratified, seed 0) so that evaluation
@@ -43,11 +45,14 @@ def load_data(spec: str, *, image_size: int | None = None, skip_bad_images: bool
     if not path.exists():
         raise DataError(f"data path not found: {spec}")
     name = path.name.lower()
+    if is_text_path(name):
+        return load_text(path, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **(text_options or {}))
     if name.endswith((".npy", ".npz")):
         return _finish(_load_arrays(path), spec)
     if path.is_dir() or name.endswith((".tar", ".tar.gz", ".tgz")):
         return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
-    raise DataError(f"unsupported data file: {spec} (expected a folder, .tar, .tar.gz, .tgz, .npy, .npz or 'digits')")
+    raise DataError(f"unsupported data file: {spec} (expected a folder, .tar, .tar.gz, .tgz, .npy, .npz, "
+                    ".txt, .csv, .tsv or 'digits')")
 
 
 def load_digits() -> DataSplits:

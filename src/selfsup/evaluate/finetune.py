@@ -10,6 +10,7 @@ from torch import nn
 
 from selfsup.augment import AugmentConfig, ViewAugmenter
 from selfsup.config import EvalConfig
+from selfsup.data.tokenizer import trim_padding
 from selfsup.evaluate.features import extract_features
 from selfsup.train.device import autocast
 from selfsup.train.optim import build_optimizer, lr_at, set_lr
@@ -29,22 +30,26 @@ class Classifier(nn.Module):
 def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                      config: EvalConfig, device: torch.device, amp_dtype: torch.dtype | None,
                      seed: int) -> Classifier:
-    """Train encoder + linear head with cross-entropy on the labelled images.
+    """Train encoder + linear head with cross-entropy on the labelled images (or token ids).
 
-    SGD (momentum 0.9, Nesterov) with a 10% linear warm-up then cosine decay, for
-    ``finetune_epochs`` passes (at least ``finetune_min_steps`` steps); augmentation: random
-    resized crop (``finetune_crop_scale``) and, if ``finetune_flip``, horizontal flip.
-    Whether ``encoder`` is pretrained or freshly initialised is the only difference between
-    the ``finetune`` and ``scratch`` protocols.
+    SGD (momentum 0.9, Nesterov) or AdamW (``finetune_optimizer``) with a 10% linear warm-up then
+    cosine decay, for ``finetune_epochs`` passes (at least ``finetune_min_steps`` steps);
+    augmentation of images: random resized crop (``finetune_crop_scale``) and, if
+    ``finetune_flip``, horizontal flip; none for text. Whether ``encoder`` is pretrained or freshly
+    initialised is the only difference between the ``finetune`` and ``scratch`` protocols.
     """
     torch.manual_seed(seed)
-    model = Classifier(encoder, num_classes).to(device).to(memory_format=torch.channels_last)
+    text = images.dtype != torch.uint8
+    model = Classifier(encoder, num_classes).to(device)
+    if not text:
+        model = model.to(memory_format=torch.channels_last)
     batch_size = min(config.finetune_batch_size, len(images))
     steps_per_epoch = math.ceil(len(images) / batch_size)
     total = max(config.finetune_min_steps, config.finetune_epochs * steps_per_epoch)
-    optimizer = build_optimizer(model, "sgd", config.finetune_lr, 0.9, config.finetune_weight_decay)
-    for group in optimizer.param_groups:
-        group["nesterov"] = True
+    optimizer = build_optimizer(model, config.finetune_optimizer, config.finetune_lr, 0.9, config.finetune_weight_decay)
+    if config.finetune_optimizer == "sgd":
+        for group in optimizer.param_groups:
+            group["nesterov"] = True
     augmenter = ViewAugmenter(AugmentConfig(views=1, crop_scale=config.finetune_crop_scale,
                                             flip_p=0.5 if config.finetune_flip else 0.0, jitter_p=0.0, grayscale_p=0.0))
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -58,9 +63,13 @@ def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Ten
         index = order[position:position + batch_size].to(device)
         position += batch_size
         set_lr(optimizer, lr_at(step, total, max(1, total // 10), config.finetune_lr))
-        (view,) = augmenter(images[index], generator)
+        if text:
+            view = trim_padding(images[index])
+        else:
+            (view,) = augmenter(images[index], generator)
+            view = view.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
-            logits = model(view.contiguous(memory_format=torch.channels_last))
+            logits = model(view)
         loss = F.cross_entropy(logits.float(), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

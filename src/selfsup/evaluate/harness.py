@@ -1,4 +1,5 @@
-"""Few-label evaluation of an encoder: kNN, linear probe, fine-tuning, and two baselines.
+"""Few-label evaluation of an encoder: kNN, linear probe, fine-tuning, and two baselines (from
+scratch; raw pixels for images, TF-IDF for text).
 
 Every protocol sees the same class-balanced, seeded labelled subsets of the training split and is
 scored on the test split; nothing is tuned on the test split.
@@ -21,7 +22,9 @@ from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import classifier_predict, train_classifier
 from selfsup.evaluate.knn import knn_predict
 from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.tfidf import tfidf_probe
 from selfsup.models.encoder import Encoder
+from selfsup.models.text import TextEncoder
 
 PROTOCOLS = {
     "knn": "SSL + kNN",
@@ -29,7 +32,9 @@ PROTOCOLS = {
     "finetune": "SSL + fine-tune",
     "scratch": "from scratch",
     "pixels": "raw pixels + linear",
+    "tfidf": "TF-IDF + logistic",
 }
+IMAGE_ONLY, TEXT_ONLY = {"pixels"}, {"tfidf"}
 
 
 def check_protocols(protocols: list[str]) -> None:
@@ -38,7 +43,7 @@ def check_protocols(protocols: list[str]) -> None:
         raise ConfigError(f"unknown protocol '{unknown[0]}' (choose from {', '.join(PROTOCOLS)})")
 
 
-def evaluate_encoder(encoder: Encoder, splits: DataSplits, config: EvalConfig, device: torch.device,
+def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config: EvalConfig, device: torch.device,
                      amp_dtype: torch.dtype | None = None, progress: bool = True) -> dict:
     """Score ``encoder`` under each protocol, label budget and seed of ``config``.
 
@@ -50,12 +55,19 @@ def evaluate_encoder(encoder: Encoder, splits: DataSplits, config: EvalConfig, d
     train, test = splits.train, splits.test
     if not train.labelled or test is None or not test.labelled:
         raise DataError(f"{splits.source} has no labels to evaluate with; pass a labelled --data")
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise DataError(f"{splits.source}: train and test images differ in shape")
-    expected = (encoder.spec["in_channels"],)
-    if train.images.shape[1:2] != expected or min(train.images.shape[2:]) != encoder.spec["image_size"]:
-        raise DataError(f"{splits.source} has images of shape {tuple(train.images.shape[1:])}, but the encoder "
-                        f"was trained on {encoder.spec['in_channels']}-channel images of side {encoder.spec['image_size']}")
+    text = isinstance(encoder, TextEncoder)
+    wrong = set(config.protocols) & (IMAGE_ONLY if text else TEXT_ONLY)
+    if wrong:
+        raise ConfigError(f"protocol '{sorted(wrong)[0]}' is for {'images' if text else 'text'}; "
+                          f"this encoder was trained on {'text' if text else 'images'}")
+    train_inputs, test_inputs = encoder.inputs(train), encoder.inputs(test)
+    if not text:
+        if train.images.shape[1:] != test.images.shape[1:]:
+            raise DataError(f"{splits.source}: train and test images differ in shape")
+        expected = (encoder.spec["in_channels"],)
+        if train.images.shape[1:2] != expected or min(train.images.shape[2:]) != encoder.spec["image_size"]:
+            raise DataError(f"{splits.source} has images of shape {tuple(train.images.shape[1:])}, but the encoder "
+                            f"was trained on {encoder.spec['in_channels']}-channel images of side {encoder.spec['image_size']}")
     num_classes = train.num_classes
     subsets = {(b.text, s): select_labelled(train.labels, b, seed=s) for b in budgets for s in range(config.seeds)}
     encoder = encoder.to(device).eval()
@@ -66,9 +78,9 @@ def evaluate_encoder(encoder: Encoder, splits: DataSplits, config: EvalConfig, d
     frozen = {"knn", "linear"} & set(config.protocols)
     if frozen:
         started = time.perf_counter()
-        train_features = extract_features(encoder, train.images[needed], device, amp_dtype)
-        test_features = extract_features(encoder, test.images, device, amp_dtype)
-        _say(progress, f"features of {len(needed)} labelled + {len(test)} test images in {time.perf_counter() - started:.1f}s")
+        train_features = extract_features(encoder, train_inputs[needed], device, amp_dtype)
+        test_features = extract_features(encoder, test_inputs, device, amp_dtype)
+        _say(progress, f"features of {len(needed)} labelled + {len(test)} test items in {time.perf_counter() - started:.1f}s")
     test_labels = test.labels
 
     rows = []
@@ -87,10 +99,12 @@ def evaluate_encoder(encoder: Encoder, splits: DataSplits, config: EvalConfig, d
                     predicted, extra = linear_probe(train_features[position[index]], y, test_features, seed)
                 elif protocol == "pixels":
                     predicted, extra = linear_probe(_pixels(train.images[index]), y, _pixels(test.images), seed)
+                elif protocol == "tfidf":
+                    predicted, extra = tfidf_probe(train.texts, index, y, test.texts, seed)
                 else:
                     start = copy.deepcopy(encoder) if protocol == "finetune" else _fresh_like(encoder, seed)
-                    model = train_classifier(start, train.images[index], y, num_classes, config, device, amp_dtype, seed)
-                    predicted = classifier_predict(model, test.images, device, amp_dtype)
+                    model = train_classifier(start, train_inputs[index], y, num_classes, config, device, amp_dtype, seed)
+                    predicted = classifier_predict(model, test_inputs, device, amp_dtype)
                 accuracies.append(float((predicted == test_labels).float().mean()))
                 details.append(extra)
             rows.append(_row(protocol, budget.text, accuracies, len(subsets[(budget.text, 0)]), details))
@@ -104,9 +118,9 @@ def _pixels(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(len(images), -1).float() / 255.0
 
 
-def _fresh_like(encoder: Encoder, seed: int) -> Encoder:
+def _fresh_like(encoder: Encoder | TextEncoder, seed: int) -> Encoder | TextEncoder:
     torch.manual_seed(seed)
-    return Encoder(**encoder.spec)
+    return encoder.fresh()
 
 
 def _row(protocol: str, labels: str, accuracies: list[float], labelled: int, details: list[dict]) -> dict:

@@ -17,6 +17,7 @@ from selfsup.methods.moco import MoCoV2, MoCoV2Params, MoCoV3, MoCoV3Params
 from selfsup.methods.siamese import Siamese, SiameseParams
 from selfsup.methods.simclr import SimCLR, SimCLRParams
 from selfsup.methods.simsiam import SimSiam, SimSiamParams
+from selfsup.methods.text import BART, BARTParams, CausalLM, CausalLMParams, MaskedLM, MaskedLMParams
 from selfsup.methods.vicreg import VICReg, VICRegParams
 
 
@@ -41,6 +42,13 @@ METHODS: dict[str, MethodInfo] = {
                       DAEParams, DenoisingAutoencoder),
     "mae": MethodInfo("mae", "auto-encoder (masked)",
                       "He et al. 2022, Masked Autoencoders Are Scalable Vision Learners", MAEParams, MAE),
+    "causal_lm": MethodInfo("causal_lm", "auto-regressive (text)",
+                            "Radford et al. 2018, Improving Language Understanding by Generative Pre-Training (GPT)",
+                            CausalLMParams, CausalLM),
+    "mlm": MethodInfo("mlm", "auto-encoder (masked LM, text)",
+                      "Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transformers", MaskedLMParams, MaskedLM),
+    "bart": MethodInfo("bart", "auto-encoder (denoising seq2seq, text)",
+                       "Lewis et al. 2020, BART: Denoising Sequence-to-Sequence Pre-training", BARTParams, BART),
     "siamese": MethodInfo("siamese", "Siamese, contrastive (classic)",
                           "Bromley et al. 1993; Hadsell, Chopra & LeCun 2006 (margin loss); Schroff et al. 2015 (triplet)",
                           SiameseParams, Siamese),

@@ -23,6 +23,9 @@ class Method(nn.Module):
     needs_labels = False
     """Whether ``forward`` also takes the batch's labels (``forward(views, labels=...)``)."""
 
+    modality = "image"
+    """What the method learns from: ``image`` (views are float images) or ``text`` (one view of token ids)."""
+
     def __init__(self, encoder: Encoder):
         super().__init__()
         self.encoder = encoder
@@ -42,16 +45,23 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """Metrics of the pretext task on a batch of held-out float images N×C×H×W in [0, 1] (with
-        their labels where ``needs_labels``), e.g. bits per dimension or reconstruction error, as
-        means over the batch. The loop averages them over the test split. Default: none."""
+        """Metrics of the pretext task on a batch of held-out inputs (float images N×C×H×W in [0, 1],
+        or token ids N×L for text; with their labels where ``needs_labels``), e.g. bits per dimension,
+        reconstruction error or perplexity, as means over the batch. The loop averages them over the
+        test split, then applies :meth:`derived_metrics`. Default: none."""
         return {}
+
+    @staticmethod
+    def derived_metrics(metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from the test-split averages (e.g. perplexity from nats per token). Default: as they are."""
+        return metrics
 
     @torch.no_grad()
     def pictures(self, images: torch.Tensor, generator: torch.Generator,
-                 labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
-        """Picture grids of what the pretext task does to a few held-out images (N×C×H×W in [0, 1]):
-        name -> columns of images, each n×C×H×W in [0, 1] (saved as ``NAME.png``). Default: none."""
+                 labels: torch.Tensor | None = None) -> dict[str, list]:
+        """Examples of what the pretext task does to a few held-out inputs: name -> columns of images,
+        each n×C×H×W in [0, 1] (saved as ``NAME.png``), or, for text, lines (saved as ``NAME.txt``).
+        Default: none."""
         return {}
 
     def encode_pair(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, int]:

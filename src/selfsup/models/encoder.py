@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from selfsup.data.tokenizer import load_tokenizer, trim_padding
 from selfsup.errors import SelfsupError
 from selfsup.models.backbones import build_backbone
 
@@ -45,6 +46,25 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(images))
 
+    def inputs(self, dataset) -> torch.Tensor:
+        """What this encoder takes of a data set: its uint8 images."""
+        if not hasattr(dataset, "images"):
+            raise SelfsupError("this encoder was trained on images; evaluate it on an image data set")
+        return dataset.images
+
+    def fresh(self) -> "Encoder":
+        """An untrained encoder of the same architecture (the from-scratch baseline)."""
+        return Encoder(**self.spec)
+
+
+def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch of a data set's stored inputs as an encoder takes them: uint8 images -> floats in
+    [0, 1] (channels-last), token ids -> without the columns that are all padding."""
+    batch = batch.to(device)
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(255.0).contiguous(memory_format=torch.channels_last)
+    return trim_padding(batch)
+
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images N×C×H×W, on the [0, 1] scale."""
@@ -53,7 +73,7 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return x.mean(dim=1).tolist(), std.tolist()
 
 
-def save_encoder(encoder: Encoder, run_dir: Path, extra: dict | None = None) -> None:
+def save_encoder(encoder: nn.Module, run_dir: Path, extra: dict | None = None) -> None:
     run_dir = Path(run_dir)
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     tmp = run_dir / (ENCODER_FILE + ".tmp")
@@ -63,16 +83,24 @@ def save_encoder(encoder: Encoder, run_dir: Path, extra: dict | None = None) -> 
     (run_dir / ENCODER_META).write_text(json.dumps(meta, indent=2))
 
 
-def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> Encoder:
+def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the encoder a pretraining run saved in ``run_dir``; returned in eval mode.
 
-    Input: float images N×C×H×W in [0, 1] of the training size; output: features N×out_dim.
+    Image encoders (:class:`Encoder`) take float images N×C×H×W in [0, 1] of the training size;
+    text encoders (:class:`selfsup.models.text.TextEncoder`, with the run's tokenizer attached) take
+    token ids N×L (``encoder.inputs(dataset)`` makes them); both return features N×out_dim.
     """
     run_dir = Path(run_dir)
     weights, meta_path = run_dir / ENCODER_FILE, run_dir / ENCODER_META
     if not weights.exists() or not meta_path.exists():
         raise SelfsupError(f"no trained encoder in {run_dir} (expected {ENCODER_FILE} and {ENCODER_META}; "
                            "did the pretraining finish?)")
-    encoder = Encoder(**json.loads(meta_path.read_text())["encoder"])
+    spec = dict(json.loads(meta_path.read_text())["encoder"])
+    if spec.pop("modality", "image") == "text":
+        from selfsup.models.text import TextEncoder
+
+        encoder = TextEncoder(**spec).attach_tokenizer(load_tokenizer(run_dir))
+    else:
+        encoder = Encoder(**spec)
     encoder.load_state_dict(load_file(str(weights)))
     return encoder.to(device).eval()

@@ -21,11 +21,14 @@ from tqdm import tqdm
 
 from selfsup.augment import ViewAugmenter
 from selfsup.config import Config, save_config
-from selfsup.data import DataSplits
+from selfsup.data import DataSplits, TextDataset
+from selfsup.data.tokenizer import (TOKENIZER_FILE, load_tokenizer, pack_documents, save_tokenizer, train_tokenizer,
+                                    trim_padding)
 from selfsup.errors import ConfigError, DataError, SelfsupError, TrainingError
 from selfsup.methods import Method, get_method
 from selfsup.models.backbones import resnet_last_stage_input_side
-from selfsup.models.encoder import Encoder, channel_stats, save_encoder
+from selfsup.models.encoder import Encoder, channel_stats, model_input, save_encoder
+from selfsup.models.text import TextEncoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from selfsup.train.device import autocast, resolve_device, resolve_precision
 from selfsup.train.monitors import collapse_message, collapse_metrics
@@ -73,12 +76,14 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
 
     data = splits.train
     tc = config.train
-    if tc.batch_size > len(data):
-        raise ConfigError(f"batch size {tc.batch_size} is larger than the training data ({len(data)} images); "
-                          f"pass --batch-size {len(data)} or less")
+    method_class = get_method(config.method_name).build
+    text = isinstance(data, TextDataset)
+    if (method_class.modality == "text") != text:
+        raise DataError(f"method '{config.method_name}' learns from {method_class.modality}s, and {config.data.spec} "
+                        f"holds {'texts' if text else 'images'}" + (" (text corpora: .txt, .csv, .tsv)" if not text else ""))
     device = resolve_device(tc.device)
     amp_dtype = resolve_precision(tc.precision, device)
-    if amp_dtype == torch.bfloat16 and device.type == "cpu" and config.model.backbone.startswith("resnet"):
+    if not text and amp_dtype == torch.bfloat16 and device.type == "cpu" and config.model.backbone.startswith("resnet"):
         side = min(data.images.shape[2:])
         if config.augment.local_views:
             side = min(side, config.augment.local_side(side))
@@ -92,9 +97,18 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             amp_dtype = None
     torch.manual_seed(tc.seed)
 
-    encoder = build_encoder(config, data.images)
-    method = get_method(config.method_name).build(encoder, config.method).to(device)
-    if tc.channels_last:
+    if text:
+        tokenizer = load_tokenizer(run_dir) if resume and (run_dir / TOKENIZER_FILE).exists() else None
+        encoder, inputs, test_inputs = build_text_inputs(config, splits, tokenizer)
+    else:
+        encoder, inputs = build_encoder(config, data.images), data.images
+        test_inputs = splits.test.images if splits.test is not None else None
+    if tc.batch_size > len(inputs):
+        unit = ("blocks of text" if config.text.pack else "texts") if text else "images"
+        raise ConfigError(f"batch size {tc.batch_size} is larger than the training data ({len(inputs)} {unit}); "
+                          f"pass --batch-size {len(inputs)} or less")
+    method = method_class(encoder, config.method).to(device)
+    if tc.channels_last and not text:
         method = method.to(memory_format=torch.channels_last)
     peak_lr = scaled_lr(config.optim.lr, tc.batch_size, config.optim.lr_scaling)
     optimizer = build_optimizer(method, config.optim.name, peak_lr, config.optim.momentum,
@@ -103,7 +117,7 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     augmenter = ViewAugmenter(config.augment)
 
-    steps_per_epoch = len(data) // tc.batch_size
+    steps_per_epoch = len(inputs) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
     method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
@@ -128,14 +142,20 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         print(f"selfsup: no checkpoint in {run_dir}; starting from epoch 1", file=sys.stderr)
     _write_history(run_dir, history)
     save_config(config, run_dir / "config.yaml")
+    if text:
+        save_tokenizer(encoder.tokenizer, run_dir)
 
-    images = data.images.to(device)
+    lengths = (inputs != 0).sum(dim=1) if text else None
+    inputs = inputs.to(device)
     labels = data.labels.to(device) if method.needs_labels else None
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         method.train()
         torch.manual_seed(epoch_seed(tc.seed, epoch, 0))
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(epoch_seed(tc.seed, epoch, 1)))
+        order_gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch, 1))
+        order = torch.randperm(len(inputs), generator=order_gen)
+        if text and not config.text.pack:
+            order = group_by_length(order, lengths, tc.batch_size, order_gen)
         aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(tc.seed, epoch, 2))
         epoch_start = time.perf_counter()
         loss_sum, monitors, warning, lr = 0.0, {}, None, 0.0
@@ -146,10 +166,12 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.optim.schedule)
             set_lr(optimizer, lr, peak_lr)
             index = order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size].to(device)
-            batch = images[index]
-            views = augmenter(batch, aug_gen)
-            if tc.channels_last:
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            if text:
+                views = [trim_padding(inputs[index])]
+            else:
+                views = augmenter(inputs[index], aug_gen)
+                if tc.channels_last:
+                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast(device, amp_dtype):
                 out = method(views, labels=labels[index]) if labels is not None else method(views)
             loss = out["loss"]
@@ -203,49 +225,90 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         if on_epoch_end is not None:
             on_epoch_end(record, method)
 
-    held_out = held_out_results(method, splits, run_dir, device, amp_dtype, tc.pictures, tc.seed)
+    test_labels = splits.test.labels if test_inputs is not None and method.needs_labels else None
+    held_out = held_out_results(method, test_inputs, test_labels, run_dir, device, amp_dtype, tc.pictures, tc.seed,
+                                batch_size=64 if text else 256)  # text: logits over the vocabulary for every token
     final_encoder = method.encoder.to("cpu", memory_format=torch.contiguous_format).eval()
+    shape = {"texts": len(data)} if text else {"image_shape": list(data.images.shape[1:])}
     save_encoder(final_encoder, run_dir, extra={
-        "method": config.method_name, "data": splits.source, "epochs": tc.epochs,
-        "classes": data.classes, "image_shape": list(data.images.shape[1:]),
+        "method": config.method_name, "data": splits.source, "epochs": tc.epochs, "classes": data.classes, **shape,
     })
     final_loss = history[-1]["loss"] if history else math.nan
     return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history, held_out)
 
 
 @torch.no_grad()
-def held_out_results(method: Method, splits: DataSplits, run_dir: Path, device: torch.device,
-                     amp_dtype: torch.dtype | None, pictures: int, seed: int, batch_size: int = 256) -> dict[str, float]:
-    """The method's own metrics on the whole test split (bits/dim, reconstruction error: see
-    ``Method.test_metrics``), saved as ``test_metrics.json``, and its picture grids of ``pictures``
-    test images (``Method.pictures``), saved as PNG files in ``run_dir``. Nothing without a test split."""
+def held_out_results(method: Method, inputs: torch.Tensor | None, labels: torch.Tensor | None, run_dir: Path,
+                     device: torch.device, amp_dtype: torch.dtype | None, pictures: int, seed: int,
+                     batch_size: int = 256) -> dict[str, float]:
+    """The method's own metrics on the whole test split (bits/dim, reconstruction error, perplexity:
+    see ``Method.test_metrics``), saved as ``test_metrics.json``, and its examples of ``pictures``
+    test items (``Method.pictures``): PNG grids, or text files for text. ``inputs`` are the test
+    split's stored inputs (uint8 images or token ids), ``labels`` its labels where the method needs
+    them; nothing without a test split."""
     from selfsup.report import save_image_grid
 
-    test = splits.test
-    if test is None or len(test) == 0 or (method.needs_labels and not test.fully_labelled):
+    if inputs is None or len(inputs) == 0 or (method.needs_labels and (labels is None or bool((labels < 0).any()))):
         return {}
     method.eval()
     sums: dict[str, float] = {}
     if type(method).test_metrics is not Method.test_metrics:  # the joint-embedding methods have none
-        for start in range(0, len(test), batch_size):
-            images = test.images[start:start + batch_size].to(device).float().div_(255.0)
-            labels = test.labels[start:start + batch_size].to(device) if method.needs_labels else None
+        for start in range(0, len(inputs), batch_size):
+            batch = model_input(inputs[start:start + batch_size], device)
+            batch_labels = labels[start:start + batch_size].to(device) if labels is not None else None
             with autocast(device, amp_dtype):
-                for key, value in method.test_metrics(images, labels).items():
-                    sums[key] = sums.get(key, 0.0) + value * len(images)
-    metrics = {key: value / len(test) for key, value in sums.items()}
+                for key, value in method.test_metrics(batch, batch_labels).items():
+                    sums[key] = sums.get(key, 0.0) + value * len(batch)
+    metrics = method.derived_metrics({key: value / len(inputs) for key, value in sums.items()}) if sums else {}
     if metrics:
         (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
     if pictures > 0:
         generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(test), generator=generator)[:pictures]
-        images = test.images[chosen].to(device).float().div_(255.0)
-        labels = test.labels[chosen].to(device) if method.needs_labels else None
+        chosen = torch.randperm(len(inputs), generator=generator)[:pictures]
+        batch = model_input(inputs[chosen], device)
         with autocast(device, amp_dtype):
-            grids = method.pictures(images, generator, labels)
-        for name, columns in grids.items():
-            save_image_grid(columns, run_dir / f"{name}.png")
+            examples = method.pictures(batch, generator, labels[chosen].to(device) if labels is not None else None)
+        for name, content in examples.items():
+            if content and isinstance(content[0], str):
+                (run_dir / f"{name}.txt").write_text("\n".join(content) + "\n")
+            else:
+                save_image_grid(content, run_dir / f"{name}.png")
     return metrics
+
+
+def group_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                    batches_per_group: int = 50) -> torch.Tensor:
+    """A data order whose batches hold texts of similar length (less padding to compute on): within
+    each run of ``batches_per_group`` batches of the random ``order`` the texts are sorted by length,
+    then the batches are shuffled (fairseq's and Hugging Face's length grouping)."""
+    group = batch_size * batches_per_group
+    order = torch.cat([part[torch.argsort(lengths[part], stable=True)] for part in order.split(group)])
+    count = len(order) // batch_size
+    batches = order[:count * batch_size].view(count, batch_size)[torch.randperm(count, generator=generator)]
+    return torch.cat([batches.flatten(), order[count * batch_size:]])
+
+
+def build_text_inputs(config: Config, splits: DataSplits, tokenizer=None) -> tuple[TextEncoder, torch.Tensor, torch.Tensor | None]:
+    """The text encoder of ``config`` (its tokenizer trained on the training texts unless given) and
+    the token ids of the training and test splits: documents, or blocks of the packed corpus."""
+    tc = config.text
+    if tokenizer is None:
+        tokenizer = train_tokenizer(splits.train.texts, tc.tokenizer, tc.vocab_size, tc.lowercase)
+    width = config.model.width
+    options = get_method(config.method_name).build.encoder_options(config.method)
+    encoder = TextEncoder(tokenizer.get_vocab_size(), width, config.model.depth or 4, max(1, width // 64),
+                          tc.max_length, tokenizer_kind=tc.tokenizer, **options).attach_tokenizer(tokenizer)
+
+    def tokens(dataset: TextDataset) -> torch.Tensor:
+        return pack_documents(tokenizer, dataset.texts, tc.max_length) if tc.pack else encoder.inputs(dataset)
+
+    test = None
+    if splits.test is not None:
+        try:
+            test = tokens(splits.test)
+        except ConfigError:  # too little held-out text for one packed block: no test metrics
+            test = None
+    return encoder, tokens(splits.train), test
 
 
 def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:

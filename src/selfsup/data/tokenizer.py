@@ -1,0 +1,154 @@
+"""Tokenizers trained on the corpus with Hugging Face ``tokenizers``, and documents as token-id tensors.
+
+Three kinds: ``wordpiece`` (BERT: Unicode normalisation, optional lower-casing, split on whitespace
+and punctuation, ``##`` continuations), ``bpe`` (GPT-2/BART: byte-level BPE, lossless) and ``char``
+(one token per character, for character-level language models). Every kind has the same special
+tokens; a document is encoded as ``[CLS] tokens [SEP]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from selfsup.errors import ConfigError, SelfsupError
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in this order
+TOKENIZER_FILE = "tokenizer.json"
+KINDS = ("wordpiece", "bpe", "char")
+SENTENCE_END = ".!?"
+
+
+def _tokenizers():
+    try:
+        import tokenizers
+    except ImportError:
+        raise SelfsupError("text methods need the 'tokenizers' package: pip install 'selfsup[text]'") from None
+    return tokenizers
+
+
+def train_tokenizer(texts: list[str], kind: str = "wordpiece", vocab_size: int = 8000, lowercase: bool = True):
+    """A ``tokenizers.Tokenizer`` of ``kind`` trained on ``texts`` with at most ``vocab_size`` tokens
+    (``char``: every character of the corpus, whatever ``vocab_size``)."""
+    tk = _tokenizers()
+    if kind not in KINDS:
+        raise ConfigError(f"text.tokenizer must be one of {', '.join(KINDS)}, got '{kind}'")
+    if kind == "wordpiece":
+        tokenizer = tk.Tokenizer(tk.models.WordPiece(unk_token=UNK))
+        tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=lowercase)
+        tokenizer.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = tk.decoders.WordPiece()
+        trainer = tk.trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    elif kind == "bpe":
+        tokenizer = tk.Tokenizer(tk.models.BPE())
+        if lowercase:
+            tokenizer.normalizer = tk.normalizers.Lowercase()
+        tokenizer.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = tk.decoders.ByteLevel()
+        trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                         initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
+    else:
+        tokenizer = tk.Tokenizer(tk.models.BPE(unk_token=UNK))
+        if lowercase:
+            tokenizer.normalizer = tk.normalizers.Lowercase()
+        tokenizer.pre_tokenizer = tk.pre_tokenizers.Split(tk.Regex(r"[\s\S]"), "isolated")
+        tokenizer.decoder = tk.decoders.Fuse()
+        trainer = tk.trainers.BpeTrainer(vocab_size=1, special_tokens=SPECIAL_TOKENS, show_progress=False)  # no merges
+    tokenizer.train_from_iterator(texts, trainer)
+    if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
+        raise SelfsupError("the trained tokenizer did not give the special tokens ids 0-4")
+    return tokenizer
+
+
+def save_tokenizer(tokenizer, run_dir: Path) -> None:
+    tmp = Path(run_dir) / (TOKENIZER_FILE + ".tmp")
+    tokenizer.save(str(tmp))
+    tmp.replace(Path(run_dir) / TOKENIZER_FILE)
+
+
+def load_tokenizer(run_dir: Path):
+    path = Path(run_dir) / TOKENIZER_FILE
+    if not path.exists():
+        raise SelfsupError(f"no tokenizer in {run_dir} (expected {TOKENIZER_FILE})")
+    return _tokenizers().Tokenizer.from_file(str(path))
+
+
+@dataclass
+class Vocabulary:
+    """What the text methods need to know of a tokenizer's tokens (tables indexed by token id).
+
+    ``starts_word``: the token begins a new word (WordPiece: no ``##``; byte-level BPE and characters:
+    it begins with white space); ``is_space``: the token is white space (the next token begins a
+    word); ``ends_sentence``: the token ends with . ! or ?; ``chars``: characters it stands for
+    (WordPiece: its letters plus the space before a word, an approximation).
+    """
+
+    size: int
+    kind: str
+    starts_word: torch.Tensor
+    is_space: torch.Tensor
+    ends_sentence: torch.Tensor
+    chars: torch.Tensor
+    pad: int = 0
+    unk: int = 1
+    cls: int = 2
+    sep: int = 3
+    mask: int = 4
+    specials: int = len(SPECIAL_TOKENS)  # ids below this are special; random replacements are drawn above it
+
+    @classmethod
+    def of(cls, tokenizer, kind: str) -> "Vocabulary":
+        size = tokenizer.get_vocab_size()
+        starts, space, ends, chars = (torch.zeros(size, dtype=torch.bool), torch.zeros(size, dtype=torch.bool),
+                                      torch.zeros(size, dtype=torch.bool), torch.zeros(size))
+        for token, index in tokenizer.get_vocab().items():
+            if index < len(SPECIAL_TOKENS):
+                continue
+            if kind == "wordpiece":
+                text = token[2:] if token.startswith("##") else token
+                starts[index] = not token.startswith("##")
+                chars[index] = len(text) + (not token.startswith("##"))
+            else:
+                text = tokenizer.decode([index])
+                starts[index] = text[:1].isspace()
+                space[index] = text != "" and text.isspace()
+                chars[index] = len(text)
+            ends[index] = text.rstrip()[-1:] in tuple(SENTENCE_END) if text.strip() else False
+        return cls(size, kind, starts, space, ends, chars)
+
+
+def token_lists(tokenizer, texts: list[str]) -> list[list[int]]:
+    return [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def encode_documents(tokenizer, texts: list[str], max_length: int) -> torch.Tensor:
+    """Token ids N×L (int64): ``[CLS] tokens [SEP]`` per document, cut to ``max_length`` (the last
+    token then being ``[SEP]``), right-padded with ``[PAD]`` (0) to the longest document."""
+    if max_length < 3:
+        raise ConfigError(f"text.max_length must be at least 3, got {max_length}")
+    rows = [[2] + ids[:max_length - 2] + [3] for ids in token_lists(tokenizer, texts)]
+    out = torch.zeros(len(rows), max(len(r) for r in rows) if rows else 0, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row)
+    return out
+
+
+def pack_documents(tokenizer, texts: list[str], block: int) -> torch.Tensor:
+    """The corpus as one stream (``[CLS]`` then each document followed by ``[SEP]``) cut into
+    blocks N×``block``, as language models train on running text; the last partial block is dropped."""
+    stream = [2]
+    for ids in token_lists(tokenizer, texts):
+        stream += ids + [3]
+    count = len(stream) // block
+    if count == 0:
+        raise ConfigError(f"the corpus has {len(stream)} tokens, fewer than one block of text.max_length={block}")
+    return torch.tensor(stream[:count * block]).view(count, block)
+
+
+def trim_padding(ids: torch.Tensor, pad: int = 0) -> torch.Tensor:
+    """Drop the columns that are padding in every row (a batch is only as long as its longest text)."""
+    length = int((ids != pad).sum(dim=1).max()) if len(ids) else 0
+    return ids[:, :max(length, 1)]
