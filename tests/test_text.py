@@ -14,7 +14,7 @@ from selfsup.augment.text_noise import (IGNORE, BartNoise, bart_noise, infill, m
 from selfsup.data import TextDataset, load_data
 from selfsup.data.tokenizer import (Vocabulary, encode_documents, pack_documents, train_tokenizer,
                                     trim_padding)
-from selfsup.errors import ConfigError, DataError
+from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.evaluate.tfidf import tfidf_probe
 from selfsup.methods.text import token_cross_entropy
 from selfsup.models.text import TextDecoder, TextEncoder, TextTransformer
@@ -133,6 +133,13 @@ def test_image_methods_refuse_text_and_text_methods_refuse_images(news_csv, tmp_
         api.pretrain("mlm", "digits", out=tmp_path / "b", epochs=1, progress=False)
     with pytest.raises(ConfigError, match="model.backbone must be transformer"):
         api.pretrain("mlm", news_csv, out=tmp_path / "c", epochs=1, overrides=["model.backbone=resnet18"], progress=False)
+
+
+def test_image_verbs_refuse_a_text_corpus(news_csv, tmp_path):
+    with pytest.raises(SelfsupError, match="augment.*text corpus"):
+        api.augment_grid(news_csv, tmp_path / "grid.png")
+    with pytest.raises(SelfsupError, match="ablate.*text corpus"):
+        api.ablate("simclr", news_csv, drop=["crop"], out=tmp_path / "ablate", progress=False)
 
 
 # ---- tokenizers --------------------------------------------------------------------------------------

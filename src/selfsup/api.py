@@ -33,6 +33,11 @@ def _load(config: Config) -> DataSplits:
                      text_options=config.data.text_options())
 
 
+def _need_images(splits: DataSplits, verb: str) -> None:
+    if not isinstance(splits.train, ImageDataset):
+        raise SelfsupError(f"`selfsup {verb}` works on image augmentations; {splits.source} is a text corpus")
+
+
 def _small_images(splits: DataSplits) -> bool:
     """Whether the data take the methods' ``_small`` recipes (small images; never text)."""
     return isinstance(splits.train, ImageDataset) and max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
@@ -188,6 +193,7 @@ def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: 
         raise SelfsupError(f"--images must be at least 1, got {images}")
     overrides = ([f"augment.preset={preset}"] if preset else []) + list(overrides)
     config, splits = resolve(method, data, overrides=overrides)
+    _need_images(splits, "augment")
     batch = splits.train.images[torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]]
     views = ViewAugmenter(config.augment)(batch, torch.Generator().manual_seed(seed))
     return save_image_grid([batch.float() / 255] + views, out, cell)
@@ -220,6 +226,7 @@ def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = 
     out = Path(out)
     flags = {"data.spec": data, "train.epochs": epochs}
     full, splits = resolve(method, data, overrides=overrides, flags=flags)  # the data are loaded once, here
+    _need_images(splits, "ablate")
     small = _small_images(splits)
     rows = []
     for name in ["full"] + list(drop):
