@@ -13,7 +13,7 @@ shakespeare  A character-level causal LM on tiny-shakespeare (its last 10% of pa
              validation perplexity and nats per character, size and training time. Writes
              benchmarks/results/text_shakespeare.json with a sample.
 
-    python benchmarks/text_methods.py --task ag_news [--methods mlm,bart,causal_lm] [--epochs N]
+    python benchmarks/text_methods.py --task ag_news [--methods mlm,bart,causal_lm] [--epochs N] [--name NAME]
     python benchmarks/text_methods.py --task shakespeare [--epochs N]
 
 Prints markdown tables.
@@ -45,7 +45,7 @@ def run_one(method: str, data: str, epochs: int | None, overrides: list[str], pr
     from selfsup import api
 
     started = time.perf_counter()
-    out = ROOT / "runs" / f"bench-{Path(data).stem}-{method}"
+    out = ROOT / "runs" / f"bench-{Path(data).stem}-{method}-{epochs or 'recipe'}"
     result = api.pretrain(method, data, out=out, epochs=epochs, overrides=overrides, overwrite=True, progress=False)
     row = {"method": method, "epochs": result.epochs, "pretrain_seconds": result.seconds, "final": result.history[-1],
            "test_metrics": result.test_metrics, "overrides": overrides}
@@ -109,7 +109,7 @@ def ag_news(methods: list[str], epochs: int | None) -> dict:
         if "error" not in row:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in row["test_metrics"].items())
             print(f"| {row['method']} | {row['parameters'] / 1e6:.2f} M | {metrics} | {row['final']['seconds']:.1f} |")
-    return {"data": str(AG_NEWS), "budgets": BUDGETS, "rows": rows}
+    return {"data": str(AG_NEWS), "budgets": BUDGETS, "methods": methods, "rows": rows}
 
 
 def shakespeare(epochs: int | None) -> dict:
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--task", choices=["ag_news", "shakespeare"], default="ag_news")
     parser.add_argument("--methods", default="mlm,bart,causal_lm")
     parser.add_argument("--epochs", type=int, help="override the recipes' epochs")
+    parser.add_argument("--name", help="results file name (default text_<task>), e.g. for a run with other epochs")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--protocols", default="", help=argparse.SUPPRESS)
@@ -141,7 +142,7 @@ def main() -> None:
         return
     started = time.strftime("%Y-%m-%d %H:%M")
     result = ag_news(args.methods.split(","), args.epochs) if args.task == "ag_news" else shakespeare(args.epochs)
-    out = ROOT / "benchmarks" / "results" / f"text_{args.task}.json"
+    out = ROOT / "benchmarks" / "results" / f"{args.name or 'text_' + args.task}.json"
     out.write_text(json.dumps({"machine": machine_info(), "started": started, "epochs": args.epochs, **result}, indent=2))
     print(f"saved {out}")
 
