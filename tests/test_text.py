@@ -15,7 +15,7 @@ from selfsup.data import TextDataset, load_data
 from selfsup.data.tokenizer import (Vocabulary, encode_documents, pack_documents, train_tokenizer,
                                     trim_padding)
 from selfsup.errors import ConfigError, DataError, SelfsupError
-from selfsup.evaluate.tfidf import tfidf_probe
+from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
 from selfsup.methods.text import token_cross_entropy
 from selfsup.models.text import TextDecoder, TextEncoder, TextTransformer
 from selfsup.train import pretrain
@@ -451,7 +451,8 @@ def test_tfidf_baseline_separates_texts_by_their_words():
     texts = [t for pair in zip(sport, money) for t in pair]
     labels = torch.tensor([0, 1] * 30)
     index = torch.arange(10)
-    predicted, detail = tfidf_probe(texts, index, labels[index], texts[10:], seed=0)
+    train_x, test_x = tfidf_features(texts, texts[10:])
+    predicted, detail = tfidf_probe(train_x[index.numpy()], labels[index], test_x, seed=0)
     assert torch.equal(predicted, labels[10:]) and detail["selection"] == "cross-validated"
 
 

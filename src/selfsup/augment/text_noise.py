@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from selfsup.data.tokenizer import Vocabulary
+from selfsup.data.tokenizer import Vocabulary, pad_rows
 
 IGNORE = -100  # target of the tokens a loss skips (PyTorch's cross_entropy default ignore_index)
 
@@ -72,9 +72,19 @@ class BartNoise:
     document_rotation: bool = False
 
 
+def document_bodies(ids: torch.Tensor, vocab: Vocabulary) -> list[list[int]]:
+    """Each row's tokens without [CLS], [SEP] and padding (unknown and mask tokens kept)."""
+    return [[t for t in row if t >= vocab.specials or t in (vocab.unk, vocab.mask)] for row in ids.tolist()]
+
+
+def sentence_cuts(body: list[int], ends: np.ndarray) -> list[int]:
+    """Positions inside ``body`` just after a token that ends a sentence (where a new sentence starts)."""
+    return [i + 1 for i, token in enumerate(body[:-1]) if ends[token]]
+
+
 def permute_sentences(body: list[int], ends: np.ndarray, rng: np.random.Generator) -> list[int]:
     """The sentences (each ending after a token that ends a sentence) in a random order."""
-    cuts = [i + 1 for i, token in enumerate(body[:-1]) if ends[token]]
+    cuts = sentence_cuts(body, ends)
     sentences = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)])]
     return [token for k in rng.permutation(len(sentences)) for token in sentences[k]]
 
@@ -139,14 +149,9 @@ def bart_noise(ids: torch.Tensor, vocab: Vocabulary, noise: BartNoise, max_lengt
     """Noised copies of the documents N×L (``[CLS] … [SEP]``, padded) as N×L' ids, at most ``max_length``."""
     rng = numpy_generator()
     ends = vocab.ends_sentence.numpy()
-    rows = []
-    for row in ids.tolist():
-        body = [t for t in row if t >= vocab.specials or t in (vocab.unk, vocab.mask)]
-        rows.append([vocab.cls] + noise_document(body, vocab, noise, rng, ends)[:max_length - 2] + [vocab.sep])
-    out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = torch.tensor(row)
-    return out.to(ids.device)
+    rows = [[vocab.cls] + noise_document(body, vocab, noise, rng, ends)[:max_length - 2] + [vocab.sep]
+            for body in document_bodies(ids, vocab)]
+    return pad_rows(rows).to(ids.device)
 
 
 def next_sentence_pairs(ids: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,10 +160,10 @@ def next_sentence_pairs(ids: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Ten
     ``[CLS] A [SEP] B [SEP]`` N×L' (no longer than the input), segment ids (0 for A, 1 for B) and ``is_next`` (1: B follows A)."""
     rng = numpy_generator()
     ends = vocab.ends_sentence.numpy()
-    bodies = [[t for t in row if t >= vocab.specials or t in (vocab.unk, vocab.mask)] for row in ids.tolist()]
+    bodies = document_bodies(ids, vocab)
     firsts, seconds = [], []
     for body in bodies:
-        cuts = [i + 1 for i, t in enumerate(body[:-1]) if ends[t]]
+        cuts = sentence_cuts(body, ends)
         cut = int(rng.choice(cuts)) if cuts else (int(rng.integers(1, len(body))) if len(body) > 1 else len(body))
         firsts.append(body[:cut])
         seconds.append(body[cut:])
@@ -170,9 +175,5 @@ def next_sentence_pairs(ids: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Ten
         rows.append([vocab.cls] + firsts[i] + [vocab.sep] + second + [vocab.sep])
         segments.append([0] * (len(firsts[i]) + 2) + [1] * (len(second) + 1))
     length = min(max(len(r) for r in rows), ids.shape[1])  # one [SEP] more than the input: B loses its last token
-    out = torch.zeros(n, length, dtype=torch.long)
-    seg = torch.zeros(n, length, dtype=torch.long)
-    for i, (row, part) in enumerate(zip(rows, segments)):
-        row, part = row[:length], part[:length]
-        out[i, :len(row)], seg[i, :len(part)] = torch.tensor(row), torch.tensor(part)
-    return out.to(ids.device), seg.to(ids.device), torch.as_tensor(is_next, dtype=torch.long, device=ids.device)
+    return (pad_rows(rows, length).to(ids.device), pad_rows(segments, length).to(ids.device),
+            torch.as_tensor(is_next, dtype=torch.long, device=ids.device))

@@ -129,10 +129,17 @@ def encode_documents(tokenizer, texts: list[str], max_length: int) -> torch.Tens
     token then being ``[SEP]``), right-padded with ``[PAD]`` (0) to the longest document."""
     if max_length < 3:
         raise ConfigError(f"text.max_length must be at least 3, got {max_length}")
-    rows = [[2] + ids[:max_length - 2] + [3] for ids in token_lists(tokenizer, texts)]
-    out = torch.zeros(len(rows), max(len(r) for r in rows) if rows else 0, dtype=torch.long)
+    return pad_rows([[2] + ids[:max_length - 2] + [3] for ids in token_lists(tokenizer, texts)])
+
+
+def pad_rows(rows: list[list[int]], length: int | None = None) -> torch.Tensor:
+    """Rows of token ids as N×L int64, each cut to ``length`` (default: the longest row's) and
+    right-padded with ``[PAD]`` (0)."""
+    length = max((len(row) for row in rows), default=0) if length is None else length
+    out = torch.zeros(len(rows), length, dtype=torch.long)
     for i, row in enumerate(rows):
-        out[i, :len(row)] = torch.tensor(row)
+        row = row[:length]
+        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
     return out
 
 

@@ -22,7 +22,7 @@ from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import classifier_predict, train_classifier
 from selfsup.evaluate.knn import knn_predict
 from selfsup.evaluate.linear import linear_probe
-from selfsup.evaluate.tfidf import tfidf_probe
+from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
 from selfsup.models.encoder import Encoder
 from selfsup.models.text import TextEncoder
 
@@ -81,6 +81,8 @@ def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config:
         train_features = extract_features(encoder, train_inputs[needed], device, amp_dtype)
         test_features = extract_features(encoder, test_inputs, device, amp_dtype)
         _say(progress, f"features of {len(needed)} labelled + {len(test)} test items in {time.perf_counter() - started:.1f}s")
+    if "tfidf" in config.protocols:
+        tfidf_train, tfidf_test = tfidf_features(train.texts, test.texts)
     test_labels = test.labels
 
     rows = []
@@ -100,7 +102,7 @@ def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config:
                 elif protocol == "pixels":
                     predicted, extra = linear_probe(_pixels(train.images[index]), y, _pixels(test.images), seed)
                 elif protocol == "tfidf":
-                    predicted, extra = tfidf_probe(train.texts, index, y, test.texts, seed)
+                    predicted, extra = tfidf_probe(tfidf_train[index.numpy()], y, tfidf_test, seed)
                 else:
                     start = copy.deepcopy(encoder) if protocol == "finetune" else _fresh_like(encoder, seed)
                     model = train_classifier(start, train_inputs[index], y, num_classes, config, device, amp_dtype, seed)

@@ -47,17 +47,27 @@ def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tenso
     return [(t - mean) / std for t in (train, *others)]
 
 
+def stratified_folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Seeded stratified (fit, validation) index folds of a labelled subset for choosing C: up to
+    ``MAX_FOLDS``, as many as the smallest class allows; None where there are fewer than 2 classes
+    or a class has fewer than 2 members."""
+    counts = np.unique(y, return_counts=True)[1]
+    if len(counts) < 2 or int(counts.min()) < 2:
+        return None
+    folds = StratifiedKFold(n_splits=min(MAX_FOLDS, int(counts.min())), shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(y)), y))
+
+
 def choose_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> tuple[float, str]:
     """The C of ``C_GRID`` with the best mean accuracy over stratified folds of the labelled subset.
 
     Needs at least 2 labelled images in every class; otherwise returns ``DEFAULT_C``.
     """
-    counts = torch.bincount(y)[torch.unique(y)]
-    if len(counts) < 2 or int(counts.min()) < 2:
+    folds = stratified_folds(y.numpy(), seed)
+    if folds is None:
         return DEFAULT_C, "default"
-    folds = StratifiedKFold(n_splits=min(MAX_FOLDS, int(counts.min())), shuffle=True, random_state=seed)
     scores = np.zeros(len(C_GRID))
-    for train_idx, val_idx in folds.split(np.zeros(len(y)), y.numpy()):
+    for train_idx, val_idx in folds:
         train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
         xt, xv = _standardise(x[train_idx], x[val_idx])
         model = None

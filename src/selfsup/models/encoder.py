@@ -95,11 +95,11 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
     if not weights.exists() or not meta_path.exists():
         raise SelfsupError(f"no trained encoder in {run_dir} (expected {ENCODER_FILE} and {ENCODER_META}; "
                            "did the pretraining finish?)")
-    spec = dict(json.loads(meta_path.read_text())["encoder"])
-    if spec.pop("modality", "image") == "text":
+    spec = json.loads(meta_path.read_text())["encoder"]
+    if spec.get("modality") == "text":
         from selfsup.models.text import TextEncoder
 
-        encoder = TextEncoder(**spec).attach_tokenizer(load_tokenizer(run_dir))
+        encoder = TextEncoder.from_spec(spec, load_tokenizer(run_dir))
     else:
         encoder = Encoder(**spec)
     encoder.load_state_dict(load_file(str(weights)))

@@ -30,6 +30,12 @@ def causal_mask(length: int, device: torch.device) -> torch.Tensor:
     return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
 
 
+def padding_mask(ids: torch.Tensor) -> torch.Tensor | None:
+    """N×L bool, True at padding (id 0), the keys no position may attend to; None where there is none."""
+    padding = ids == 0
+    return padding if bool(padding.any()) else None
+
+
 class TokenEmbedding(nn.Module):
     """Token + learned position (+ optional segment) embeddings: ids N×L -> N×L×dim."""
 
@@ -67,8 +73,7 @@ class TextTransformer(nn.Module):
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed(ids, segments)
-        padding = ids == 0
-        padding = padding if bool(padding.any()) else None
+        padding = padding_mask(ids)
         mask = causal_mask(ids.shape[1], ids.device) if self.causal else None
         for block in self.blocks:
             x = block(x, src_mask=mask, src_key_padding_mask=padding, is_causal=self.causal)
@@ -94,8 +99,7 @@ class TextDecoder(nn.Module):
     def forward(self, ids: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor) -> torch.Tensor:
         x = self.tokens(ids) + self.positions.weight[:ids.shape[1]]
         mask = causal_mask(ids.shape[1], ids.device)
-        padding = ids == 0
-        padding = padding if bool(padding.any()) else None
+        padding = padding_mask(ids)
         for block in self.blocks:
             x = block(x, memory, tgt_mask=mask, tgt_key_padding_mask=padding, memory_key_padding_mask=memory_padding,
                       tgt_is_causal=True)
@@ -145,10 +149,14 @@ class TextEncoder(nn.Module):
         self.vocab = Vocabulary.of(tokenizer, self.spec["tokenizer_kind"])
         return self
 
+    @classmethod
+    def from_spec(cls, spec: dict, tokenizer) -> "TextEncoder":
+        """An untrained encoder of a saved ``spec`` with ``tokenizer`` attached."""
+        return cls(**{k: v for k, v in spec.items() if k != "modality"}).attach_tokenizer(tokenizer)
+
     def fresh(self) -> "TextEncoder":
         """An untrained encoder of the same architecture and tokenizer (the from-scratch baseline)."""
-        spec = {k: v for k, v in self.spec.items() if k != "modality"}
-        return TextEncoder(**spec).attach_tokenizer(self.tokenizer)
+        return TextEncoder.from_spec(self.spec, self.tokenizer)
 
     def inputs(self, dataset) -> torch.Tensor:
         """Token ids of a :class:`TextDataset`'s documents (``[CLS] … [SEP]``, padded, at most ``max_length``)."""
