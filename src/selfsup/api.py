@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfsup import distributed
 from selfsup.config import SMALL_IMAGE_MAX_SIDE, Config, apply_overrides, build_config, load_run_config
 from selfsup.data import DataSplits, ImageDataset, load_data
 from selfsup.errors import SelfsupError
@@ -63,7 +64,7 @@ def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | 
     if out is None:
         name = "digits" if data == "digits" else Path(data).name.split(".")[0]
         out = Path("runs") / f"{method}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if progress and splits.note:
+    if progress and splits.note and distributed.is_main():
         print(f"selfsup: {splits.note}", file=sys.stderr)
     return run_pretraining(resolved, splits, out, resume=resume, overwrite=overwrite, progress=progress)
 
@@ -71,7 +72,10 @@ def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | 
 def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] | None = None,
              seeds: int | None = None, protocols: list[str] | None = None, device: str | None = None,
              overrides=(), progress: bool = True) -> dict:
-    """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content."""
+    """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content.
+    Under torchrun it runs in the process of rank 0 (the others return an empty dict)."""
+    if not distributed.is_main():
+        return {}
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SelfsupError(f"run directory not found: {run_dir}")
@@ -235,12 +239,16 @@ def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = 
         if name != "full" and config.augment == full.augment:
             rows.append({"drop": name, "note": "not in this pipeline"})
             continue
-        if progress:
+        if progress and distributed.is_main():
             print(f"selfsup: ablation '{name}'", file=sys.stderr)
         result = run_pretraining(config, splits, out / name, overwrite=True, progress=progress)
         evaluation = evaluate(result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress)
+        if not evaluation:  # a torchrun process other than rank 0
+            continue
         rows.append({"drop": name, "results": evaluation["results"], "pretrain_seconds": result.seconds,
                      "final_loss": result.final_loss})
+    if not distributed.is_main():
+        return {}
     table = format_ablation(rows)
     print(table)
     report = {"method": method, "data": data, "epochs": full.train.epochs, "augment": dataclasses.asdict(full.augment),
@@ -285,6 +293,8 @@ def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) 
     started = time.perf_counter()
     result = pretrain("simclr", "digits", out=out, overrides=overrides, overwrite=True, progress=progress)
     evaluation = evaluate(result.run_dir, progress=progress)
+    if not evaluation:  # a torchrun process other than rank 0
+        return {}
     seconds = time.perf_counter() - started
     peak_mb = peak_memory_mb()
     print(format_table(evaluation))

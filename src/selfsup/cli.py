@@ -21,6 +21,10 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+DISTRIBUTED_VERBS = ("pretrain", "demo", "ablate")
+"""Verbs whose pretraining runs in every process under torchrun (evaluation: rank 0)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="selfsup", description="Self-supervised pretraining and few-label evaluation.")
     parser.add_argument("--version", action="version", version=f"selfsup {__version__}")
@@ -133,14 +137,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     warnings.formatwarning = lambda message, category, *rest: f"selfsup: warning: {message}\n"
+    from selfsup import distributed
+
+    where = f" (process {distributed.rank()})" if distributed.launched() else ""
     try:
+        if distributed.launched() and not distributed.is_main() and args.verb not in DISTRIBUTED_VERBS:
+            return 0  # under torchrun the other verbs run in the process of rank 0
         return _run(args)
     except SelfsupError as exc:
-        print(f"selfsup: error: {exc}", file=sys.stderr)
+        print(f"selfsup: error{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("selfsup: interrupted", file=sys.stderr)
+        print(f"selfsup: interrupted{where}", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -152,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, seed=args.seed, device=args.device, config=args.config,
                               overrides=args.overrides, resume=args.resume, overwrite=args.overwrite,
                               skip_bad_images=args.skip_bad_images, progress=not args.quiet)
+        if not result.saved:
+            return 0
         print(f"final loss {result.final_loss:.4f} after {result.epochs} epochs ({result.seconds:.0f} s); "
               f"encoder in {result.run_dir}/encoder.safetensors")
     elif args.verb == "evaluate":

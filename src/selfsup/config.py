@@ -84,6 +84,10 @@ class TrainConfig:
     collapse_threshold: float = 0.05  # warn when an embedding std falls below this × 1/√d
     stop_on_collapse: bool = False
     pictures: int = 8  # test images in the picture grids some methods save at the end (0: none)
+    # several processes (torchrun): BatchNorm over the global batch where the method's paper does
+    # (auto), always (true) or never (false); seconds a collective waits for a peer before failing
+    sync_batch_norm: str = "auto"
+    dist_timeout: float = 600.0
 
 
 @dataclass
@@ -270,7 +274,7 @@ def _coerce(value: Any, hint, key: str):
                 raise ValueError
             return float(value)
         if hint is str:
-            return str(value)
+            return str(value).lower() if isinstance(value, bool) else str(value)  # YAML's true for "true"
     except (TypeError, ValueError):
         raise ConfigError(f"option '{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}") from None
     return value
@@ -282,13 +286,14 @@ CHOICES = {
     "optim.schedule": ("cosine", "constant"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.sync_batch_norm": ("auto", "true", "false"),
     "model.stem": ("auto", "cifar", "imagenet"),
     "text.tokenizer": ("wordpiece", "bpe", "char"),
     "eval.finetune_optimizer": ("sgd", "adamw"),
     "data.header": ("auto", "true", "false"),
     "data.documents": ("auto", "line", "paragraph"),
 }
-POSITIVE = ("train.epochs", "train.batch_size", "optim.lr", "optim.bias_lr_scale", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
+POSITIVE = ("train.epochs", "train.batch_size", "train.dist_timeout", "optim.lr", "optim.bias_lr_scale", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
             "augment.views", "text.vocab_size")
 
 

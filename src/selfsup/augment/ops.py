@@ -8,6 +8,7 @@ operations follow the definitions of ``torchvision.transforms.functional`` (test
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,16 +16,39 @@ import torch.nn.functional as F
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
 
 
-def uniform(n: int, low: float, high: float, generator: torch.Generator, device) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+@dataclass
+class BatchShard:
+    """A generator for one process's part of a global batch: the random parameters are drawn for
+    all ``total`` images of the global batch (every process draws the same numbers) and rows
+    ``start``… are kept, so an image's augmentation does not depend on how many processes share
+    the batch, and no two processes augment alike."""
+
+    generator: torch.Generator
+    total: int
+    start: int
 
 
-def bernoulli(n: int, p: float, generator: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(n, generator=generator, device=device) < p
+Generator = torch.Generator | BatchShard
+
+
+def rand(n: int, generator: Generator, device, *shape: int) -> torch.Tensor:
+    """Uniform [0, 1) numbers of shape n×shape, n being the number of images (rows)."""
+    if isinstance(generator, BatchShard):
+        draw = torch.rand((generator.total, *shape), generator=generator.generator, device=device)
+        return draw[generator.start:generator.start + n]
+    return torch.rand((n, *shape), generator=generator, device=device)
+
+
+def uniform(n: int, low: float, high: float, generator: Generator, device, *shape: int) -> torch.Tensor:
+    return low + (high - low) * rand(n, generator, device, *shape)
+
+
+def bernoulli(n: int, p: float, generator: Generator, device) -> torch.Tensor:
+    return rand(n, generator, device) < p
 
 
 def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float],
-                              ratio: tuple[float, float], generator: torch.Generator, device,
+                              ratio: tuple[float, float], generator: Generator, device,
                               attempts: int = 10) -> torch.Tensor:
     """Integer crop boxes (top, left, h, w), shape n×4, drawn as torchvision's RandomResizedCrop does.
 
@@ -32,8 +56,8 @@ def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[floa
     that fits; images where none fits fall back to the largest centred crop with a clamped ratio.
     """
     area = height * width
-    target = area * uniform(n * attempts, scale[0], scale[1], generator, device).view(n, attempts)
-    log_r = uniform(n * attempts, math.log(ratio[0]), math.log(ratio[1]), generator, device).view(n, attempts)
+    target = area * uniform(n, scale[0], scale[1], generator, device, attempts)
+    log_r = uniform(n, math.log(ratio[0]), math.log(ratio[1]), generator, device, attempts)
     aspect = torch.exp(log_r)
     w = torch.round(torch.sqrt(target * aspect))
     h = torch.round(torch.sqrt(target / aspect))
@@ -53,8 +77,8 @@ def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[floa
     w = torch.where(any_fit, w, torch.full_like(w, fb_w))
     h = torch.where(any_fit, h, torch.full_like(h, fb_h))
     # top/left uniform over the valid integer positions, like torch.randint(0, H - h + 1)
-    top = torch.floor(torch.rand(n, generator=generator, device=device) * (height - h + 1))
-    left = torch.floor(torch.rand(n, generator=generator, device=device) * (width - w + 1))
+    top = torch.floor(rand(n, generator, device) * (height - h + 1))
+    left = torch.floor(rand(n, generator, device) * (width - w + 1))
     top = torch.where(any_fit, top, torch.full_like(top, 0) + torch.div(height - h, 2, rounding_mode="floor"))
     left = torch.where(any_fit, left, torch.full_like(left, 0) + torch.div(width - w, 2, rounding_mode="floor"))
     return torch.stack([top, left, h, w], dim=1)
@@ -162,7 +186,7 @@ def to_grayscale(images: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
 
 
 def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                 p: float, generator: torch.Generator) -> torch.Tensor:
+                 p: float, generator: Generator) -> torch.Tensor:
     """torchvision's ColorJitter wrapped in RandomApply(p), with each image's own factors and order.
 
     Factors are drawn uniformly from [max(0, 1 - s), 1 + s] (hue shift from [-hue, hue]); the four
@@ -178,7 +202,7 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float, satur
     ]
     strengths = (brightness, contrast, saturation, hue)
     operations = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
-    order = torch.argsort(torch.rand(n, 4, generator=generator, device=device), dim=1)
+    order = torch.argsort(rand(n, generator, device, 4), dim=1)
     out = images.clone()
     for position in range(4):
         for op_index, operation in enumerate(operations):
@@ -220,7 +244,7 @@ def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
 
 
 def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int,
-                generator: torch.Generator) -> torch.Tensor:
+                generator: Generator) -> torch.Tensor:
     """``gaussian_blur`` on the images chosen with probability ``p``, σ uniform in ``sigma``."""
     n, device = images.shape[0], images.device
     apply = bernoulli(n, p, generator, device)
@@ -231,7 +255,7 @@ def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kern
     return images.index_copy(0, chosen, gaussian_blur(images[chosen], sigmas[chosen], kernel_size))
 
 
-def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: torch.Generator) -> torch.Tensor:
+def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: Generator) -> torch.Tensor:
     apply = bernoulli(images.shape[0], p, generator, images.device)
     return torch.where(_per_image(apply), solarize(images, threshold), images)
 

@@ -49,14 +49,15 @@ class ViewAugmenter:
     """Makes ``config.views`` independently augmented views of a uint8 batch, then
     ``config.local_views`` smaller ones (multi-crop).
 
-    Every image draws its own parameters from ``generator``; the result is float32 in [0, 1],
-    global views with the input's spatial size.
+    Every image draws its own parameters from ``generator`` (an :class:`ops.BatchShard` when the
+    batch is one process's part of a global batch); the result is float32 in [0, 1], global views
+    with the input's spatial size.
     """
 
     def __init__(self, config: AugmentConfig):
         self.config = config
 
-    def view(self, images: torch.Tensor, generator: torch.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
+    def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
         """View number ``index`` (it picks the per-view blur and solarisation probabilities): the
         input's size, or a local view (``local_crop_scale``, ``local_side``, ``local_blur_p``)."""
         c = self.config
@@ -83,7 +84,7 @@ class ViewAugmenter:
         return x
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    def __call__(self, images: torch.Tensor, generator: ops.Generator) -> list[torch.Tensor]:
         c = self.config
         return ([self.view(images, generator, index=i) for i in range(c.views)]
                 + [self.view(images, generator, local=True) for _ in range(c.local_views)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from selfsup.distributed import gather
 from selfsup.models.encoder import Encoder
 
 
@@ -25,6 +26,13 @@ class Method(nn.Module):
 
     modality = "image"
     """What the method learns from: ``image`` (views are float images) or ``text`` (one view of token ids)."""
+
+    global_batch_norm = False
+    """Whether the paper's BatchNorm layers normalise over the global batch of all devices (in
+    several processes ``train.sync_batch_norm=auto`` then converts them; see :mod:`selfsup.distributed`)."""
+
+    skips_parameters = False
+    """Whether some trainable parameters get no gradient in some steps (DDP then looks for them)."""
 
     def __init__(self, encoder: Encoder):
         super().__init__()
@@ -72,7 +80,10 @@ class Method(nn.Module):
 
 
 class ProjectedPairMethod(Method):
-    """Encoder, then ``self.projector`` on both views, then ``pair_loss(z1, z2)``: SimCLR, Barlow Twins, VICReg."""
+    """Encoder, then ``self.projector`` on both views, then ``pair_loss(z1, z2)`` on the projections
+    of the global batch (gathered from all processes): SimCLR, Barlow Twins, VICReg."""
+
+    global_batch_norm = True  # SimCLR's global BN, Barlow Twins' and VICReg's SyncBatchNorm
 
     projector: nn.Module
 
@@ -82,4 +93,4 @@ class ProjectedPairMethod(Method):
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         h, n = self.encode_pair(views)
         z = self.projector(h)
-        return {"loss": self.pair_loss(z[:n], z[n:]), "embedding": h[:n].detach(), "projection": z[:n].detach()}
+        return {"loss": self.pair_loss(gather(z[:n]), gather(z[n:])), "embedding": h[:n].detach(), "projection": z[:n].detach()}

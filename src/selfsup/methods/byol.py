@@ -27,7 +27,10 @@ class BYOLParams:
 class BYOL(Method):
     """Online network (encoder, projector, predictor) regresses the target network's projection of
     the other view; the target is an exponential moving average of the online encoder and projector.
-    MoCo v3 has the same structure with another loss (``pair_loss``)."""
+    MoCo v3 has the same structure with another loss (``pair_loss``). The loss is per example;
+    BatchNorm is global (the official code's cross-replica BatchNorm)."""
+
+    global_batch_norm = True
 
     def __init__(self, encoder: Encoder, params: BYOLParams, projector_output_bn: bool = False):
         super().__init__(encoder)

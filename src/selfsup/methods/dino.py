@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.distributed import mean_over_processes
 from selfsup.losses import dino_loss
 from selfsup.methods.base import Method
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
@@ -68,13 +69,17 @@ class DINOHead(nn.Module):
 
 class DINO(Method):
     """Self-distillation: the student's distribution over prototypes for every view matches the
-    centred, sharpened distribution of the momentum teacher for the other global views."""
+    centred, sharpened distribution of the momentum teacher for the other global views. The
+    centre moves towards the mean teacher output of the global batch; BatchNorm (in a ResNet
+    backbone) is global, as the official code converts it to SyncBatchNorm."""
 
     views = None
+    global_batch_norm = True
 
     def __init__(self, encoder: Encoder, params: DINOParams):
         super().__init__(encoder)
         self.params = params
+        self.skips_parameters = params.freeze_last_layer_epochs > 0  # the prototypes while they are frozen
         self.head = DINOHead(encoder.out_dim, params.hidden_dim, params.bottleneck_dim, params.out_dim,
                              params.head_batch_norm)
         self.teacher_encoder = frozen_copy(self.encoder)
@@ -122,7 +127,7 @@ class DINO(Method):
             _, _, teacher = self._by_resolution(self.teacher_encoder, self.teacher_head, views[:g])
         temperature = self.teacher_temperature(step)
         loss = dino_loss(student, teacher, self.center, self.params.student_temp, temperature)
-        self._pending_center = teacher.float().mean(dim=(0, 1))
+        self._pending_center = mean_over_processes(teacher.float().mean(dim=(0, 1)))
         assignments = F.softmax((teacher[0].float() - self.center) / temperature, dim=-1)
         return {"loss": loss, "embedding": embedding.detach(), "projection": projection.detach(),
                 "assignments": assignments}

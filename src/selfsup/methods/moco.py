@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from selfsup.distributed import gather, world_size
 from selfsup.losses import moco_loss, moco_v3_loss
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL
@@ -40,7 +41,9 @@ class MoCoV2(Method):
     keys of the next step) and this step's keys are enqueued then. MoCo shuffles the keys across
     GPUs so that a query and its key never share BatchNorm statistics (a shortcut otherwise); on
     one device both encoders normalise ``bn_splits`` parts of their batch separately and the keys
-    are shuffled before the split and put back in order after it.
+    are shuffled before the split and put back in order after it. In several processes each
+    normalises ``bn_splits / processes`` parts of its own share (the same part size as one
+    process), and the keys of all processes are enqueued, in rank order.
     """
 
     def __init__(self, encoder: Encoder, params: MoCoV2Params):
@@ -59,7 +62,7 @@ class MoCoV2(Method):
         the input order; with ``shuffle`` the parts are drawn from a random permutation."""
         order = torch.randperm(len(images), device=images.device) if shuffle else None
         x = images[order] if order is not None else images
-        h = torch.cat([encoder(part) for part in x.chunk(max(1, self.params.bn_splits))])
+        h = torch.cat([encoder(part) for part in x.chunk(max(1, self.params.bn_splits // world_size()))])
         return h[torch.argsort(order)] if order is not None else h
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -78,7 +81,7 @@ class MoCoV2(Method):
             loss = (moco_loss(q[:n], keys[1], self.queue, t) + moco_loss(q[n:], keys[0], self.queue, t)) / 2
         else:
             loss = moco_loss(q, keys[0], self.queue, t)
-        self._pending_keys = torch.cat(keys)
+        self._pending_keys = torch.cat([gather(k) for k in keys])
         return {"loss": loss, "embedding": h[:n].detach(), "projection": q[:n].detach()}
 
     @torch.no_grad()
@@ -108,10 +111,11 @@ class MoCoV3Params:
 
 class MoCoV3(BYOL):
     """Symmetrised in-batch contrast between each view's prediction and the momentum encoder's
-    keys of the other view; no queue. Shares BYOL's online/momentum structure."""
+    keys of the other view (the keys of the global batch); no queue. Shares BYOL's online/momentum
+    structure and its global BatchNorm (the official code's SyncBatchNorm)."""
 
     def __init__(self, encoder: Encoder, params: MoCoV3Params):
         super().__init__(encoder, params, projector_output_bn=True)
 
     def pair_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return moco_v3_loss(prediction, target, self.params.temperature)
+        return moco_v3_loss(gather(prediction), gather(target), self.params.temperature)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from selfsup.distributed import gather
 from selfsup.errors import ConfigError
 from selfsup.losses import margin_contrastive_loss, triplet_loss
 from selfsup.methods.base import Method
@@ -39,7 +40,7 @@ class Siamese(Method):
     """Margin contrastive loss over N positive and N negative pairs, or the triplet loss over N
     triplets (anchor = view 1 of an image; positive = its view 2, or with labels view 2 of an image
     of its class; negative = view 2 of an image that is not the anchor, and with labels not of its
-    class)."""
+    class). Positives and negatives are mined in the global batch (all processes)."""
 
     def __init__(self, encoder: Encoder, params: SiameseParams):
         super().__init__(encoder)
@@ -93,9 +94,11 @@ class Siamese(Method):
     def forward(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if self.needs_labels and labels is None:
             raise ValueError("method.pairs=labels needs the batch's labels")
-        h, n = self.encode_pair(views)
-        e1, e2 = F.normalize(self.projector(h).float(), dim=1).chunk(2)
-        labels = labels if self.needs_labels else None
+        h, local = self.encode_pair(views)
+        own = F.normalize(self.projector(h).float(), dim=1)
+        e1, e2 = gather(own[:local]), gather(own[local:])
+        labels = gather(labels) if self.needs_labels else None
+        n = len(e1)
         positive_index = self.positives(labels) if labels is not None else None
         positive = e2 if positive_index is None else e2[positive_index]
         negative = e2[self.negatives(e1, e2, positive_index, labels)]
@@ -105,4 +108,4 @@ class Siamese(Method):
         else:
             same = torch.cat([torch.ones(n), torch.zeros(n)]).to(e1.device)
             loss = margin_contrastive_loss(torch.cat([e1, e1]), torch.cat([positive, negative]), same, m)
-        return {"loss": loss, "embedding": h[:n].detach(), "projection": e1.detach()}
+        return {"loss": loss, "embedding": h[:local].detach(), "projection": own[:local].detach()}

@@ -27,7 +27,10 @@ class SimSiamParams:
 
 class SimSiam(Method):
     """Symmetrised negative cosine between each view's prediction and the other view's projection,
-    with stop-gradient on the projection; no negatives and no momentum encoder."""
+    with stop-gradient on the projection; no negatives and no momentum encoder. BatchNorm is
+    global (the official code's SyncBatchNorm)."""
+
+    global_batch_norm = True
 
     def __init__(self, encoder: Encoder, params: SimSiamParams):
         super().__init__(encoder)

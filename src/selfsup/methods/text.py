@@ -16,6 +16,7 @@ from torch import nn
 
 from selfsup.augment.text_noise import IGNORE, BartNoise, bart_noise, mlm_mask, next_sentence_pairs
 from selfsup.data.tokenizer import trim_padding
+from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
 from selfsup.methods.base import Method
 from selfsup.models.text import LMHead, TextDecoder, TextEncoder
@@ -60,6 +61,14 @@ class TextMethod(Method):
 def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (nats) over the targets that are not ``IGNORE``; logits …×V, targets …."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE)
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The training loss: the mean cross-entropy over the predicted tokens (not ``IGNORE``) of the
+    global batch, whatever their number in each process (:func:`selfsup.distributed.global_mean`)."""
+    flat = targets.reshape(-1)
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum")
+    return global_mean(total, (flat != IGNORE).sum())
 
 
 def shifted_targets(ids: torch.Tensor) -> torch.Tensor:
@@ -115,7 +124,7 @@ class MaskedLM(TextMethod):
         inputs, targets = self.corrupt(ids)
         states = self.encoder.backbone(inputs, segments)
         selected = targets != IGNORE
-        loss = token_cross_entropy(self.head(states[selected]), targets[selected])
+        loss = token_loss(self.head(states[selected]), targets[selected])
         out = {"embedding": self.encoder.pool(states, inputs).detach().float()}
         if self.next_sentence is not None:
             nsp = F.cross_entropy(self.next_sentence(states[:, 0]).float(), is_next)
@@ -181,7 +190,7 @@ class BART(TextMethod):
         ids = views[0]
         noisy = self.noise(ids)
         logits, memory = self.reconstruction_logits(noisy, ids)
-        return {"loss": token_cross_entropy(logits, shifted_targets(ids)),
+        return {"loss": token_loss(logits, shifted_targets(ids)),
                 "embedding": self.encoder.pool(memory, noisy).detach().float()}
 
     @torch.no_grad()
@@ -249,7 +258,7 @@ class CausalLM(TextMethod):
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         ids = views[0]
         logits, states = self.next_token_logits(ids)
-        return {"loss": token_cross_entropy(logits, shifted_targets(ids)),
+        return {"loss": token_loss(logits, shifted_targets(ids)),
                 "embedding": self.encoder.pool(states, ids).detach().float()}
 
     @torch.no_grad()

@@ -3,6 +3,12 @@
 data (uint8, in memory) -> augment on the device -> method(views) -> loss -> optimiser step.
 Each epoch draws its data order and augmentations from generators seeded by (seed, epoch), so a
 run resumed from a checkpoint continues exactly as an uninterrupted one would.
+
+Under ``torchrun`` the same loop runs in every process with DistributedDataParallel: the batch
+size is the global batch; every process draws the same data order and the augmentation
+parameters of the whole global batch and takes its own share of both, so the images and their
+views do not depend on the number of processes (:mod:`selfsup.distributed`). Only the process of
+rank 0 writes files and prints.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from selfsup import distributed
 from selfsup.augment import ViewAugmenter
+from selfsup.augment.ops import BatchShard
 from selfsup.config import Config, save_config
 from selfsup.data import DataSplits, TextDataset
 from selfsup.data.tokenizer import (TOKENIZER_FILE, load_tokenizer, pack_documents, save_tokenizer, train_tokenizer,
@@ -45,11 +53,12 @@ class PretrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     test_metrics: dict[str, float] = field(default_factory=dict)  # the pretext task's own, on the test split
+    saved: bool = True  # False in the torchrun processes other than rank 0, which write nothing
 
 
-def epoch_seed(seed: int, epoch: int, stream: int) -> int:
-    """A distinct, reproducible seed for each (run seed, epoch, random stream)."""
-    return (seed * 1_000_003 + epoch * 7_919 + stream) % (2**63)
+def epoch_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
+    """A distinct, reproducible seed for each (run seed, epoch, random stream, process rank)."""
+    return (seed * 1_000_003 + epoch * 7_919 + stream + rank * 2**40) % (2**63)
 
 
 def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
@@ -67,11 +76,27 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     Writes ``config.yaml``, one JSON line per epoch in ``metrics.jsonl``, ``checkpoint.pt`` after
     every epoch (atomically), and at the end ``encoder.safetensors`` + ``encoder.json``.
     ``on_epoch_end(record, method)`` receives each epoch's metrics dict and the method (its
-    ``encoder`` included) after the epoch's checkpoint is written; an exception there stops the run.
+    ``encoder`` included) after the epoch's checkpoint is written, in every process; an exception
+    there stops the run. Under torchrun, a peer that fails or hangs past ``train.dist_timeout``
+    ends the run with a :class:`TrainingError` in the others.
     """
-    run_dir = Path(run_dir)
+    device = distributed.setup(resolve_device(config.train.device), config.train.dist_timeout)
+    try:
+        return _pretrain(config, splits, run_dir, device, resume, overwrite, progress and distributed.is_main(),
+                         on_epoch_end)
+    except Exception as exc:
+        if distributed.active() and distributed.is_peer_failure(exc):
+            raise distributed.peer_failure(exc, "during training") from None
+        raise
+
+
+def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: torch.device, resume: bool,
+              overwrite: bool, progress: bool, on_epoch_end: Callable[[dict, Method], None] | None) -> PretrainResult:
+    main = distributed.is_main()
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's: the default name holds the time
     checkpoint_path = run_dir / CHECKPOINT_FILE
-    if checkpoint_path.exists() and not resume and not overwrite:
+    has_checkpoint = distributed.broadcast_object(checkpoint_path.exists())
+    if has_checkpoint and not resume and not overwrite:
         raise SelfsupError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
 
     data = splits.train
@@ -81,7 +106,6 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     if (method_class.modality == "text") != text:
         raise DataError(f"method '{config.method_name}' learns from {method_class.modality}s, and {config.data.spec} "
                         f"holds {'texts' if text else 'images'}" + (" (text corpora: .txt, .csv, .tsv)" if not text else ""))
-    device = resolve_device(tc.device)
     amp_dtype = resolve_precision(tc.precision, device)
     if not text and amp_dtype == torch.bfloat16 and device.type == "cpu" and config.model.backbone.startswith("resnet"):
         side = min(data.images.shape[2:])
@@ -91,15 +115,20 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             # PyTorch 2.14's CPU bf16 convolution leaves the weight gradient of the taps that only see
             # padding (should be 0) as garbage (inf/NaN) when a 3×3 convolution runs on a 1×1 map
             # (benchmarks/bf16_conv_grad.py)
-            warnings.warn(f"training in float32: views of {side} px reach ResNet's last stage as 1×1 maps, where "
-                          "bf16 convolutions on the CPU compute wrong weight gradients (PyTorch 2.14); "
-                          "larger views (augment.local_size) keep bf16")
+            if distributed.is_main():
+                warnings.warn(f"training in float32: views of {side} px reach ResNet's last stage as 1×1 maps, where "
+                              "bf16 convolutions on the CPU compute wrong weight gradients (PyTorch 2.14); "
+                              "larger views (augment.local_size) keep bf16")
             amp_dtype = None
     torch.manual_seed(tc.seed)
 
     if text:
-        tokenizer = load_tokenizer(run_dir) if resume and (run_dir / TOKENIZER_FILE).exists() else None
-        encoder, inputs, test_inputs = build_text_inputs(config, splits, tokenizer)
+        tokenizer = None
+        if main:
+            tokenizer = load_tokenizer(run_dir) if resume and (run_dir / TOKENIZER_FILE).exists() else None
+            if tokenizer is None and distributed.active():  # one vocabulary for all processes
+                tokenizer = train_tokenizer(data.texts, config.text.tokenizer, config.text.vocab_size, config.text.lowercase)
+        encoder, inputs, test_inputs = build_text_inputs(config, splits, distributed.broadcast_object(tokenizer))
     else:
         encoder, inputs = build_encoder(config, data.images), data.images
         test_inputs = splits.test.images if splits.test is not None else None
@@ -107,9 +136,18 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         unit = ("blocks of text" if config.text.pack else "texts") if text else "images"
         raise ConfigError(f"batch size {tc.batch_size} is larger than the training data ({len(inputs)} {unit}); "
                           f"pass --batch-size {len(inputs)} or less")
+    world, rank = distributed.world_size(), distributed.rank()
+    local_batch = distributed.check_batch(tc.batch_size)
     method = method_class(encoder, config.method).to(device)
+    if world > 1 and (tc.sync_batch_norm == "true" or (tc.sync_batch_norm == "auto" and method.global_batch_norm)):
+        method = distributed.convert_sync_batch_norm(method, device)
     if tc.channels_last and not text:
         method = method.to(memory_format=torch.channels_last)
+    model = method
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=method.skips_parameters)
     peak_lr = scaled_lr(config.optim.lr, tc.batch_size, config.optim.lr_scaling)
     optimizer = build_optimizer(method, config.optim.name, peak_lr, config.optim.momentum,
                                 config.optim.weight_decay, config.optim.lars_eta, config.optim.bias_lr_scale,
@@ -125,10 +163,12 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     if method.needs_labels and not data.fully_labelled:
         raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
                         f"{config.data.spec} has unlabelled training images")
-    run_dir.mkdir(parents=True, exist_ok=True)  # only now: a configuration error leaves no empty run behind
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)  # only now: a configuration error leaves no empty run behind
     start_epoch, history = 0, []
-    if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+    if resume and has_checkpoint:
+        # rank 0 reads it (its file system); a checkpoint does not depend on the number of processes
+        state = distributed.broadcast_object(load_checkpoint(checkpoint_path) if main else None)
         if state["method"] != config.method_name or state["backbone"] != config.model.backbone:
             raise SelfsupError(f"{checkpoint_path} is a {state['method']}/{state['backbone']} run, not "
                                f"{config.method_name}/{config.model.backbone}")
@@ -137,13 +177,14 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"])
-        history = _read_history(run_dir, start_epoch)
-    elif resume:
+        history = distributed.broadcast_object(_read_history(run_dir, start_epoch) if main else None)
+    elif resume and main:
         print(f"selfsup: no checkpoint in {run_dir}; starting from epoch 1", file=sys.stderr)
-    _write_history(run_dir, history)
-    save_config(config, run_dir / "config.yaml")
-    if text:
-        save_tokenizer(encoder.tokenizer, run_dir)
+    if main:
+        _write_history(run_dir, history)
+        save_config(config, run_dir / "config.yaml")
+        if text:
+            save_tokenizer(encoder.tokenizer, run_dir)
 
     lengths = (inputs != 0).sum(dim=1) if text else None
     inputs = inputs.to(device)
@@ -151,12 +192,13 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         method.train()
-        torch.manual_seed(epoch_seed(tc.seed, epoch, 0))
+        torch.manual_seed(epoch_seed(tc.seed, epoch, 0, rank))  # each process its own stream (masks, noise)
         order_gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch, 1))
         order = torch.randperm(len(inputs), generator=order_gen)
         if text and not config.text.pack:
             order = group_by_length(order, lengths, tc.batch_size, order_gen)
         aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(tc.seed, epoch, 2))
+        shard = BatchShard(aug_gen, tc.batch_size, rank * local_batch) if world > 1 else aug_gen
         epoch_start = time.perf_counter()
         loss_sum, monitors, warning, lr = 0.0, {}, None, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress,
@@ -165,19 +207,21 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             step = epoch * steps_per_epoch + step_in_epoch
             lr = lr_at(step, total_steps, warmup_steps, peak_lr, config.optim.schedule)
             set_lr(optimizer, lr, peak_lr)
-            index = order[step_in_epoch * tc.batch_size:(step_in_epoch + 1) * tc.batch_size].to(device)
+            start = step_in_epoch * tc.batch_size + rank * local_batch  # this process's share of the global batch
+            index = order[start:start + local_batch].to(device)
             if text:
                 views = [trim_padding(inputs[index])]
             else:
-                views = augmenter(inputs[index], aug_gen)
+                views = augmenter(inputs[index], shard)
                 if tc.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast(device, amp_dtype):
-                out = method(views, labels=labels[index]) if labels is not None else method(views)
+                out = model(views, labels=labels[index]) if labels is not None else model(views)
             loss = out["loss"]
-            if not torch.isfinite(loss):
+            loss_value = distributed.mean_over_processes(loss.detach()).item()  # the global batch's loss
+            if not math.isfinite(loss_value):
                 raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1}; stopped. "
+                    f"loss became {loss_value} at epoch {epoch + 1}, step {step_in_epoch + 1}; stopped. "
                     + (f"The last good checkpoint (epoch {epoch}) is {checkpoint_path}. " if epoch > 0 else "")
                     + "Try a lower optim.lr or train.precision=fp32.")
             optimizer.zero_grad(set_to_none=True)
@@ -194,10 +238,10 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
                     clip_gradients(method.parameters(), config.optim.clip_grad)
                 optimizer.step()
             method.after_step(step, total_steps)
-            loss_value = loss.item()
             loss_sum += loss_value
             if step_in_epoch == steps_per_epoch - 1:
-                monitors = collapse_metrics(out)
+                out = {key: distributed.gather(value) for key, value in out.items() if value.dim() > 0}
+                monitors = collapse_metrics(out)  # of the global batch
                 warning = collapse_message(out, monitors, tc.collapse_threshold)
             seen = (step_in_epoch + 1) * tc.batch_size
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
@@ -211,9 +255,10 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
                  "model": method.state_dict(), "optimizer": optimizer.state_dict()}
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
-        save_checkpoint(state, checkpoint_path)
-        with open(run_dir / METRICS_FILE, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if main:
+            save_checkpoint(state, checkpoint_path)
+            with open(run_dir / METRICS_FILE, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
         if progress:
             print(f"epoch {epoch + 1}/{tc.epochs}  loss {record['loss']:.4f}  lr {lr:.4g}  "
                   f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s", file=sys.stderr)
@@ -221,10 +266,14 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
             if tc.stop_on_collapse:
                 raise TrainingError(f"{warning} at epoch {epoch + 1}; stopped (train.stop_on_collapse). "
                                     f"The checkpoint of this epoch is {checkpoint_path}.")
-            warnings.warn(f"{warning} at epoch {epoch + 1} (train.stop_on_collapse=true stops the run)")
+            if main:
+                warnings.warn(f"{warning} at epoch {epoch + 1} (train.stop_on_collapse=true stops the run)")
         if on_epoch_end is not None:
             on_epoch_end(record, method)
 
+    final_loss = history[-1]["loss"] if history else math.nan
+    if not main:
+        return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history, saved=False)
     test_labels = splits.test.labels if test_inputs is not None and method.needs_labels else None
     held_out = held_out_results(method, test_inputs, test_labels, run_dir, device, amp_dtype, tc.pictures, tc.seed,
                                 batch_size=64 if text else 256)  # text: logits over the vocabulary for every token
@@ -233,7 +282,6 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     save_encoder(final_encoder, run_dir, extra={
         "method": config.method_name, "data": splits.source, "epochs": tc.epochs, "classes": data.classes, **shape,
     })
-    final_loss = history[-1]["loss"] if history else math.nan
     return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history, held_out)
 
 

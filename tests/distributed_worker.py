@@ -1,0 +1,139 @@
+"""Run by test_distributed.py in 2 processes (torchrun's environment variables, gloo on the CPU).
+
+    python distributed_worker.py methods OUT.pt   every method's loss, gradients, buffers and monitors
+                                                  for its share of one global batch (rank 0 saves them)
+    python distributed_worker.py fail MODE RUN    a short pretraining in which rank 1 dies (MODE die)
+                                                  or hangs (MODE hang) after its first epoch
+
+``run_case`` is also what the test calls in one process on the whole batch, for the reference.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+
+from selfsup import distributed
+from selfsup.methods import get_method
+from selfsup.methods.text import IGNORE, token_loss
+from selfsup.models.encoder import Encoder
+from selfsup.train.monitors import collapse_metrics
+
+GLOBAL_BATCH = 16
+
+CASES = {
+    "simclr": ("simclr", {"proj_dim": 16}),
+    "barlow_twins": ("barlow_twins", {"proj_dim": 32}),
+    "vicreg": ("vicreg", {"proj_dim": 32}),
+    "byol": ("byol", {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}),
+    "simsiam": ("simsiam", {"proj_dim": 32, "pred_hidden_dim": 16}),
+    "moco_v2": ("moco_v2", {"proj_dim": 16, "queue_size": 40, "bn_splits": 1}),
+    "moco_v3": ("moco_v3", {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}),
+    "dino": ("dino", {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer_epochs": 0}),
+    "dino_frozen_prototypes": ("dino", {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}),
+    "siamese_contrastive": ("siamese", {"proj_dim": 16}),
+    "siamese_hardest": ("siamese", {"proj_dim": 16, "mining": "hardest"}),
+    "siamese_triplet_semi_hard": ("siamese", {"proj_dim": 16, "loss": "triplet", "mining": "semi_hard"}),
+}
+"""Each method with a small head; BatchNorm in the encoder and heads (global in 2 processes)."""
+
+
+class TokenLoss(torch.nn.Module):
+    """An output layer under the language models' token loss: each process has its own number of
+    predicted tokens (the others are IGNORE)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 11)
+
+    def forward(self, views):
+        features, targets = views
+        return {"loss": token_loss(self.layer(features), targets)}
+
+
+def build(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if name == "token_loss":
+        return TokenLoss()
+    method, params = CASES[name]
+    info = get_method(method)
+    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=8)
+    return info.build(encoder, replace(info.params(), **params))
+
+
+def global_inputs(name: str) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    if name == "token_loss":
+        targets = torch.randint(0, 11, (GLOBAL_BATCH, 5), generator=generator)
+        targets[: GLOBAL_BATCH // 2, 2:] = IGNORE  # the first process predicts fewer tokens
+        return [torch.randn(GLOBAL_BATCH, 5, 8, generator=generator), targets]
+    return [torch.rand(GLOBAL_BATCH, 1, 8, 8, generator=generator) for _ in range(2)]
+
+
+def run_case(name: str) -> dict:
+    """One training step's quantities for this process's share of the global batch: the loss of
+    the global batch (mean over processes), every parameter's gradient after DDP's average, the
+    buffers after ``after_step`` (queues, centres, BatchNorm statistics) and the collapse monitors."""
+    method = build(name)
+    model = method
+    world, rank = distributed.world_size(), distributed.rank()
+    if world > 1:
+        method = distributed.convert_sync_batch_norm(method, torch.device("cpu"))
+        model = torch.nn.parallel.DistributedDataParallel(
+            method, find_unused_parameters=getattr(method, "skips_parameters", False))
+    share = GLOBAL_BATCH // world
+    views = [v[rank * share:(rank + 1) * share] for v in global_inputs(name)]
+    out = model(views)
+    out["loss"].backward()
+    if hasattr(method, "after_step"):
+        method.after_step(0, 10)
+    gathered = {key: distributed.gather(value) for key, value in out.items() if value.dim() > 0}
+    return {
+        "loss": float(distributed.mean_over_processes(out["loss"].detach())),
+        "grads": {n: (p.grad.clone() if p.grad is not None else None)
+                  for n, p in method.named_parameters() if p.requires_grad},
+        "buffers": {n: b.clone() for n, b in method.named_buffers()},
+        "monitors": collapse_metrics(gathered) if "embedding" in gathered else {},
+    }
+
+
+def fail(mode: str, run_dir: str) -> None:
+    from selfsup import api
+    from selfsup.config import build_config
+    from selfsup.data import load_data
+    from selfsup.train import pretrain
+
+    def on_epoch_end(record, method):
+        if distributed.rank() == 1:
+            if mode == "die":
+                os._exit(3)
+            time.sleep(120)
+
+    config = build_config("simclr", small_images=True, overrides=[
+        "data.spec=digits", "train.epochs=3", "train.batch_size=64", "model.width=8", "train.dist_timeout=4",
+        "train.precision=fp32"])
+    try:
+        pretrain(config, load_data("digits"), run_dir, progress=False, on_epoch_end=on_epoch_end)
+    except api.SelfsupError as exc:
+        print(f"selfsup: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        distributed.shutdown()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "methods":
+        import datetime
+
+        torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+        results = {name: run_case(name) for name in [*CASES, "token_loss"]}
+        if distributed.is_main():
+            torch.save(results, sys.argv[2])
+        distributed.shutdown()
+    else:
+        fail(sys.argv[2], sys.argv[3])
