@@ -56,10 +56,27 @@ class TokenLoss(torch.nn.Module):
         return {"loss": token_loss(self.layer(features), targets)}
 
 
+class BatchNormOnPoints(torch.nn.Module):
+    """BatchNorm over N×C×1×1 maps (ResNet's last stage at 32 px) under a per-example loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm2d(6)
+        torch.nn.init.uniform_(self.norm.weight, 0.5, 1.5)
+        torch.nn.init.uniform_(self.norm.bias, -1, 1)
+
+    def forward(self, views):
+        x, target = views
+        return {"loss": ((self.norm(x) - target) ** 2).mean()}
+
+
+EXTRA_CASES = {"token_loss": TokenLoss, "batch_norm_on_points": BatchNormOnPoints}
+
+
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    if name == "token_loss":
-        return TokenLoss()
+    if name in EXTRA_CASES:
+        return EXTRA_CASES[name]()
     method, params = CASES[name]
     info = get_method(method)
     encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=8)
@@ -72,6 +89,9 @@ def global_inputs(name: str) -> list[torch.Tensor]:
         targets = torch.randint(0, 11, (GLOBAL_BATCH, 5), generator=generator)
         targets[: GLOBAL_BATCH // 2, 2:] = IGNORE  # the first process predicts fewer tokens
         return [torch.randn(GLOBAL_BATCH, 5, 8, generator=generator), targets]
+    if name == "batch_norm_on_points":
+        return [3 * torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator) + 1,
+                torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator)]
     return [torch.rand(GLOBAL_BATCH, 1, 8, 8, generator=generator) for _ in range(2)]
 
 
@@ -131,7 +151,7 @@ if __name__ == "__main__":
         import datetime
 
         torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
-        results = {name: run_case(name) for name in [*CASES, "token_loss"]}
+        results = {name: run_case(name) for name in [*CASES, *EXTRA_CASES]}
         if distributed.is_main():
             torch.save(results, sys.argv[2])
         distributed.shutdown()

@@ -45,7 +45,7 @@ def two_process_steps(tmp_path_factory) -> dict:
     return torch.load(out, weights_only=False)
 
 
-@pytest.mark.parametrize("case", [*worker.CASES, "token_loss"])
+@pytest.mark.parametrize("case", [*worker.CASES, *worker.EXTRA_CASES])
 def test_two_processes_compute_the_loss_and_gradients_of_the_global_batch(case, two_process_steps):
     """2 processes × 8 examples = 1 process × 16: the loss, every gradient (after DDP's average),
     the buffers after the step (MoCo's queue, DINO's centre, BatchNorm statistics) and the collapse

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -162,11 +163,59 @@ def broadcast_object(obj: Any) -> Any:
     return holder[0]
 
 
+class _GlobalBatchNormFunction(torch.autograd.Function):
+    """Batch normalisation with the statistics of all processes' inputs (SyncBatchNorm's algorithm
+    on any backend). Forward: each process's per-channel mean and variance, gathered with the counts
+    and combined (Chan et al.'s parallel variance), then PyTorch's fused normalisation with them.
+    Backward: the two per-channel sums of the gradient that BatchNorm's backward needs, Σdy and
+    Σdy·(x − μ), are summed over processes, so each process gets the gradient of the sum of all
+    processes' losses with respect to its own inputs (the convention of :func:`gather`)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float, stats_out: list):
+        dims = [0] + list(range(2, x.dim()))
+        var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
+        count = torch.full((1,), x.numel() / x.shape[1], dtype=torch.float32, device=x.device)
+        parts = [torch.empty(2 * len(mean) + 1, dtype=torch.float32, device=x.device)
+                 for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, torch.cat([mean, var, count]))
+        stats = torch.stack(parts)
+        channels = len(mean)
+        means, variances, counts = stats[:, :channels], stats[:, channels:2 * channels], stats[:, -1:]
+        total = counts.sum()
+        mean = (means * counts).sum(dim=0) / total
+        var = ((variances + (means - mean) ** 2) * counts).sum(dim=0) / total
+        stats_out[:] = [mean, var, total]
+        invstd = torch.rsqrt(var + eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.total = float(total)
+        return F.batch_norm(x, mean, var, weight, bias, training=False, eps=eps)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, mean, invstd = ctx.saved_tensors
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        grad_f = grad.float()
+        centred = x.float() - mean.view(shape)
+        sums = torch.cat([grad_f.sum(dim=dims), (grad_f * centred).sum(dim=dims)])
+        local_dy, local_dy_xmu = sums.clone().chunk(2)
+        dist.all_reduce(sums)
+        sum_dy, sum_dy_xmu = sums.chunk(2)
+        scale = invstd if weight is None else invstd * weight.float()
+        grad_input = None
+        if ctx.needs_input_grad[0]:  # (dy − Σdy/N − (x − μ)·invstd²·Σdy(x − μ)/N)·invstd·γ, in place in ``centred``
+            grad_input = centred.mul_((-invstd ** 2 * sum_dy_xmu / ctx.total).view(shape)).add_(grad_f)
+            grad_input = grad_input.sub_((sum_dy / ctx.total).view(shape)).mul_(scale.view(shape)).to(x.dtype)
+        grad_weight = (local_dy_xmu * invstd).to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
+        grad_bias = local_dy.to(weight.dtype) if weight is not None and ctx.needs_input_grad[2] else None
+        return grad_input, grad_weight, grad_bias, None, None
+
+
 class GlobalBatchNorm(_BatchNorm):
     """BatchNorm whose training statistics are those of the global batch, on any backend (torch's
-    ``SyncBatchNorm`` runs on GPUs only): each process's per-channel mean, variance and count are
-    gathered with gradients and combined (Chan et al.'s parallel variance), so the output and its
-    gradient equal BatchNorm over all processes' inputs. One process, or eval mode: BatchNorm."""
+    ``SyncBatchNorm`` runs on GPUs only): the output and its gradients equal BatchNorm over all
+    processes' inputs (:class:`_GlobalBatchNormFunction`). One process, or eval mode: BatchNorm."""
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
@@ -176,28 +225,17 @@ class GlobalBatchNorm(_BatchNorm):
         if not (self.training and active()):
             return super().forward(x)
         self._check_input_dim(x)
-        dims = [0] + list(range(2, x.dim()))
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        xf = x.float()
-        count = torch.full((1,), x.numel() / x.shape[1], device=x.device)
-        local = torch.cat([xf.mean(dim=dims), xf.var(dim=dims, unbiased=False), count])
-        stats = gather(local[None]).view(dist.get_world_size(), -1)
-        channels = x.shape[1]
-        means, variances, counts = stats[:, :channels], stats[:, channels:2 * channels], stats[:, -1:]
-        total = counts.sum()
-        mean = (means * counts).sum(dim=0) / total
-        var = ((variances + (means - mean) ** 2) * counts).sum(dim=0) / total
+        stats: list = []
+        out = _GlobalBatchNormFunction.apply(x, self.weight, self.bias, self.eps, stats)
         if self.track_running_stats:
+            mean, var, total = stats
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
                 unbiased = var * total / (total - 1).clamp_min(1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
-        out = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out.to(x.dtype)
+        return out
 
 
 def convert_sync_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
