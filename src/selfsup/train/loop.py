@@ -145,6 +145,9 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         method = method.to(memory_format=torch.channels_last)
     model = method
     if world > 1:
+        # benign: a 1×1 kernel has one memory layout under two sets of strides, and a masked one's
+        # gradient (PixelCNN) comes with the other set; DDP then copies it instead of viewing it
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         model = torch.nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=method.skips_parameters)
