@@ -93,4 +93,5 @@ class ProjectedPairMethod(Method):
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         h, n = self.encode_pair(views)
         z = self.projector(h)
-        return {"loss": self.pair_loss(gather(z[:n]), gather(z[n:])), "embedding": h[:n].detach(), "projection": z[:n].detach()}
+        return {"loss": self.pair_loss(gather(z[:n]), gather(z[n:])), "embedding": h[:n].detach(),
+                "projection": z[:n].detach()}
