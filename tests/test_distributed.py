@@ -148,7 +148,7 @@ def test_a_failed_or_hung_peer_ends_the_run_with_a_clear_error(mode, tmp_path):
         _, stderr = peers[0].communicate(timeout=120)
         assert peers[0].returncode == 2, stderr[-2000:]
         assert "process 0 of 2 lost the others during training" in stderr
-        assert ("Connection" if mode == "die" else "Timed out") in stderr  # closed or reset by the dead peer
+        assert ("Connection" if mode == "die" else "imeout") in stderr  # gloo: "Timed out ...", "Application timeout ..."
         assert time.perf_counter() - started < 60
         assert (tmp_path / "run" / "checkpoint.pt").exists()  # epoch 1, written by rank 0 before the failure
     finally:

@@ -82,12 +82,18 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+PEER_FAILURE_MARKS = ("gloo", "NCCL", "ProcessGroup", "pair closure", "Connection closed", "Connection reset",
+                      "Timed out")
+"""Words of the errors a collective raises when a peer is gone (gloo's are plain RuntimeErrors,
+some without its name, e.g. "Application timeout caused pair closure")."""
+
+
 def is_peer_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is a failed collective: a peer that died (closed connection) or hung (timeout)."""
     if isinstance(exc, dist.DistError):
         return True
     message = str(exc)
-    return isinstance(exc, RuntimeError) and any(word in message for word in ("gloo", "NCCL", "ProcessGroup"))
+    return isinstance(exc, RuntimeError) and any(word in message for word in PEER_FAILURE_MARKS)
 
 
 def peer_failure(exc: BaseException, where: str) -> TrainingError:
