@@ -25,6 +25,12 @@ def isolated_cache(cache_root, monkeypatch):
     monkeypatch.setenv("SELFSUP_CACHE_DIR", str(cache_root))
 
 
+@pytest.fixture(autouse=True)
+def no_reports(monkeypatch):
+    """Runs skip their report.html (a t-SNE and plots: seconds each); test_report.py turns them on."""
+    monkeypatch.setenv("SELFSUP_REPORT", "0")
+
+
 def write_image(path: Path, size=(12, 12), seed=0, mode="RGB") -> None:
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
+import os
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ from selfsup.evaluate import evaluate_encoder, format_table
 from selfsup.evaluate.features import extract_features
 from selfsup.methods import METHODS
 from selfsup.models.encoder import load_encoder
+from selfsup.report import comparison, write_report
 from selfsup.train import PretrainResult
 from selfsup.train import pretrain as run_pretraining
 from selfsup.train.device import resolve_device, resolve_precision
+from selfsup.train.machine import peak_memory_mb
 
 EVAL_FILE = "eval.json"
 
@@ -56,22 +59,56 @@ def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | 
              backbone: str | None = None, epochs: int | None = None, batch_size: int | None = None,
              seed: int | None = None, device: str | None = None, config: str | None = None,
              overrides=(), resume: bool = False, overwrite: bool = False,
-             skip_bad_images: bool | None = None, progress: bool = True) -> PretrainResult:
-    """Pretrain an encoder with ``method`` on ``data`` (``digits`` or a path); see ``selfsup pretrain --help``."""
+             skip_bad_images: bool | None = None, progress: bool = True, report: bool = True,
+             tensorboard: bool | None = None) -> PretrainResult:
+    """Pretrain an encoder with ``method`` on ``data`` (``digits`` or a path) and write its report;
+    see ``selfsup pretrain --help``."""
     flags = {"model.backbone": backbone, "train.epochs": epochs, "train.batch_size": batch_size,
-             "train.seed": seed, "train.device": device, "data.skip_bad_images": skip_bad_images}
+             "train.seed": seed, "train.device": device, "data.skip_bad_images": skip_bad_images,
+             "train.tensorboard": tensorboard}
     resolved, splits = resolve(method, data, config=config, overrides=overrides, flags=flags)
     if out is None:
         name = "digits" if data == "digits" else Path(data).name.split(".")[0]
         out = Path("runs") / f"{method}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
     if progress and splits.note and distributed.is_main():
         print(f"selfsup: {splits.note}", file=sys.stderr)
-    return run_pretraining(resolved, splits, out, resume=resume, overwrite=overwrite, progress=progress)
+    result = run_pretraining(resolved, splits, out, resume=resume, overwrite=overwrite, progress=progress)
+    if report and result.saved:
+        _write_report(result.run_dir, device, progress)
+    return result
+
+
+def _write_report(run_dir: Path, device: str | None, progress: bool) -> None:
+    """RUN_DIR/report.html after a pretraining or an evaluation, unless SELFSUP_REPORT=0; a failure
+    is a warning (the run itself is saved), and ``selfsup report RUN_DIR`` tries again."""
+    if os.environ.get("SELFSUP_REPORT", "1") == "0":
+        return
+    try:
+        path = write_report(run_dir, device)
+    except Exception as exc:  # noqa: BLE001 - the run is already saved; say why the page is missing
+        warnings.warn(f"{run_dir}/report.html was not written ({type(exc).__name__}: {exc}); "
+                      f"`selfsup report {run_dir}` tries again")
+        return
+    if progress:
+        print(f"selfsup: report in {path}", file=sys.stderr)
+
+
+def report(run_dir: str | Path, *, device: str | None = None) -> Path:
+    """(Re)write ``RUN_DIR/report.html`` from what the run directory holds."""
+    return write_report(run_dir, device)
+
+
+def compare(run_dirs: list[str | Path], *, out: str | Path = "comparison.html") -> tuple[Path, str]:
+    """Write a page comparing ``run_dirs`` (accuracy per label budget, wall time, curves overlaid)
+    to ``out``; returns its path and the table as Markdown."""
+    if len(run_dirs) < 1:
+        raise SelfsupError("compare needs at least one run directory")
+    return comparison(run_dirs, out)
 
 
 def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] | None = None,
              seeds: int | None = None, protocols: list[str] | None = None, device: str | None = None,
-             overrides=(), progress: bool = True) -> dict:
+             overrides=(), progress: bool = True, report: bool = True) -> dict:
     """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content.
     Under torchrun it runs in the process of rank 0 (the others return an empty dict)."""
     if not distributed.is_main():
@@ -91,6 +128,8 @@ def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] 
     evaluation["seconds"] = time.perf_counter() - started
     evaluation["eval_config"] = dataclasses.asdict(config.eval)
     (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
+    if report:
+        _write_report(run_dir, device, progress)
     return evaluation
 
 
@@ -291,7 +330,8 @@ def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) 
     Returns the evaluation plus ``wall_seconds`` and ``peak_memory_mb``.
     """
     started = time.perf_counter()
-    result = pretrain("simclr", "digits", out=out, overrides=overrides, overwrite=True, progress=progress)
+    result = pretrain("simclr", "digits", out=out, overrides=overrides, overwrite=True, progress=progress,
+                      report=False)  # the evaluation below writes it, with the table
     evaluation = evaluate(result.run_dir, progress=progress)
     if not evaluation:  # a torchrun process other than rank 0
         return {}
@@ -300,14 +340,9 @@ def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) 
     print(format_table(evaluation))
     print(f"wall time {seconds:.0f} s (pretraining {result.seconds:.0f} s, {result.epochs} epochs); "
           f"peak memory {peak_mb:.0f} MB")
-    print(f"run files in {result.run_dir}/ (eval.json, metrics.jsonl, config.yaml, encoder.safetensors)")
+    print(f"run files in {result.run_dir}/ (report.html: open it in a browser; eval.json, metrics.jsonl, "
+          "config.yaml, encoder.safetensors)")
     return {**evaluation, "wall_seconds": seconds, "peak_memory_mb": peak_mb}
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (Linux reports kilobytes; macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def methods() -> list[dict[str, str]]:

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-images", action="store_true", default=None,
                    help="skip corrupt images (with a warning that counts them) instead of stopping")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (pip install 'selfsup[tensorboard]')")
+    p.add_argument("--no-report", action="store_true", help="do not write RUN_DIR/report.html")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="override any setting, e.g. optim.lr=0.5 method.temperature=0.2 augment.crop_scale=[0.2,1]")
 
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--protocol", type=_csv, help="any of knn,linear,finetune,scratch and pixels (images) or tfidf (text)")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"])
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--no-report", action="store_true", help="do not (re)write RUN_DIR/report.html")
     e.add_argument("overrides", nargs="*", metavar="key=value", help="override eval settings, e.g. eval.knn_k=20")
 
     m = verbs.add_parser("embed", help="write a data set's embeddings to a .npy file",
@@ -125,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
 
+    r = verbs.add_parser("report", help="(re)write a run's report.html",
+                         description="Write RUN_DIR/report.html: one self-contained page (configuration, curves, "
+                                     "evaluation, embedding map, retrieval, the method's pictures).")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"])
+
+    c = verbs.add_parser("compare", help="compare runs side by side (table and page)",
+                         description="Print a table comparing runs (accuracy per label budget, wall time) and write "
+                                     "a page with it and their curves overlaid.")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--out", default="comparison.html", metavar="FILE.html", help="default comparison.html")
+
     verbs.add_parser("methods", help="list the methods with their family and paper",
                      description="List the available self-supervised methods.")
     return parser
@@ -162,7 +178,8 @@ def _run(args: argparse.Namespace) -> int:
         result = api.pretrain(args.method, args.data, out=args.out, backbone=args.backbone, epochs=args.epochs,
                               batch_size=args.batch_size, seed=args.seed, device=args.device, config=args.config,
                               overrides=args.overrides, resume=args.resume, overwrite=args.overwrite,
-                              skip_bad_images=args.skip_bad_images, progress=not args.quiet)
+                              skip_bad_images=args.skip_bad_images, progress=not args.quiet,
+                              report=not args.no_report, tensorboard=args.tensorboard)
         if not result.saved:
             return 0
         print(f"final loss {result.final_loss:.4f} after {result.epochs} epochs ({result.seconds:.0f} s); "
@@ -170,7 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "evaluate":
         evaluation = api.evaluate(args.run_dir, data=args.data, labels=args.labels, seeds=args.seeds,
                                   protocols=args.protocol, device=args.device, overrides=args.overrides,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, report=not args.no_report)
         print(format_table(evaluation))
         print(f"written to {args.run_dir}/eval.json")
     elif args.verb == "embed":
@@ -189,6 +206,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "generate":
         print(api.generate(args.run_dir, args.prompt, tokens=args.tokens, temperature=args.temperature,
                            top_k=args.top_k, seed=args.seed, device=args.device))
+    elif args.verb == "report":
+        print(f"report in {api.report(args.run_dir, device=args.device)}")
+    elif args.verb == "compare":
+        out, table = api.compare(args.run_dirs, out=args.out)
+        print(table)
+        print(f"page in {out}")
     elif args.verb == "demo":
         api.demo(args.out, overrides=args.overrides, progress=not args.quiet)
     elif args.verb == "methods":

@@ -88,6 +88,7 @@ class TrainConfig:
     # (auto), always (true) or never (false); seconds a collective waits for a peer before failing
     sync_batch_norm: str = "auto"
     dist_timeout: float = 600.0
+    tensorboard: bool = False  # also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (extra: tensorboard)
 
 
 @dataclass

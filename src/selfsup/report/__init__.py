@@ -1,5 +1,6 @@
 """Pictures and reports of runs."""
 
-from selfsup.report.images import save_image_grid
+from selfsup.report.html import REPORT_FILE, comparison, write_report
+from selfsup.report.images import image_grid, save_image_grid
 
-__all__ = ["save_image_grid"]
+__all__ = ["REPORT_FILE", "comparison", "image_grid", "save_image_grid", "write_report"]

@@ -8,10 +8,18 @@ import torch
 
 
 def save_image_grid(columns: list[torch.Tensor], path: str | Path, cell: int = 64) -> Path:
-    """Save columns of images side by side: column j is an n×C×h×w float tensor in [0, 1] (C 1 or
-    3), row i shows image i of every column. Each image is enlarged by the same whole factor
-    (nearest neighbour) so that the largest fills a ``cell``-pixel tile; smaller ones sit in the
-    middle of theirs; 2-pixel white gutters."""
+    """Save :func:`image_grid` of ``columns`` as a PNG file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(columns, cell).save(path)
+    return path
+
+
+def image_grid(columns: list[torch.Tensor], cell: int = 64):
+    """Columns of images side by side, as a PIL image: column j is an n×C×h×w float tensor in
+    [0, 1] (C 1 or 3), row i shows image i of every column. Each image is enlarged by the same
+    whole factor (nearest neighbour) so that the largest fills a ``cell``-pixel tile; smaller ones
+    sit in the middle of theirs; 2-pixel white gutters."""
     from PIL import Image
 
     rows = max(len(column) for column in columns)
@@ -26,8 +34,5 @@ def save_image_grid(columns: list[torch.Tensor], path: str | Path, cell: int = 6
         for i in range(len(column)):
             top, left = i * (tile + 2) + 1 + (tile - h) // 2, j * (tile + 2) + 1 + (tile - w) // 2
             grid[:, top:top + h, left:left + w] = big[i]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(pixels).save(path)
-    return path
+    return Image.fromarray(pixels)

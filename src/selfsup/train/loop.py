@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -39,10 +40,12 @@ from selfsup.models.encoder import Encoder, channel_stats, model_input, save_enc
 from selfsup.models.text import TextEncoder
 from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from selfsup.train.device import autocast, resolve_device, resolve_precision
+from selfsup.train.machine import machine_info, peak_memory_mb
 from selfsup.train.monitors import collapse_message, collapse_metrics
 from selfsup.train.optim import build_optimizer, clip_gradients, lr_at, scaled_lr, set_lr
 
 METRICS_FILE = "metrics.jsonl"
+RUN_FILE = "run.json"
 
 
 @dataclass
@@ -163,6 +166,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
     method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
+    writer = tensorboard_writer(run_dir) if tc.tensorboard and main else None
     if method.needs_labels and not data.fully_labelled:
         raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
                         f"{config.data.spec} has unlabelled training images")
@@ -245,6 +249,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
             if step_in_epoch == steps_per_epoch - 1:
                 out = {key: distributed.gather(value) for key, value in out.items() if value.dim() > 0}
                 monitors = collapse_metrics(out)  # of the global batch
+                monitors.update({f"{name}_dim": out[name].shape[1] for name in ("embedding", "projection") if name in out})
                 warning = collapse_message(out, monitors, tc.collapse_threshold)
             seen = (step_in_epoch + 1) * tc.batch_size
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}",
@@ -262,6 +267,11 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
             save_checkpoint(state, checkpoint_path)
             with open(run_dir / METRICS_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for key, value in record.items():
+                if key != "epoch" and not key.endswith("_dim"):
+                    writer.add_scalar(key, value, epoch + 1)
+            writer.flush()
         if progress:
             print(f"epoch {epoch + 1}/{tc.epochs}  loss {record['loss']:.4f}  lr {lr:.4g}  "
                   f"{record['images_per_s']:.0f} img/s  {seconds:.1f}s", file=sys.stderr)
@@ -274,6 +284,8 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         if on_epoch_end is not None:
             on_epoch_end(record, method)
 
+    if writer is not None:
+        writer.close()
     final_loss = history[-1]["loss"] if history else math.nan
     if not main:
         return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history, saved=False)
@@ -285,7 +297,14 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
     save_encoder(final_encoder, run_dir, extra={
         "method": config.method_name, "data": splits.source, "epochs": tc.epochs, "classes": data.classes, **shape,
     })
-    return PretrainResult(run_dir, tc.epochs, final_loss, time.perf_counter() - started, history, held_out)
+    seconds = time.perf_counter() - started
+    (run_dir / RUN_FILE).write_text(json.dumps({
+        "seconds": seconds, "peak_memory_mb": peak_memory_mb(), "machine": machine_info(), "data": splits.source,
+        "train_items": len(data), "test_items": len(splits.test) if splits.test is not None else 0,
+        "processes": world, "device": str(device), "precision": str(amp_dtype or "float32").replace("torch.", ""),
+        "finished": datetime.now().isoformat(timespec="seconds"),
+    }, indent=2))
+    return PretrainResult(run_dir, tc.epochs, final_loss, seconds, history, held_out)
 
 
 @torch.no_grad()
@@ -325,6 +344,15 @@ def held_out_results(method: Method, inputs: torch.Tensor | None, labels: torch.
             else:
                 save_image_grid(content, run_dir / f"{name}.png")
     return metrics
+
+
+def tensorboard_writer(run_dir: Path):
+    """A TensorBoard writer of the epoch metrics in ``RUN_DIR/tensorboard`` (train.tensorboard)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install 'selfsup[tensorboard]'") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def group_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
