@@ -180,3 +180,13 @@ def test_a_failing_report_is_a_warning_not_a_failed_run(tmp_path, monkeypatch):
     assert (result.run_dir / "encoder.safetensors").exists()
     with pytest.raises(SelfsupError):
         api.compare([])
+
+
+def test_loss_terms_are_logged_per_epoch_and_drawn(tmp_path):
+    out = tmp_path / "vicreg"
+    result = api.pretrain("vicreg", "digits", out=out, epochs=1, overrides=TINY + ["method.proj_dim=32"],
+                          progress=False)
+    epoch = result.history[-1]
+    weighted = 25 * epoch["invariance_loss"] + 25 * epoch["variance_loss"] + epoch["covariance_loss"]
+    assert weighted == pytest.approx(epoch["loss"], rel=1e-4)
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0]).keys() >= {"covariance_loss", "lr"}

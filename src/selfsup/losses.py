@@ -73,10 +73,15 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051)
     ``z1``, ``z2``: N×D projections of two views. Standardisation as in the official code
     (facebookresearch/barlowtwins): BatchNorm1d without affine, i.e. biased variance, eps 1e-5.
     """
+    on_diagonal, off_diagonal = barlow_twins_terms(z1, z2)
+    return on_diagonal + lambd * off_diagonal
+
+
+def barlow_twins_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Barlow Twins' two sums: invariance Σ_i (1 − C_ii)² and redundancy Σ_{i≠j} C_ij² (before λ)."""
     n = z1.shape[0]
     c = _batch_standardise(_upcast(z1)).T @ _batch_standardise(_upcast(z2)) / n
-    on_diagonal = (torch.diagonal(c) - 1).pow(2).sum()
-    return on_diagonal + lambd * _off_diagonal(c).pow(2).sum()
+    return (torch.diagonal(c) - 1).pow(2).sum(), _off_diagonal(c).pow(2).sum()
 
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
@@ -90,6 +95,12 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, va
 
     with unbiased variance and covariance over the batch. ``z1``, ``z2``: N×D.
     """
+    invariance, variance, covariance = vicreg_terms(z1, z2)
+    return sim_weight * invariance + var_weight * variance + cov_weight * covariance
+
+
+def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VICReg's invariance s, variance v and covariance c terms (before their weights)."""
     z1, z2 = _upcast(z1), _upcast(z2)
     n, d = z1.shape
     invariance = F.mse_loss(z1, z2)
@@ -99,7 +110,7 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, va
         variance = variance + F.relu(1 - torch.sqrt(centred.var(dim=0) + 1e-4)).mean() / 2
         cov = centred.T @ centred / (n - 1)
         covariance = covariance + _off_diagonal(cov).pow(2).sum() / d
-    return sim_weight * invariance + var_weight * variance + cov_weight * covariance
+    return invariance, variance, covariance
 
 
 def margin_contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor, margin: float = 1.0) -> torch.Tensor:

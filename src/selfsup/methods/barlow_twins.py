@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.losses import barlow_twins_loss
+from selfsup.losses import barlow_twins_terms
 from selfsup.methods.base import ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
@@ -35,5 +35,7 @@ class BarlowTwins(ProjectedPairMethod):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
 
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return barlow_twins_loss(z1, z2, self.params.lambd)
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+        on_diagonal, off_diagonal = barlow_twins_terms(z1, z2)
+        return {"loss": on_diagonal + self.params.lambd * off_diagonal, "invariance_loss": on_diagonal.detach(),
+                "redundancy_loss": off_diagonal.detach()}

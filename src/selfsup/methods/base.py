@@ -87,11 +87,13 @@ class ProjectedPairMethod(Method):
 
     projector: nn.Module
 
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The loss, or a dict of it (``loss``) and its terms (``NAME_loss``, logged per epoch)."""
         raise NotImplementedError
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         h, n = self.encode_pair(views)
         z = self.projector(h)
-        return {"loss": self.pair_loss(gather(z[:n]), gather(z[n:])), "embedding": h[:n].detach(),
-                "projection": z[:n].detach()}
+        loss = self.pair_loss(gather(z[:n]), gather(z[n:]))
+        terms = loss if isinstance(loss, dict) else {"loss": loss}
+        return {**terms, "embedding": h[:n].detach(), "projection": z[:n].detach()}

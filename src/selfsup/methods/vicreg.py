@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from selfsup.losses import vicreg_loss
+from selfsup.losses import vicreg_terms
 from selfsup.methods.base import ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
@@ -34,6 +34,9 @@ class VICReg(ProjectedPairMethod):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
 
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
         p = self.params
-        return vicreg_loss(z1, z2, p.sim_weight, p.var_weight, p.cov_weight)
+        invariance, variance, covariance = vicreg_terms(z1, z2)
+        return {"loss": p.sim_weight * invariance + p.var_weight * variance + p.cov_weight * covariance,
+                "invariance_loss": invariance.detach(), "variance_loss": variance.detach(),
+                "covariance_loss": covariance.detach()}

@@ -207,7 +207,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         aug_gen = torch.Generator(device=device).manual_seed(epoch_seed(tc.seed, epoch, 2))
         shard = BatchShard(aug_gen, tc.batch_size, rank * local_batch) if world > 1 else aug_gen
         epoch_start = time.perf_counter()
-        loss_sum, monitors, warning, lr = 0.0, {}, None, 0.0
+        loss_sum, term_sums, monitors, warning, lr = 0.0, {}, {}, None, 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not progress,
                    leave=False, file=sys.stderr, dynamic_ncols=True)
         for step_in_epoch in bar:
@@ -246,6 +246,9 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
                 optimizer.step()
             method.after_step(step, total_steps)
             loss_sum += loss_value
+            for key, value in out.items():  # the loss's terms (VICReg, Barlow Twins, MLM + NSP), per epoch
+                if key.endswith("_loss") and value.dim() == 0:
+                    term_sums[key] = term_sums.get(key, 0.0) + distributed.mean_over_processes(value.detach()).item()
             if step_in_epoch == steps_per_epoch - 1:
                 out = {key: distributed.gather(value) for key, value in out.items() if value.dim() > 0}
                 monitors = collapse_metrics(out)  # of the global batch
@@ -256,7 +259,8 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
                             img_s=f"{seen / (time.perf_counter() - epoch_start):.0f}")
         bar.close()
         seconds = time.perf_counter() - epoch_start
-        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch, "lr": lr,
+        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch,
+                  **{key: value / steps_per_epoch for key, value in term_sums.items()}, "lr": lr,
                   "images_per_s": steps_per_epoch * tc.batch_size / seconds, "seconds": seconds, **monitors}
         history.append(record)
         state = {"epoch": epoch + 1, "method": config.method_name, "backbone": config.model.backbone,
