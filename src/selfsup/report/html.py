@@ -26,6 +26,7 @@ from selfsup.errors import SelfsupError
 REPORT_FILE = "report.html"
 MAP_POINTS = 1000  # test embeddings on the 2-D map
 QUERIES, NEIGHBOURS = 6, 5  # retrieval
+RETRIEVAL_BANK = 2000  # training items searched (a CPU embeds a few hundred CIFAR images per second)
 CROSS_CORRELATION_DIMS = 64  # the top-left block of the matrix shown
 
 STYLE = """
@@ -217,12 +218,12 @@ def _data_sections(run_dir: Path, config, encoder, device, method_name: str) -> 
                  f"<p class=caption>{name} of the encoder's features of {len(chosen)} test items; nearby points "
                  "are items the encoder finds similar.</p>")
 
-    bank_index = torch.randperm(len(train), generator=generator)[:20000]
+    bank_index = torch.randperm(len(train), generator=generator)[:RETRIEVAL_BANK]
     bank = extract_features(encoder, encoder.inputs(train)[bank_index], device)
     queries = chosen[:QUERIES]
     neighbours = bank_index[nearest_neighbours(test_features[:QUERIES], bank, NEIGHBOURS)]
-    caption = (f"<p class=caption>{QUERIES} test queries (first column) and their {NEIGHBOURS} nearest training "
-               "items by cosine similarity of the features, nearest first.</p>")
+    caption = (f"<p class=caption>{QUERIES} test queries (first column) and their {NEIGHBOURS} nearest items among "
+               f"{len(bank_index)} training items, by cosine similarity of the features, nearest first.</p>")
     if isinstance(train, ImageDataset):
         columns = [test.images[queries].float() / 255] + [train.images[neighbours[:, j]].float() / 255
                                                          for j in range(NEIGHBOURS)]
