@@ -110,16 +110,21 @@ def check_batch(batch_size: int) -> int:
     return batch_size // world
 
 
+def _all_gather(x: torch.Tensor) -> torch.Tensor:
+    """Every process's ``x`` concatenated along dimension 0, in rank order (no gradient)."""
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
 class _Gather(torch.autograd.Function):
     """All-gather along dimension 0 whose backward sums the incoming gradients of all processes
     and returns this process's rows (each process computed its loss from the whole gathered batch)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
         ctx.rows = len(x)
-        return torch.cat(parts)
+        return _all_gather(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -134,11 +139,7 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     flowing back to each process's own rows. Every process must pass the same shape."""
     if not active():
         return x
-    if x.requires_grad:
-        return _Gather.apply(x)
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
+    return _Gather.apply(x) if x.requires_grad else _all_gather(x)
 
 
 @torch.no_grad()
@@ -182,10 +183,7 @@ class _GlobalBatchNormFunction(torch.autograd.Function):
         dims = [0] + list(range(2, x.dim()))
         var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
         count = torch.full((1,), x.numel() / x.shape[1], dtype=torch.float32, device=x.device)
-        parts = [torch.empty(2 * len(mean) + 1, dtype=torch.float32, device=x.device)
-                 for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, torch.cat([mean, var, count]))
-        stats = torch.stack(parts)
+        stats = _all_gather(torch.cat([mean, var, count])[None])
         channels = len(mean)
         means, variances, counts = stats[:, :channels], stats[:, channels:2 * channels], stats[:, -1:]
         total = counts.sum()

@@ -134,12 +134,18 @@ def _row(protocol: str, labels: str, accuracies: list[float], labelled: int, det
     return row
 
 
+def result_grid(results: list[dict]) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
+    """The label budgets and protocols of evaluation ``results`` (in order of appearance) and each
+    (protocol, budget)'s ``mean ± std``."""
+    budgets = list(dict.fromkeys(r["labels"] for r in results))
+    protocols = list(dict.fromkeys(r["protocol"] for r in results))
+    return budgets, protocols, {(r["protocol"], r["labels"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in results}
+
+
 def format_table(evaluation: dict) -> str:
     """One row per protocol, one column per label budget: ``mean ± std``."""
     rows = evaluation["results"]
-    budgets = list(dict.fromkeys(r["labels"] for r in rows))
-    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
-    cell = {(r["protocol"], r["labels"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in rows}
+    budgets, protocols, cell = result_grid(rows)
     width = max(len(PROTOCOLS[p]) for p in protocols)
     lines = [f"{'protocol':<{width}}  " + "  ".join(f"{b:>13}" for b in budgets)]
     for p in protocols:

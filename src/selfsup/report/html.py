@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from selfsup.errors import SelfsupError
+from selfsup.train.loop import read_history
 
 REPORT_FILE = "report.html"
 MAP_POINTS = 1000  # test embeddings on the 2-D map
@@ -73,11 +74,6 @@ def _table(header: list[str] | None, rows: list[list[Any]], numbers: bool = True
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def _figure(panels: int):
@@ -140,13 +136,10 @@ def curves_figure(histories: dict[str, list[dict]], relative_loss: bool = False)
 
 def evaluation_rows(evaluation: dict) -> tuple[list[str], list[list[str]]]:
     """The evaluation table: one row per protocol, one column per label budget, mean ± std."""
-    from selfsup.evaluate.harness import PROTOCOLS
+    from selfsup.evaluate.harness import PROTOCOLS, result_grid
 
-    results = evaluation["results"]
-    budgets = list(dict.fromkeys(r["labels"] for r in results))
-    cell = {(r["protocol"], r["labels"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in results}
-    rows = [[PROTOCOLS.get(p, p)] + [cell.get((p, b), "—") for b in budgets]
-            for p in dict.fromkeys(r["protocol"] for r in results)]
+    budgets, protocols, cell = result_grid(evaluation["results"])
+    rows = [[PROTOCOLS.get(p, p)] + [cell.get((p, b), "—") for b in budgets] for p in protocols]
     return ["protocol"] + [f"{b} labels" for b in budgets], rows
 
 
@@ -381,7 +374,7 @@ def comparison(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, str]:
     """A page comparing runs side by side (accuracy per label budget, wall time, curves overlaid) at
     ``out``, and the same table as Markdown text."""
     from selfsup.config import load_run_config
-    from selfsup.evaluate.harness import PROTOCOLS
+    from selfsup.evaluate.harness import PROTOCOLS, result_grid
 
     runs = []
     for run_dir in map(Path, run_dirs):
@@ -394,7 +387,7 @@ def comparison(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, str]:
     header = ["run", "method", "data", "epochs", "wall s"] + [f"{PROTOCOLS.get(p, p)} {b}" for p, b in columns]
     rows = []
     for name, (run_dir, config, run, evaluation, history) in zip(names, runs):
-        cell = {(x["protocol"], x["labels"]): f"{x['mean']:.3f} ± {x['std']:.3f}" for x in evaluation["results"]}
+        cell = result_grid(evaluation["results"])[2]
         rows.append([name, config.method_name, run.get("data", config.data.spec), history[-1]["epoch"] if history else 0,
                      f"{run['seconds']:.0f}" if "seconds" in run else "—"] + [cell.get(c, "—") for c in columns])
     markdown = "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]

@@ -129,8 +129,9 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         tokenizer = None
         if main:
             tokenizer = load_tokenizer(run_dir) if resume and (run_dir / TOKENIZER_FILE).exists() else None
-            if tokenizer is None and distributed.active():  # one vocabulary for all processes
-                tokenizer = train_tokenizer(data.texts, config.text.tokenizer, config.text.vocab_size, config.text.lowercase)
+            if tokenizer is None:
+                tokenizer = train_text_tokenizer(config, data.texts)
+        # trained once, by rank 0: HF's trainer is not deterministic (hash-map order), so one vocabulary for all
         encoder, inputs, test_inputs = build_text_inputs(config, splits, distributed.broadcast_object(tokenizer))
     else:
         encoder, inputs = build_encoder(config, data.images), data.images
@@ -166,10 +167,10 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
     method.set_steps_per_epoch(steps_per_epoch)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
-    writer = tensorboard_writer(run_dir) if tc.tensorboard and main else None
     if method.needs_labels and not data.fully_labelled:
         raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
                         f"{config.data.spec} has unlabelled training images")
+    writer = tensorboard_writer(run_dir) if tc.tensorboard and main else None  # after every configuration check
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)  # only now: a configuration error leaves no empty run behind
     start_epoch, history = 0, []
@@ -184,7 +185,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"])
-        history = distributed.broadcast_object(_read_history(run_dir, start_epoch) if main else None)
+        history = distributed.broadcast_object(read_history(run_dir, start_epoch) if main else None)
     elif resume and main:
         print(f"selfsup: no checkpoint in {run_dir}; starting from epoch 1", file=sys.stderr)
     if main:
@@ -371,12 +372,17 @@ def group_by_length(order: torch.Tensor, lengths: torch.Tensor, batch_size: int,
     return torch.cat([batches.flatten(), order[count * batch_size:]])
 
 
+def train_text_tokenizer(config: Config, texts: list[str]):
+    """The tokenizer of ``config.text`` trained on ``texts``."""
+    return train_tokenizer(texts, config.text.tokenizer, config.text.vocab_size, config.text.lowercase)
+
+
 def build_text_inputs(config: Config, splits: DataSplits, tokenizer=None) -> tuple[TextEncoder, torch.Tensor, torch.Tensor | None]:
     """The text encoder of ``config`` (its tokenizer trained on the training texts unless given) and
     the token ids of the training and test splits: documents, or blocks of the packed corpus."""
     tc = config.text
     if tokenizer is None:
-        tokenizer = train_tokenizer(splits.train.texts, tc.tokenizer, tc.vocab_size, tc.lowercase)
+        tokenizer = train_text_tokenizer(config, splits.train.texts)
     width = config.model.width
     options = get_method(config.method_name).build.encoder_options(config.method)
     encoder = TextEncoder(tokenizer.get_vocab_size(), width, config.model.depth or 4, max(1, width // 64),
@@ -394,12 +400,13 @@ def build_text_inputs(config: Config, splits: DataSplits, tokenizer=None) -> tup
     return encoder, tokens(splits.train), test
 
 
-def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:
+def read_history(run_dir: Path, upto_epoch: int | None = None) -> list[dict]:
+    """The epoch records of ``RUN_DIR/metrics.jsonl`` (up to ``upto_epoch``); none without the file."""
     path = run_dir / METRICS_FILE
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["epoch"] <= upto_epoch]
+    return [r for r in records if upto_epoch is None or r["epoch"] <= upto_epoch]
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
