@@ -24,6 +24,49 @@ def test_colour_operations_equal_torchvision(images, ours, theirs, low, high):
     assert torch.allclose(ours(images, factors), expected, atol=1e-3)
 
 
+def test_hue_equals_torchvision_on_ties_greys_and_pure_colours():
+    """Quantised pixels: many channels tie for the maximum (red wins, then green), greys and
+    pure primaries — the cases where the sector choice of RGB -> HSV matters."""
+    generator = torch.Generator().manual_seed(7)
+    images = torch.randint(0, 4, (16, 3, 8, 8), generator=generator).float() / 3
+    shifts = torch.rand(16, generator=generator) - 0.5
+    expected = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(images, shifts)])
+    assert torch.allclose(ops.adjust_hue(images, shifts), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("strengths", [(0.4, 0.4, 0.4, 0.1), (0.8, 0.0, 0.8, 0.2)])
+def test_colour_jitter_equals_torchvision_in_each_images_order(images, strengths):
+    """The batched jitter (one pass per position for brightness/contrast/saturation, hue on the
+    images whose turn it is) = torchvision's functional operations one image at a time, in that
+    image's drawn order, on the images its coin selected; strength 0 skips the operation."""
+    draw = ops.draw_jitter(len(images), *strengths, p=0.7, generator=torch.Generator().manual_seed(8), device="cpu")
+    out = ops.apply_jitter(images.clone(), draw, strengths)
+    functions = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for i, img in enumerate(images):
+        expected = img
+        if draw.apply[i]:
+            for op in draw.order[i].tolist():
+                if strengths[op]:
+                    expected = functions[op](expected, float(draw.factors[i, op]))
+        assert torch.allclose(out[i], expected, atol=1e-5), i
+    assert 0 < int(draw.apply.sum()) < len(images)
+
+
+def test_views_made_together_equal_views_made_one_at_a_time():
+    """All views of one size are transformed as one batch; the draws come in view order, so the
+    result is the same as making each view alone from the same generator."""
+    from selfsup.config import preset_config
+
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
+    augmenter = ViewAugmenter(preset_config("dino"))  # 2 global views (blur, solarise per view) + 8 local
+    together = augmenter(images, torch.Generator().manual_seed(10))
+    generator = torch.Generator().manual_seed(10)
+    alone = ([augmenter.view(images, generator, index=i) for i in range(2)]
+             + [augmenter.view(images, generator, local=True) for _ in range(8)])
+    assert [v.shape for v in together] == [v.shape for v in alone]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(together, alone))
+
+
 def test_grayscale_equals_torchvision(images):
     apply = torch.tensor([True, False] * 6)
     out = ops.to_grayscale(images, apply)

@@ -84,29 +84,46 @@ def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[floa
     return torch.stack([top, left, h, w], dim=1)
 
 
+def _crop_axis(start: torch.Tensor, length: torch.Tensor, side: int, out: int,
+               sign: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised input coordinates (N×out) of the ``out`` output pixel centres along one axis of
+    a crop [start, start + length) of a ``side``-pixel axis, held on the crop's own pixel centres."""
+    centres = (2 * torch.arange(out, dtype=start.dtype, device=start.device) + 1) / out - 1
+    scale = length / side if sign is None else sign * length / side
+    coord = scale[:, None] * centres[None, :] + ((2 * start + length) / side - 1)[:, None]
+    low = ((2 * start + 1) / side - 1)[:, None]
+    high = ((2 * (start + length) - 1) / side - 1)[:, None]
+    return torch.maximum(torch.minimum(coord, high), low)
+
+
 def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
                      size: tuple[int, int]) -> torch.Tensor:
     """Crop each image to its box (top, left, h, w), resize bilinearly to ``size``, mirror where ``flip``.
 
     One ``grid_sample`` call does all three: the sampling grid maps output pixel centres to input
     coordinates with the same half-pixel convention as ``torch.nn.functional.interpolate``, so the
-    result equals resizing each cropped image (without antialiasing) and then flipping it.
+    result equals resizing each cropped image (without antialiasing) and then flipping it. The
+    grid is separable (x depends on the column, y on the row), so it is built from two N×side
+    tables; samples are held on the crop's own pixel centres, so edges repeat the crop's border
+    pixels as resizing the cropped image would, instead of blending in pixels from outside the box.
     """
-    n, _, height, width = images.shape
+    n, height, width = images.shape[0], images.shape[2], images.shape[3]
     top, left, h, w = boxes.to(images.dtype).unbind(1)
-    theta = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
     sign = 1.0 - 2.0 * flip.to(images.dtype)
-    theta[:, 0, 0] = sign * w / width
-    theta[:, 0, 2] = (2 * left + w) / width - 1
-    theta[:, 1, 1] = h / height
-    theta[:, 1, 2] = (2 * top + h) / height - 1
-    grid = F.affine_grid(theta, [n, images.shape[1], size[0], size[1]], align_corners=False)
-    # keep samples on the crop's own pixel centres, so edges repeat the crop's border pixels as
-    # resizing the cropped image would, instead of blending in pixels from outside the box
-    low = torch.stack([(2 * left + 1) / width, (2 * top + 1) / height], dim=1) - 1
-    high = torch.stack([(2 * (left + w) - 1) / width, (2 * (top + h) - 1) / height], dim=1) - 1
-    grid = torch.maximum(torch.minimum(grid, high.view(n, 1, 1, 2)), low.view(n, 1, 1, 2))
+    x = _crop_axis(left, w, width, size[1], sign)
+    y = _crop_axis(top, h, height, size[0])
+    grid = torch.stack([x[:, None, :].expand(n, size[0], size[1]), y[:, :, None].expand(n, size[0], size[1])], dim=3)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# Element-wise arithmetic between a float tensor and a bool tensor (torch.where, masked_fill, a
+# bool multiplied in) takes a slow, unvectorised path on the CPU in torch 2.x: about 30× the cost
+# of a float multiplication on a 256×3×32×32 batch. The colour operations therefore turn masks
+# into uint8 (a free reinterpretation) before mixing them with pixels, and per-image choices are
+# made on the N-long parameter vectors, not on the pixels.
+
+def _mask(condition: torch.Tensor) -> torch.Tensor:
+    return condition.view(torch.uint8)
 
 
 def _per_image(factor: torch.Tensor) -> torch.Tensor:
@@ -114,8 +131,9 @@ def _per_image(factor: torch.Tensor) -> torch.Tensor:
 
 
 def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """factor·images + (1 − factor)·other, clamped to [0, 1] (torchvision's ``_blend``)."""
     ratio = _per_image(factor)
-    return (ratio * images + (1.0 - ratio) * other).clamp_(0.0, 1.0)
+    return (ratio * images).add_((1.0 - ratio) * other).clamp_(0.0, 1.0)
 
 
 def rgb_to_grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -123,11 +141,11 @@ def rgb_to_grayscale(images: torch.Tensor) -> torch.Tensor:
     if images.shape[1] == 1:
         return images
     r, g, b = images.unbind(1)
-    return (GREY_WEIGHTS[0] * r + GREY_WEIGHTS[1] * g + GREY_WEIGHTS[2] * b).unsqueeze(1)
+    return torch.mul(r, GREY_WEIGHTS[0]).add_(g, alpha=GREY_WEIGHTS[1]).add_(b, alpha=GREY_WEIGHTS[2]).unsqueeze(1)
 
 
 def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(images, torch.zeros_like(images), factor)
+    return (_per_image(factor) * images).clamp_(0.0, 1.0)
 
 
 def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -141,76 +159,120 @@ def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tenso
     return _blend(images, rgb_to_grayscale(images), factor)
 
 
-def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
-    r, g, b = images.unbind(1)
-    value, _ = images.max(dim=1)
-    chroma = value - images.min(dim=1).values
-    grey = chroma == 0
-    safe_chroma = torch.where(grey, torch.ones_like(chroma), chroma)
-    saturation = chroma / torch.where(grey, torch.ones_like(value), value)
-    # hue sector by which channel holds the maximum (red first, then green, then blue)
-    hue = torch.where(value == r, (g - b) / safe_chroma,
-                      torch.where(value == g, 2.0 + (b - r) / safe_chroma, 4.0 + (r - g) / safe_chroma))
-    hue = torch.where(grey, torch.zeros_like(hue), hue)
-    hue = torch.remainder(hue / 6.0, 1.0)
-    return torch.stack([hue, saturation, value], dim=1)
-
-
-def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
-    """The closed form of the six-sector HSV -> RGB map: channel n (R 5, G 3, B 1) is
-    v − v·s·clamp(min(k, 4 − k), 0, 1) with k = (n + 6·h) mod 6; a few element-wise operations
-    instead of a table of the six sectors."""
-    hue, saturation, value = images.unbind(1)
-    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    k = torch.remainder(offsets + 6.0 * hue.unsqueeze(1), 6.0)
-    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    v = value.unsqueeze(1)
-    return (v - v * saturation.unsqueeze(1) * ramp).clamp_(0.0, 1.0)
-
-
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by ``shift`` (a fraction of the colour circle, in [-0.5, 0.5]) per image."""
+    """Rotate the hue by ``shift`` (a fraction of the colour circle, in [-0.5, 0.5]) per image.
+
+    The same map as torchvision's RGB -> HSV -> shift -> RGB, without building the HSV image:
+    the hue in sixths of the circle is h6 = (g − b)/C, 2 + (b − r)/C or 4 + (r − g)/C as red,
+    green or blue holds the maximum V (red first on ties; C = V − min, h6 = 0 for greys), and
+    the closed form of HSV -> RGB gives channel n (R 5, G 3, B 1) as
+    V − C·clamp(min(k, 4 − k), 0, 1) with k = (n + h6 + 6·shift) mod 6 (V·S = C).
+    """
     if images.shape[1] == 1:
         return images
-    hsv = rgb_to_hsv(images)
-    hue = torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0)
-    return hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], dim=1))
+    # written with in-place steps on a few buffers: on the CPU, fresh temporaries cost more than
+    # the arithmetic (their pages fault in)
+    r, g, b = images.unbind(1)
+    value = images.amax(dim=1)
+    chroma = images.amin(dim=1).neg_().add_(value)
+    red = value == r
+    green = (value == g).logical_and_(~red)
+    blue = (red | green).logical_not_()
+    turn = torch.sub(g, b).mul_(_mask(red))
+    part = torch.sub(b, r).mul_(_mask(green))
+    turn.add_(part)
+    turn.add_(torch.sub(r, g, out=part).mul_(_mask(blue)))
+    turn.div_(torch.add(chroma, _mask(chroma == 0), out=part))  # 1 for greys, where turn is 0
+    turn.add_(_mask(green), alpha=2.0).add_(_mask(blue), alpha=4.0).add_(6.0 * shift.view(-1, 1, 1))
+    offsets = torch.tensor([5.0, 3.0, 1.0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    k = offsets + turn.unsqueeze(1)
+    wrap = torch.div(k, 6.0).floor_()
+    k.sub_(wrap.mul_(6.0))  # k mod 6
+    ramp = torch.minimum(k, torch.sub(4.0, k, out=wrap), out=k).clamp_(0.0, 1.0)
+    return ramp.mul_(chroma.unsqueeze(1)).neg_().add_(value.unsqueeze(1))
 
 
-def to_grayscale(images: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
-    """Replace the images where ``apply`` by their luma, kept as C channels."""
-    if images.shape[1] == 1 or not bool(apply.any()):
+def _replace(images: torch.Tensor, apply: torch.Tensor, operation, inplace: bool) -> torch.Tensor:
+    """``images`` with the images where ``apply`` replaced by ``operation(those images, their rows)``;
+    written into ``images`` itself when ``inplace`` (the augmentation pipeline owns its buffers)."""
+    chosen = torch.nonzero(apply).flatten()
+    if len(chosen) == 0:
         return images
-    grey = rgb_to_grayscale(images).expand_as(images)
-    return torch.where(_per_image(apply), grey, images)
+    new = operation(images[chosen], chosen)
+    return images.index_copy_(0, chosen, new) if inplace else images.index_copy(0, chosen, new)
 
 
-def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                 p: float, generator: Generator) -> torch.Tensor:
-    """torchvision's ColorJitter wrapped in RandomApply(p), with each image's own factors and order.
+def to_grayscale(images: torch.Tensor, apply: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Replace the images where ``apply`` by their luma, kept as C channels."""
+    if images.shape[1] == 1:
+        return images
+    return _replace(images, apply, lambda chosen, _: rgb_to_grayscale(chosen).expand_as(chosen), inplace)
 
-    Factors are drawn uniformly from [max(0, 1 - s), 1 + s] (hue shift from [-hue, hue]); the four
-    operations run in a random order per image, and only on the images selected with probability p.
-    """
-    n, device = images.shape[0], images.device
+
+@dataclass
+class JitterDraw:
+    """One batch's colour-jitter parameters: which images are jittered (``apply``), each image's
+    factors (N×4: brightness, contrast, saturation, hue shift) and each image's order of the
+    four operations (N×4, ``order[i, position]`` = operation index)."""
+
+    apply: torch.Tensor
+    factors: torch.Tensor
+    order: torch.Tensor
+
+
+def draw_jitter(n: int, brightness: float, contrast: float, saturation: float, hue: float, p: float,
+                generator: Generator, device) -> JitterDraw:
+    """Factors uniform in [max(0, 1 − s), 1 + s] (hue shift in [−hue, hue]), a uniformly random
+    order of the four operations, and RandomApply's coin with probability p, per image."""
     apply = bernoulli(n, p, generator, device)
-    factors = [
+    factors = torch.stack([
         uniform(n, max(0.0, 1 - brightness), 1 + brightness, generator, device),
         uniform(n, max(0.0, 1 - contrast), 1 + contrast, generator, device),
         uniform(n, max(0.0, 1 - saturation), 1 + saturation, generator, device),
         uniform(n, -hue, hue, generator, device),
-    ]
-    strengths = (brightness, contrast, saturation, hue)
-    operations = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+    ], dim=1)
     order = torch.argsort(rand(n, generator, device, 4), dim=1)
-    out = images.clone()
+    return JitterDraw(apply, factors, order)
+
+
+def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+                 p: float, generator: Generator, inplace: bool = False) -> torch.Tensor:
+    """torchvision's ColorJitter wrapped in RandomApply(p), with each image's own factors and order.
+
+    The operations of one position in the order run on the whole batch at once: brightness,
+    contrast and saturation are all x -> clamp(a·x + b·grey(x) + c·mean(grey(x))) with per-image
+    (a, b, c) — (f, 0, 0), (f, 0, 1 − f), (f, 1 − f, 0), and (1, 0, 0) (no change) for images
+    whose operation at this position is another one or that are not jittered — so a position is
+    one pass over the batch plus the hue rotation of the images whose turn it is.
+    """
+    n, device = images.shape[0], images.device
+    draw = draw_jitter(n, brightness, contrast, saturation, hue, p, generator, device)
+    return apply_jitter(images if inplace else images.clone(), draw, (brightness, contrast, saturation, hue))
+
+
+def apply_jitter(out: torch.Tensor, draw: JitterDraw, strengths: tuple[float, float, float, float]) -> torch.Tensor:
+    """The colour jitter of ``draw`` written into ``out``; operations of strength 0 are skipped."""
+    images = out
+    grey_input = images.shape[1] == 1  # saturation and hue leave grey images as they are
+    enabled = torch.tensor([s != 0 and not (grey_input and i >= 2) for i, s in enumerate(strengths)],
+                           device=images.device)
     for position in range(4):
-        for op_index, operation in enumerate(operations):
-            if strengths[op_index] == 0:
-                continue
-            chosen = torch.nonzero(apply & (order[:, position] == op_index)).flatten()
-            if len(chosen):
-                out.index_copy_(0, chosen, operation(out[chosen], factors[op_index][chosen]))
+        operation = draw.order[:, position]
+        active = draw.apply & enabled[operation]
+        linear = active & (operation < 3)
+        if bool(linear.any()):
+            factor = torch.where(linear, draw.factors.gather(1, operation.clamp(max=2)[:, None])[:, 0], 1.0)
+            rest = 1.0 - factor
+            grey_weight = torch.where(operation == 2, rest, 0.0)
+            mean_weight = torch.where(operation == 1, rest, 0.0)
+            grey = rgb_to_grayscale(out)
+            mean = _per_image(mean_weight) * grey.mean(dim=(1, 2, 3), keepdim=True)
+            # grey images are their own luma (and saturation is off for them): only contrast's mean term
+            shift = mean if grey is out else grey.mul_(_per_image(grey_weight)).add_(mean)
+            out.mul_(_per_image(factor)).add_(shift).clamp_(0.0, 1.0)
+        chosen = torch.nonzero(active & (operation == 3)).flatten()
+        if len(chosen):
+            out.index_copy_(0, chosen, adjust_hue(out[chosen], draw.factors[chosen, 3]))
     return out
 
 
@@ -240,24 +302,22 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -
 
 def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Invert the pixels at or above ``threshold`` (torchvision's ``solarize`` on float images)."""
-    return torch.where(images >= threshold, 1.0 - images, images)
+    return (_mask(images >= threshold) - images).abs_()  # |1 − x| where at or above, |−x| elsewhere
 
 
 def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int,
-                generator: Generator) -> torch.Tensor:
+                generator: Generator, inplace: bool = False) -> torch.Tensor:
     """``gaussian_blur`` on the images chosen with probability ``p``, σ uniform in ``sigma``."""
     n, device = images.shape[0], images.device
     apply = bernoulli(n, p, generator, device)
     sigmas = uniform(n, sigma[0], sigma[1], generator, device)
-    chosen = torch.nonzero(apply).flatten()
-    if len(chosen) == 0:
-        return images
-    return images.index_copy(0, chosen, gaussian_blur(images[chosen], sigmas[chosen], kernel_size))
+    return _replace(images, apply, lambda chosen, rows: gaussian_blur(chosen, sigmas[rows], kernel_size), inplace)
 
 
-def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: Generator) -> torch.Tensor:
+def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: Generator,
+                    inplace: bool = False) -> torch.Tensor:
     apply = bernoulli(images.shape[0], p, generator, images.device)
-    return torch.where(_per_image(apply), solarize(images, threshold), images)
+    return _replace(images, apply, lambda chosen, _: solarize(chosen, threshold), inplace)
 
 
 # Corruptions of a denoising auto-encoder's input (Vincent et al. 2008, 2010): images in [0, 1].

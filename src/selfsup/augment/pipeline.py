@@ -45,46 +45,101 @@ class AugmentConfig:
         return self.local_size if self.local_size > 0 else max(1, round(side * 96 / 224))
 
 
+@dataclass
+class ViewDraw:
+    """The random parameters of one view of a batch of n images: crop boxes (n×4), flips, colour
+    jitter, grayscale, blur (which images, σ) and solarisation choices; None where the view has
+    no such step."""
+
+    boxes: torch.Tensor
+    flip: torch.Tensor
+    jitter: ops.JitterDraw | None
+    grey: torch.Tensor | None
+    blur: tuple[torch.Tensor, torch.Tensor] | None
+    solarize: torch.Tensor | None
+
+
 class ViewAugmenter:
     """Makes ``config.views`` independently augmented views of a uint8 batch, then
     ``config.local_views`` smaller ones (multi-crop).
 
     Every image draws its own parameters from ``generator`` (an :class:`ops.BatchShard` when the
-    batch is one process's part of a global batch); the result is float32 in [0, 1], global views
-    with the input's spatial size.
+    batch is one process's part of a global batch), view after view in the order of the pipeline;
+    then all views of one size are transformed together as one batch (fewer, larger operations:
+    on a GPU each operation is a kernel launch, on the CPU a pass of a thread pool). The result is
+    float32 in [0, 1], global views with the input's spatial size.
     """
 
     def __init__(self, config: AugmentConfig):
         self.config = config
 
-    def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
-        """View number ``index`` (it picks the per-view blur and solarisation probabilities): the
-        input's size, or a local view (``local_crop_scale``, ``local_side``, ``local_blur_p``)."""
+    def draw(self, n: int, height: int, width: int, generator: ops.Generator, device, index: int = 0,
+             local: bool = False) -> ViewDraw:
+        """The parameters of view number ``index`` (it picks the per-view blur and solarisation
+        probabilities), or of a local view (``local_crop_scale``, ``local_blur_p``)."""
         c = self.config
-        x = images.float().div_(255.0)
-        n, _, height, width = x.shape
-        scale = c.local_crop_scale if local else c.crop_scale
-        size = (c.local_side(height), c.local_side(width)) if local else (height, width)
-        boxes = ops.random_resized_crop_boxes(n, height, width, scale, c.crop_ratio, generator, x.device)
-        flip = ops.bernoulli(n, c.flip_p, generator, x.device)
-        if not (size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
-                and not flip.any()):  # the identity (whole image, no flip) leaves the pixels exact
-            x = ops.crop_resize_flip(x, boxes, flip, size)
-        if c.jitter_p > 0:
-            x = ops.color_jitter(x, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator)
-        if c.grayscale_p > 0:
-            x = ops.to_grayscale(x, ops.bernoulli(n, c.grayscale_p, generator, x.device))
+        boxes = ops.random_resized_crop_boxes(n, height, width, c.local_crop_scale if local else c.crop_scale,
+                                              c.crop_ratio, generator, device)
+        flip = ops.bernoulli(n, c.flip_p, generator, device)
+        jitter = (ops.draw_jitter(n, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator, device)
+                  if c.jitter_p > 0 else None)
+        grey = ops.bernoulli(n, c.grayscale_p, generator, device) if c.grayscale_p > 0 else None
         blur_p = c.local_blur_p if local else c.blur_p[min(index, len(c.blur_p) - 1)]
+        blur = None
         if blur_p > 0:
-            kernel = c.blur_kernel or ops.blur_kernel_size(min(size))
-            x = ops.random_blur(x, blur_p, c.blur_sigma, kernel, generator)
+            blur = (ops.bernoulli(n, blur_p, generator, device),
+                    ops.uniform(n, c.blur_sigma[0], c.blur_sigma[1], generator, device))
         solarize_p = 0.0 if local else c.solarize_p[min(index, len(c.solarize_p) - 1)]
-        if solarize_p > 0:
-            x = ops.random_solarize(x, solarize_p, c.solarize_threshold, generator)
+        solarize = ops.bernoulli(n, solarize_p, generator, device) if solarize_p > 0 else None
+        return ViewDraw(boxes, flip, jitter, grey, blur, solarize)
+
+    def apply(self, images: torch.Tensor, draws: list[ViewDraw], size: tuple[int, int]) -> torch.Tensor:
+        """The views ``draws`` of float ``images`` (N×C×H×W in [0, 1], left unchanged), resized to
+        ``size``, stacked view after view: (len(draws)·N)×C×size."""
+        c = self.config
+        views, (n, _, height, width) = len(draws), images.shape
+        boxes = torch.cat([d.boxes for d in draws])
+        flip = torch.cat([d.flip for d in draws])
+        if size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all()) \
+                and not flip.any():  # the identity (whole image, no flip) leaves the pixels exact
+            x = images.repeat(views, 1, 1, 1)
+        else:
+            x = ops.crop_resize_flip(images.repeat(views, 1, 1, 1) if views > 1 else images, boxes, flip, size)
+        # x is these views' own buffer from here on: the operations write into it (no new
+        # allocations, which on the CPU cost more than the arithmetic: fresh pages fault in)
+        if draws[0].jitter is not None:
+            jitter = ops.JitterDraw(*(torch.cat(parts) for parts in zip(*(
+                (d.jitter.apply, d.jitter.factors, d.jitter.order) for d in draws))))
+            x = ops.apply_jitter(x, jitter, (c.brightness, c.contrast, c.saturation, c.hue))
+        if draws[0].grey is not None:
+            x = ops.to_grayscale(x, torch.cat([d.grey for d in draws]), inplace=True)
+        if any(d.blur is not None for d in draws):
+            off = torch.zeros(n, dtype=torch.bool, device=x.device)
+            apply = torch.cat([d.blur[0] if d.blur is not None else off for d in draws])
+            sigma = torch.cat([d.blur[1] if d.blur is not None else torch.ones(n, device=x.device) for d in draws])
+            kernel = c.blur_kernel or ops.blur_kernel_size(min(size))
+            x = ops._replace(x, apply, lambda chosen, rows: ops.gaussian_blur(chosen, sigma[rows], kernel), inplace=True)
+        if any(d.solarize is not None for d in draws):
+            off = torch.zeros(n, dtype=torch.bool, device=x.device)
+            apply = torch.cat([d.solarize if d.solarize is not None else off for d in draws])
+            x = ops._replace(x, apply, lambda chosen, _: ops.solarize(chosen, c.solarize_threshold), inplace=True)
         return x
+
+    def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
+        """One view of a uint8 (or float in [0, 1]) batch: view number ``index``, or a local view."""
+        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images
+        n, _, height, width = x.shape
+        size = (self.config.local_side(height), self.config.local_side(width)) if local else (height, width)
+        return self.apply(x, [self.draw(n, height, width, generator, x.device, index, local)], size)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, generator: ops.Generator) -> list[torch.Tensor]:
         c = self.config
-        return ([self.view(images, generator, index=i) for i in range(c.views)]
-                + [self.view(images, generator, local=True) for _ in range(c.local_views)])
+        x = images.float().div_(255.0)  # once for all views
+        n, _, height, width = x.shape
+        global_draws = [self.draw(n, height, width, generator, x.device, index=i) for i in range(c.views)]
+        local_draws = [self.draw(n, height, width, generator, x.device, local=True) for _ in range(c.local_views)]
+        out = list(self.apply(x, global_draws, (height, width)).split(n)) if global_draws else []
+        if local_draws:
+            out += self.apply(x, local_draws, (c.local_side(height), c.local_side(width))).split(n)
+        return out
