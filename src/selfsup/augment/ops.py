@@ -252,10 +252,9 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float, satur
 
 def apply_jitter(out: torch.Tensor, draw: JitterDraw, strengths: tuple[float, float, float, float]) -> torch.Tensor:
     """The colour jitter of ``draw`` written into ``out``; operations of strength 0 are skipped."""
-    images = out
-    grey_input = images.shape[1] == 1  # saturation and hue leave grey images as they are
+    grey_input = out.shape[1] == 1  # saturation and hue leave grey images as they are
     enabled = torch.tensor([s != 0 and not (grey_input and i >= 2) for i, s in enumerate(strengths)],
-                           device=images.device)
+                           device=out.device)
     for position in range(4):
         operation = draw.order[:, position]
         active = draw.apply & enabled[operation]

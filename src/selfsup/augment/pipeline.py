@@ -94,17 +94,17 @@ class ViewAugmenter:
         return ViewDraw(boxes, flip, jitter, grey, blur, solarize)
 
     def apply(self, images: torch.Tensor, draws: list[ViewDraw], size: tuple[int, int]) -> torch.Tensor:
-        """The views ``draws`` of float ``images`` (N×C×H×W in [0, 1], left unchanged), resized to
-        ``size``, stacked view after view: (len(draws)·N)×C×size."""
+        """The views ``draws`` of ``images`` (N×C×H×W, uint8 or float in [0, 1]; left unchanged),
+        resized to ``size``, stacked view after view: float (len(draws)·N)×C×size in [0, 1]."""
         c = self.config
         views, (n, _, height, width) = len(draws), images.shape
+        x = images.repeat(views, 1, 1, 1) if views > 1 else images  # repeated while still uint8: 4× less to copy
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.clone() if x is images else x
         boxes = torch.cat([d.boxes for d in draws])
         flip = torch.cat([d.flip for d in draws])
-        if size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all()) \
-                and not flip.any():  # the identity (whole image, no flip) leaves the pixels exact
-            x = images.repeat(views, 1, 1, 1)
-        else:
-            x = ops.crop_resize_flip(images.repeat(views, 1, 1, 1) if views > 1 else images, boxes, flip, size)
+        if not (size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
+                and not flip.any()):  # the identity (whole image, no flip) leaves the pixels exact
+            x = ops.crop_resize_flip(x, boxes, flip, size)
         # x is these views' own buffer from here on: the operations write into it (no new
         # allocations, which on the CPU cost more than the arithmetic: fresh pages fault in)
         if draws[0].jitter is not None:
@@ -127,19 +127,17 @@ class ViewAugmenter:
 
     def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
         """One view of a uint8 (or float in [0, 1]) batch: view number ``index``, or a local view."""
-        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images
-        n, _, height, width = x.shape
+        n, _, height, width = images.shape
         size = (self.config.local_side(height), self.config.local_side(width)) if local else (height, width)
-        return self.apply(x, [self.draw(n, height, width, generator, x.device, index, local)], size)
+        return self.apply(images, [self.draw(n, height, width, generator, images.device, index, local)], size)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, generator: ops.Generator) -> list[torch.Tensor]:
         c = self.config
-        x = images.float().div_(255.0)  # once for all views
-        n, _, height, width = x.shape
-        global_draws = [self.draw(n, height, width, generator, x.device, index=i) for i in range(c.views)]
-        local_draws = [self.draw(n, height, width, generator, x.device, local=True) for _ in range(c.local_views)]
-        out = list(self.apply(x, global_draws, (height, width)).split(n)) if global_draws else []
+        n, _, height, width = images.shape
+        global_draws = [self.draw(n, height, width, generator, images.device, index=i) for i in range(c.views)]
+        local_draws = [self.draw(n, height, width, generator, images.device, local=True) for _ in range(c.local_views)]
+        out = list(self.apply(images, global_draws, (height, width)).split(n)) if global_draws else []
         if local_draws:
-            out += self.apply(x, local_draws, (c.local_side(height), c.local_side(width))).split(n)
+            out += self.apply(images, local_draws, (c.local_side(height), c.local_side(width))).split(n)
         return out
