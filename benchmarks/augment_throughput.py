@@ -12,7 +12,8 @@ All three make the `simclr_cifar` preset's views (random resized crop 0.08-1, fl
 
 Each is timed over ``--batches`` batches, ``--repeats`` times after a warm-up; the median is
 reported. Also the largest difference of each colour operation from torchvision's functional one
-on the same factors (selfsup's, and kornia's torchvision-style functions). Writes
+on the same factors (selfsup's, and kornia's torchvision-style functions), and on the CPU the cost
+of the element-wise steps the pipeline's design avoids or uses (``primitive_costs``). Writes
 benchmarks/results/augment_throughput_<device>.json; the last line is the ratio.
 
     pip install kornia   # optional, the benchmark's environment only
@@ -155,6 +156,25 @@ def colour_errors() -> dict:
     return errors
 
 
+def primitive_costs(repeats: int = 50) -> dict:
+    """Milliseconds (median) of the element-wise steps the pipeline's design rests on, on one
+    256×3×32×32 float batch: choosing pixels with a bool mask (torch.where) against multiplying by
+    the same mask as uint8 and by a float, and the luma of the batch as fresh temporaries against
+    one buffer updated in place."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 3, 32, 32, generator=generator)
+    mask = x > 0.5
+    r, g, b = x.unbind(1)
+    steps = {
+        "float multiply": lambda: x * 0.5,
+        "torch.where with a bool mask": lambda: torch.where(mask, x, 0.0),
+        "multiply by the mask as uint8": lambda: x * mask.view(torch.uint8),
+        "luma, temporaries": lambda: 0.2989 * r + 0.587 * g + 0.114 * b,
+        "luma, in place": lambda: torch.mul(r, 0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114),
+    }
+    return {name: 1000 * statistics.median(time_runs(step, repeats)) for name, step in steps.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(CIFAR), help="CIFAR-10 archive/folder (random images when absent)")
@@ -182,6 +202,9 @@ def main() -> None:
         rate = per_run / statistics.median(times)
         results[name] = {"images_per_s": rate, "seconds": times}
         print(f"{name:<36} {rate:>9.0f} images/s (two views each; median of {args.repeats})", flush=True)
+    costs = primitive_costs() if device.type == "cpu" else {}
+    for name, ms in costs.items():
+        print(f"{name:<36} {ms:.3f} ms per 256×3×32×32 batch")
     errors = colour_errors()
     for name, error in errors.items():
         print(f"max |difference| from torchvision, {name}: " + ", ".join(f"{k} {v:.1e}" for k, v in error.items()))
@@ -190,7 +213,8 @@ def main() -> None:
         summary["selfsup_vs_kornia"] = results["selfsup"]["images_per_s"] / results["kornia"]["images_per_s"]
     out = ROOT / "benchmarks" / "results" / f"augment_throughput_{device.type}.json"
     out.write_text(json.dumps({"machine": machine_info(), "args": vars(args), "images": source, "device": str(device),
-                               "results": results, "colour_max_abs_difference_from_torchvision": errors, **summary},
+                               "results": results, "primitive_ms": costs,
+                               "colour_max_abs_difference_from_torchvision": errors, **summary},
                               indent=2))
     print(f"saved {out}")
     print(f"selfsup / torchvision: {summary['selfsup_vs_torchvision']:.1f}×"
