@@ -117,10 +117,11 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tens
 
 
 # Element-wise arithmetic between a float tensor and a bool tensor (torch.where, masked_fill, a
-# bool multiplied in) takes a slow, unvectorised path on the CPU in torch 2.x: about 30× the cost
-# of a float multiplication on a 256×3×32×32 batch. The colour operations therefore turn masks
-# into uint8 (a free reinterpretation) before mixing them with pixels, and per-image choices are
-# made on the N-long parameter vectors, not on the pixels.
+# bool multiplied in) takes a slow, unvectorised path on the CPU in torch 2.14: ~35× the cost of
+# a float multiplication on a 256×3×32×32 batch (benchmarks/augment_throughput.py, primitive_ms).
+# The colour operations therefore turn masks into uint8 (a free reinterpretation) before mixing
+# them with pixels, and per-image choices are made on the N-long parameter vectors or by indexing
+# the chosen images, not with masks over the pixels.
 
 def _mask(condition: torch.Tensor) -> torch.Tensor:
     return condition.view(torch.uint8)
@@ -192,7 +193,7 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return ramp.mul_(chroma.unsqueeze(1)).neg_().add_(value.unsqueeze(1))
 
 
-def _replace(images: torch.Tensor, apply: torch.Tensor, operation, inplace: bool) -> torch.Tensor:
+def replace_chosen(images: torch.Tensor, apply: torch.Tensor, operation, inplace: bool) -> torch.Tensor:
     """``images`` with the images where ``apply`` replaced by ``operation(those images, their rows)``;
     written into ``images`` itself when ``inplace`` (the augmentation pipeline owns its buffers)."""
     chosen = torch.nonzero(apply).flatten()
@@ -206,7 +207,7 @@ def to_grayscale(images: torch.Tensor, apply: torch.Tensor, inplace: bool = Fals
     """Replace the images where ``apply`` by their luma, kept as C channels."""
     if images.shape[1] == 1:
         return images
-    return _replace(images, apply, lambda chosen, _: rgb_to_grayscale(chosen).expand_as(chosen), inplace)
+    return replace_chosen(images, apply, lambda chosen, _: rgb_to_grayscale(chosen).expand_as(chosen), inplace)
 
 
 @dataclass
@@ -310,13 +311,13 @@ def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kern
     n, device = images.shape[0], images.device
     apply = bernoulli(n, p, generator, device)
     sigmas = uniform(n, sigma[0], sigma[1], generator, device)
-    return _replace(images, apply, lambda chosen, rows: gaussian_blur(chosen, sigmas[rows], kernel_size), inplace)
+    return replace_chosen(images, apply, lambda chosen, rows: gaussian_blur(chosen, sigmas[rows], kernel_size), inplace)
 
 
 def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: Generator,
                     inplace: bool = False) -> torch.Tensor:
     apply = bernoulli(images.shape[0], p, generator, images.device)
-    return _replace(images, apply, lambda chosen, _: solarize(chosen, threshold), inplace)
+    return replace_chosen(images, apply, lambda chosen, _: solarize(chosen, threshold), inplace)
 
 
 # Corruptions of a denoising auto-encoder's input (Vincent et al. 2008, 2010): images in [0, 1].

@@ -118,11 +118,11 @@ class ViewAugmenter:
             apply = torch.cat([d.blur[0] if d.blur is not None else off for d in draws])
             sigma = torch.cat([d.blur[1] if d.blur is not None else torch.ones(n, device=x.device) for d in draws])
             kernel = c.blur_kernel or ops.blur_kernel_size(min(size))
-            x = ops._replace(x, apply, lambda chosen, rows: ops.gaussian_blur(chosen, sigma[rows], kernel), inplace=True)
+            x = ops.replace_chosen(x, apply, lambda chosen, rows: ops.gaussian_blur(chosen, sigma[rows], kernel), inplace=True)
         if any(d.solarize is not None for d in draws):
             off = torch.zeros(n, dtype=torch.bool, device=x.device)
             apply = torch.cat([d.solarize if d.solarize is not None else off for d in draws])
-            x = ops._replace(x, apply, lambda chosen, _: ops.solarize(chosen, c.solarize_threshold), inplace=True)
+            x = ops.replace_chosen(x, apply, lambda chosen, _: ops.solarize(chosen, c.solarize_threshold), inplace=True)
         return x
 
     def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
