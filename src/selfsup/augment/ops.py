@@ -237,7 +237,7 @@ def draw_jitter(n: int, brightness: float, contrast: float, saturation: float, h
 
 
 def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                 p: float, generator: Generator, inplace: bool = False) -> torch.Tensor:
+                 p: float, generator: Generator) -> torch.Tensor:
     """torchvision's ColorJitter wrapped in RandomApply(p), with each image's own factors and order.
 
     The operations of one position in the order run on the whole batch at once: brightness,
@@ -248,7 +248,7 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float, satur
     """
     n, device = images.shape[0], images.device
     draw = draw_jitter(n, brightness, contrast, saturation, hue, p, generator, device)
-    return apply_jitter(images if inplace else images.clone(), draw, (brightness, contrast, saturation, hue))
+    return apply_jitter(images.clone(), draw, (brightness, contrast, saturation, hue))
 
 
 def apply_jitter(out: torch.Tensor, draw: JitterDraw, strengths: tuple[float, float, float, float]) -> torch.Tensor:
@@ -305,18 +305,25 @@ def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (_mask(images >= threshold) - images).abs_()  # |1 − x| where at or above, |−x| elsewhere
 
 
-def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int,
-                generator: Generator, inplace: bool = False) -> torch.Tensor:
-    """``gaussian_blur`` on the images chosen with probability ``p``, σ uniform in ``sigma``."""
-    n, device = images.shape[0], images.device
-    apply = bernoulli(n, p, generator, device)
-    sigmas = uniform(n, sigma[0], sigma[1], generator, device)
+def draw_blur(n: int, p: float, sigma: tuple[float, float], generator: Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of n images are blurred (probability ``p``) and each image's σ, uniform in ``sigma``."""
+    return bernoulli(n, p, generator, device), uniform(n, sigma[0], sigma[1], generator, device)
+
+
+def blur_chosen(images: torch.Tensor, apply: torch.Tensor, sigmas: torch.Tensor, kernel_size: int,
+                inplace: bool = False) -> torch.Tensor:
+    """``gaussian_blur`` on the images where ``apply``, each with its own σ (``sigmas``, N)."""
     return replace_chosen(images, apply, lambda chosen, rows: gaussian_blur(chosen, sigmas[rows], kernel_size), inplace)
 
 
-def random_solarize(images: torch.Tensor, p: float, threshold: float, generator: Generator,
-                    inplace: bool = False) -> torch.Tensor:
-    apply = bernoulli(images.shape[0], p, generator, images.device)
+def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int,
+                generator: Generator) -> torch.Tensor:
+    """``gaussian_blur`` on the images chosen with probability ``p``, σ uniform in ``sigma``."""
+    return blur_chosen(images, *draw_blur(images.shape[0], p, sigma, generator, images.device), kernel_size)
+
+
+def solarize_chosen(images: torch.Tensor, apply: torch.Tensor, threshold: float, inplace: bool = False) -> torch.Tensor:
+    """``solarize`` on the images where ``apply``."""
     return replace_chosen(images, apply, lambda chosen, _: solarize(chosen, threshold), inplace)
 
 

@@ -85,10 +85,7 @@ class ViewAugmenter:
                   if c.jitter_p > 0 else None)
         grey = ops.bernoulli(n, c.grayscale_p, generator, device) if c.grayscale_p > 0 else None
         blur_p = c.local_blur_p if local else c.blur_p[min(index, len(c.blur_p) - 1)]
-        blur = None
-        if blur_p > 0:
-            blur = (ops.bernoulli(n, blur_p, generator, device),
-                    ops.uniform(n, c.blur_sigma[0], c.blur_sigma[1], generator, device))
+        blur = ops.draw_blur(n, blur_p, c.blur_sigma, generator, device) if blur_p > 0 else None
         solarize_p = 0.0 if local else c.solarize_p[min(index, len(c.solarize_p) - 1)]
         solarize = ops.bernoulli(n, solarize_p, generator, device) if solarize_p > 0 else None
         return ViewDraw(boxes, flip, jitter, grey, blur, solarize)
@@ -99,12 +96,15 @@ class ViewAugmenter:
         c = self.config
         views, (n, _, height, width) = len(draws), images.shape
         x = images.repeat(views, 1, 1, 1) if views > 1 else images  # repeated while still uint8: 4× less to copy
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.clone() if x is images else x
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
         boxes = torch.cat([d.boxes for d in draws])
         flip = torch.cat([d.flip for d in draws])
         if not (size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
                 and not flip.any()):  # the identity (whole image, no flip) leaves the pixels exact
             x = ops.crop_resize_flip(x, boxes, flip, size)
+        elif x is images:
+            x = x.clone()  # the caller's float images are never written into
         # x is these views' own buffer from here on: the operations write into it (no new
         # allocations, which on the CPU cost more than the arithmetic: fresh pages fault in)
         if draws[0].jitter is not None:
@@ -113,16 +113,13 @@ class ViewAugmenter:
             x = ops.apply_jitter(x, jitter, (c.brightness, c.contrast, c.saturation, c.hue))
         if draws[0].grey is not None:
             x = ops.to_grayscale(x, torch.cat([d.grey for d in draws]), inplace=True)
+        off = torch.zeros(n, dtype=torch.bool, device=x.device)  # a view without the step: no image chosen
         if any(d.blur is not None for d in draws):
-            off = torch.zeros(n, dtype=torch.bool, device=x.device)
-            apply = torch.cat([d.blur[0] if d.blur is not None else off for d in draws])
-            sigma = torch.cat([d.blur[1] if d.blur is not None else torch.ones(n, device=x.device) for d in draws])
-            kernel = c.blur_kernel or ops.blur_kernel_size(min(size))
-            x = ops.replace_chosen(x, apply, lambda chosen, rows: ops.gaussian_blur(chosen, sigma[rows], kernel), inplace=True)
+            apply, sigmas = (torch.cat(parts) for parts in zip(*(d.blur or (off, off.float()) for d in draws)))
+            x = ops.blur_chosen(x, apply, sigmas, c.blur_kernel or ops.blur_kernel_size(min(size)), inplace=True)
         if any(d.solarize is not None for d in draws):
-            off = torch.zeros(n, dtype=torch.bool, device=x.device)
-            apply = torch.cat([d.solarize if d.solarize is not None else off for d in draws])
-            x = ops.replace_chosen(x, apply, lambda chosen, _: ops.solarize(chosen, c.solarize_threshold), inplace=True)
+            apply = torch.cat([off if d.solarize is None else d.solarize for d in draws])
+            x = ops.solarize_chosen(x, apply, c.solarize_threshold, inplace=True)
         return x
 
     def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
