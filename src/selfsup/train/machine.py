@@ -14,16 +14,16 @@ import torch
 def machine_info() -> dict:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
     info = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "native_bf16": cpuinfo.exists() and any(f in cpuinfo.read_text() for f in ("amx_bf16", "avx512_bf16")),
+        "native_bf16": any(flag in text for flag in ("amx_bf16", "avx512_bf16")),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),
