@@ -117,7 +117,7 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tens
 
 
 # Element-wise arithmetic between a float tensor and a bool tensor (torch.where, masked_fill, a
-# bool multiplied in) takes a slow, unvectorised path on the CPU in torch 2.14: ~35× the cost of
+# bool multiplied in) takes a slow, unvectorised path on the CPU in torch 2.14: ~40× the cost of
 # a float multiplication on a 256×3×32×32 batch (benchmarks/augment_throughput.py, primitive_ms).
 # The colour operations therefore turn masks into uint8 (a free reinterpretation) before mixing
 # them with pixels, and per-image choices are made on the N-long parameter vectors or by indexing
