@@ -77,8 +77,8 @@ def test_csv_columns_by_header_name_and_unlabelled_reading(tmp_path):
     path = write_csv(tmp_path / "named.csv", [("id", "body", "topic")] + [(str(i), t, "ab"[i % 2]) for i, t in enumerate(corpus(20))])
     splits = load_data(path, text_options={"text_column": "body", "label_column": "topic"})
     assert splits.train.classes == ["a", "b"] and splits.train.texts[0] in corpus(20)
-    auto = load_data(path)  # auto: the header's 'topic' is not a label name, so everything is text
-    assert auto.train.labels is None and auto.test is not None
+    auto = load_data(path)  # auto: 'topic' names a label, 'body' the text; the id column of numbers is not text
+    assert auto.train.classes == ["a", "b"] and auto.train.texts[0] in corpus(20)
     unlabelled = load_data(path, text_options={"text_column": "body", "label_column": "none"})
     assert unlabelled.train.labels is None and len(unlabelled.train) + len(unlabelled.test) == 20
 

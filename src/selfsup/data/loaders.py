@@ -2,42 +2,52 @@
 
 Folders and archives are decoded into a uint8 tensor and cached on disk
 (``$SELFSUP_CACHE_DIR``, default ``~/.cache/selfsup``), so a second run does not decode again.
+Which files are which split and class: :mod:`selfsup.data.layout`; how a file's pixels become
+8-bit: :mod:`selfsup.data.decode`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import os
+import re
 import tarfile
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
-from selfsup.data.dataset import DataSplits, ImageDataset, stratified_split
+from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
+from selfsup.data.decode import UnmappableImage, decode_image
+from selfsup.data.layout import IMAGE_SUFFIXES, Placed, Unused, hidden_prefix, image_files, place
 from selfsup.data.text import is_text_path, load_text
 from selfsup.errors import DataError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-SPLIT_NAMES = {"train": "train", "test": "test", "val": "test", "valid": "test", "validation": "test"}
 HELD_OUT_FRACTION = 0.2  # share of a labelled data set without a test split that is held out for evaluation
 HELD_OUT_SEED = 0
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: pixels as a viewer shows them (bit depth, EXIF orientation, alpha, colour profiles)
 
 
 def load_data(spec: str, *, image_size: int | None = None, skip_bad_images: bool = False,
               cache: bool = True, text_options: dict | None = None) -> DataSplits:
-    """Load ``digits``, an ImageFolder directory, a .tar/.tar.gz of one, a .npy/.npz file, or a text
-    corpus (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
+    """Load ``digits``, an ImageFolder directory, a tar or zip archive of one, a .npy/.npz file, or a
+    text corpus (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
 
-    A folder or archive with ``train/`` and ``test/`` (or ``val/``) sub-folders gives those
-    splits; otherwise a labelled set is split 80/20 (stratified, seed 0) so that evaluation
-    never sees training images. Sub-folder names are the labels; a flat folder is unlabelled.
+    Folders and archives follow :mod:`selfsup.data.layout` (``train/`` and ``test/`` or ``val/``
+    folders give those splits; sub-folder names are the classes; a flat folder is unlabelled;
+    whatever is not used is counted in ``DataSplits.unused``). A labelled set without a test
+    split is split 80/20 (stratified, seed 0) so that evaluation never sees training images;
+    negative labels (arrays) mark unlabelled items, which all stay in the training split.
     ``image_size`` resizes (shorter side) and centre-crops every image to that square size.
+
+    Raises :class:`DataError` for a missing or unreadable path, an unknown format, a layout it
+    cannot read, corrupt images (unless ``skip_bad_images``) and pixels without a faithful 8-bit picture.
     """
     if spec == "digits":
         return load_digits()
@@ -49,9 +59,9 @@ def load_data(spec: str, *, image_size: int | None = None, skip_bad_images: bool
         return load_text(path, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **(text_options or {}))
     if name.endswith((".npy", ".npz")):
         return _finish(_load_arrays(path), spec)
-    if path.is_dir() or name.endswith((".tar", ".tar.gz", ".tgz")):
+    if path.is_dir() or name.endswith(ARCHIVE_SUFFIXES):
         return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
-    raise DataError(f"unsupported data file: {spec} (expected a folder, .tar, .tar.gz, .tgz, .npy, .npz, "
+    raise DataError(f"unsupported data file: {spec} (expected a folder, {', '.join(ARCHIVE_SUFFIXES)}, .npy, .npz, "
                     ".txt, .csv, .tsv or 'digits')")
 
 
@@ -67,62 +77,94 @@ def load_digits() -> DataSplits:
     return DataSplits(full.subset(train_idx), full.subset(test_idx), source="digits")
 
 
-def _finish(splits: dict[str, ImageDataset], source: str) -> DataSplits:
+def _finish(splits: dict[str, ImageDataset], source: str, unused: str = "") -> DataSplits:
+    if unused:
+        warnings.warn(unused)
     train, test = splits.get("train"), splits.get("test")
     if train is None:
         raise DataError(f"{source}: no training images found")
-    if test is None and train.labelled:
-        train_idx, test_idx = stratified_split(train.labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
-        note = f"no test split in {source}: held out {len(test_idx)} images (20%, stratified, seed 0) for evaluation"
-        return DataSplits(train.subset(train_idx), train.subset(test_idx), source=source, note=note)
-    return DataSplits(train, test, source=source)
+    if test is None and len(train.present_classes()) > 1:  # one class: nothing to evaluate, pretrain on all
+        train_idx, test_idx = held_out_split(train.labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
+        note = (f"no test split in {source}: held out {len(test_idx)} labelled images (20%, stratified, seed 0) "
+                "for evaluation")
+        return DataSplits(train.subset(train_idx), train.subset(test_idx), source=source, note=note, unused=unused)
+    if test is not None and test.labelled:
+        missing = sorted(set(test.present_classes().tolist()) - set(train.present_classes().tolist()))
+        if missing:
+            counts = ", ".join(f"{test.classes[c]} ×{int((test.labels == c).sum())}" for c in missing[:5])
+            warnings.warn(f"{source}: the test split has classes the training split lacks ({counts}): they are "
+                          "scored, and no classifier can predict them")
+    return DataSplits(train, test, source=source, unused=unused)
 
 
 def _load_arrays(path: Path) -> dict[str, ImageDataset]:
+    """``images`` [+ ``labels``] (.npy: the images alone), or ``train_images``/``test_images`` (or
+    ``val_images``) [+ ``*_labels``]; ``unlabelled_images`` (or ``unlabeled_images``, STL-10's
+    split) join the training split without labels."""
     try:
-        if path.suffix == ".npy":
+        if path.name.lower().endswith(".npy"):
             return {"train": ImageDataset.from_arrays(np.load(path, allow_pickle=False))}
         with np.load(path, allow_pickle=False) as arrays:
             keys = set(arrays.files)
+
+            def split(prefix: str) -> ImageDataset:
+                labels = arrays[f"{prefix}labels"] if f"{prefix}labels" in keys else None
+                return ImageDataset.from_arrays(arrays[f"{prefix}images"], labels)
+
             if "images" in keys:
-                return {"train": ImageDataset.from_arrays(arrays["images"], arrays["labels"] if "labels" in keys else None)}
-            if "train_images" in keys:
+                out = {"train": split("")}
+            elif "train_images" not in keys and keys & {"unlabelled_images", "unlabeled_images"}:
                 out = {}
-                for split in ("train", "test"):
-                    if f"{split}_images" in keys:
-                        labels = arrays[f"{split}_labels"] if f"{split}_labels" in keys else None
-                        out[split] = ImageDataset.from_arrays(arrays[f"{split}_images"], labels)
-                _share_classes(out)
-                return out
-            raise DataError(f"{path}: an .npz needs 'images' (and optionally 'labels'), "
-                            f"or 'train_images'/'test_images'; found {sorted(keys)}")
+            elif "train_images" in keys:
+                out = {"train": split("train_")}
+                test = next((p for p in ("test_", "val_") if f"{p}images" in keys), None)
+                if test:
+                    out["test"] = split(test)
+            else:
+                raise DataError(f"{path}: an .npz needs 'images' (and optionally 'labels'), "
+                                f"or 'train_images'/'test_images'; found {sorted(keys)}")
+            extra = next((k for k in ("unlabelled_images", "unlabeled_images") if k in keys), None)
+            if extra:
+                out["unlabelled"] = ImageDataset.from_arrays(arrays[extra])
+            _share_classes(out)
+            if extra:
+                unlabelled = out.pop("unlabelled")
+                out["train"] = out["train"].join(unlabelled) if "train" in out else unlabelled
+            return out
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
     except (ValueError, OSError) as exc:
         raise DataError(f"cannot read arrays from {path}: {exc}") from None
 
 
 def _share_classes(splits: dict[str, ImageDataset]) -> None:
-    """Re-index labels of all splits over the union of their classes, so class i means the same everywhere."""
-    labelled = [d for d in splits.values() if d.labelled]
+    """Re-index labels of all splits over the union of their classes, so class i means the same
+    everywhere (unlabelled items stay unlabelled)."""
+    labelled = [d for d in splits.values() if d.classes is not None]
     if not labelled:
         return
     union = sorted({c for d in labelled for c in d.classes}, key=lambda c: (len(c), c) if c.isdigit() else (0, c))
     position = {c: i for i, c in enumerate(union)}
     for data in labelled:
-        remap = torch.tensor([position[c] for c in data.classes])
+        remap = torch.tensor([position[c] for c in data.classes] + [UNLABELLED])  # index -1: the unlabelled mark
         data.labels = remap[data.labels]
         data.classes = union
 
 
 # ---- folders and archives -------------------------------------------------------------------------
 
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
+
+
 def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool) -> str:
     digest = hashlib.sha256(f"{CACHE_FORMAT}|{path.resolve()}|{image_size}|{skip_bad_images}".encode())
     if path.is_dir():
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for file in sorted(files):
-                stat = os.stat(os.path.join(root, file))
-                digest.update(f"{os.path.relpath(os.path.join(root, file), path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        for name in _folder_names(path):
+            try:
+                stat = os.stat(path / name)
+                digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            except OSError:  # a broken link: its name alone
+                digest.update(f"{name}|missing".encode())
     else:
         stat = path.stat()
         digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -136,109 +178,158 @@ def cache_dir() -> Path:
 def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, cache: bool) -> DataSplits:
     cache_file = cache_dir() / f"{_cache_key(path, image_size, skip_bad_images)}.pt"
     if cache and cache_file.exists():
-        stored = torch.load(cache_file, weights_only=True)
-        splits = {name: ImageDataset(**fields) for name, fields in stored["splits"].items()}
-        return _finish(splits, str(path))
-    entries = _folder_entries(path) if path.is_dir() else _archive_entries(path)
-    splits = _decode_layout(entries, str(path), image_size=image_size, skip_bad_images=skip_bad_images)
+        try:
+            stored = torch.load(cache_file, weights_only=True)
+            splits = {name: ImageDataset(**fields) for name, fields in stored["splits"].items()}
+            return _finish(splits, str(path), unused=stored["unused"])
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file is decoded again, whatever its fault
+            warnings.warn(f"ignored the damaged cache file {cache_file} ({type(exc).__name__}); decoding again")
+    splits, unused = _read_images(path, image_size=image_size, skip_bad_images=skip_bad_images)
     if cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"splits": {name: vars(d) for name, d in splits.items()}}, tmp)
-        os.replace(tmp, cache_file)
-    return _finish(splits, str(path))
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"splits": {name: vars(d) for name, d in splits.items()}, "unused": unused}, tmp)
+            os.replace(tmp, cache_file)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            warnings.warn(f"could not cache the decoded images in {cache_dir()} ({exc.strerror or exc}); the next run "
+                          "decodes them again (set SELFSUP_CACHE_DIR to a writable folder)")
+    return _finish(splits, str(path), unused=unused)
 
 
-def _folder_entries(path: Path) -> list[tuple[str, bytes]]:
-    entries = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for file in sorted(files):
-            if Path(file).suffix.lower() in IMAGE_SUFFIXES and not file.startswith("."):
-                full = Path(root) / file
-                entries.append((full.relative_to(path).as_posix(), full.read_bytes()))
-    if not entries:
-        raise DataError(f"no images found in folder {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return entries
+def _read_images(path: Path, *, image_size: int | None, skip_bad_images: bool) -> tuple[dict[str, ImageDataset], str]:
+    """Decode the images of a folder or archive by its layout (:mod:`selfsup.data.layout`); also
+    the line that counts what was not used ("" where everything was)."""
+    unused = Unused()
+    if path.is_dir():
+        placed = place(image_files(_folder_names(path, unused), unused), str(path), unused)
 
+        def read(name: str) -> bytes:
+            return (path / name).read_bytes()
+    else:
+        names, contents = _archive_contents(path)
+        placed = place(image_files(names, unused), str(path), unused)
 
-def _archive_entries(path: Path) -> list[tuple[str, bytes]]:
-    entries = []
-    try:
-        with tarfile.open(path) as archive:
-            for member in archive:
-                name = member.name.lstrip("./")
-                if member.isfile() and Path(name).suffix.lower() in IMAGE_SUFFIXES and not Path(name).name.startswith("."):
-                    entries.append((name, archive.extractfile(member).read()))
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(f"cannot read archive {path}: {exc}") from None
-    if not entries:
-        raise DataError(f"no images found in archive {path}")
-    entries.sort()
-    return entries
-
-
-def _strip_wrapper(parts_list: list[list[str]]) -> list[list[str]]:
-    """Drop a single top-level folder that merely wraps a train/test layout (common in archives)."""
-    while all(len(p) > 2 for p in parts_list) and len({p[0] for p in parts_list}) == 1 \
-            and any(p[1].lower() in SPLIT_NAMES for p in parts_list):
-        parts_list = [p[1:] for p in parts_list]
-    return parts_list
-
-
-def _decode_layout(entries: list[tuple[str, bytes]], source: str, *, image_size: int | None,
-                   skip_bad_images: bool) -> dict[str, ImageDataset]:
-    parts_list = _strip_wrapper([name.split("/") for name, _ in entries])
-    has_splits = any(len(p) > 1 and p[0].lower() in SPLIT_NAMES for p in parts_list)
-    grouped: dict[str, list[tuple[list[str], str, bytes]]] = {}
-    for parts, (name, data) in zip(parts_list, entries):
-        split = "train"
-        if has_splits:
-            if len(parts) < 2 or parts[0].lower() not in SPLIT_NAMES:
-                continue
-            split, parts = SPLIT_NAMES[parts[0].lower()], parts[1:]
-        grouped.setdefault(split, []).append((parts, name, data))
-    decoded = {split: _decode_split(items, source, image_size, skip_bad_images) for split, items in grouped.items()}
+        def read(name: str) -> bytes:
+            if contents[name] is None:
+                raise OSError("a link to a file the archive does not hold")
+            return contents[name]
+    grouped: dict[str, list[Placed]] = {}
+    for item in placed:
+        grouped.setdefault(item.split, []).append(item)
+    decoded = {split: _decode_split(items, read, str(path), image_size, skip_bad_images)
+               for split, items in grouped.items()}
     _share_classes(decoded)
     sizes = {d.image_size for d in decoded.values()}
     channels = {d.channels for d in decoded.values()}
     if len(sizes) > 1:
-        raise DataError(f"{source}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize")
+        raise DataError(f"{path}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize")
     if len(channels) > 1:
         for name, data in decoded.items():
             if data.channels == 1:
-                decoded[name] = ImageDataset(data.images.expand(-1, 3, -1, -1).contiguous(), data.labels, data.classes, data.names)
-    return decoded
+                decoded[name] = ImageDataset(data.images.expand(-1, 3, -1, -1).contiguous(), data.labels, data.classes,
+                                             data.names)
+    return decoded, unused.message(str(path))
 
 
-def _decode_split(items, source: str, image_size: int | None, skip_bad_images: bool) -> ImageDataset:
-    labelled = [(p, n, d) for p, n, d in items if len(p) >= 2]
-    flat = [(p, n, d) for p, n, d in items if len(p) < 2]
-    if labelled and flat:
-        warnings.warn(f"{source}: ignored {len(flat)} images lying beside the class folders (e.g. {flat[0][1]})")
-        items = labelled
+def _folder_names(path: Path, unused: Unused | None = None) -> list[str]:
+    """Every file below ``path`` (relative, ``/``-separated, sorted), following links to folders
+    (each real folder once: a second way to one is counted in ``unused``); a hidden folder is
+    listed as ``its/path/`` and not entered."""
+    names, seen = [], set()
+    for root, dirs, files in os.walk(path, followlinks=True):
+        base = Path(root).relative_to(path).as_posix()
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            if unused is not None:
+                unused.add("links to a folder read already", base)
+            continue
+        seen.add(real)
+        prefix = "" if base == "." else base + "/"
+        hidden = sorted(d for d in dirs if hidden_prefix(d) is not None)
+        dirs[:] = sorted(d for d in dirs if d not in hidden)
+        names += [f"{prefix}{d}/" for d in hidden] + [prefix + f for f in files]
+    return sorted(names)
 
-    def decode(item):
-        _, name, data = item
+
+def _archive_contents(path: Path) -> tuple[list[str], dict[str, bytes | None]]:
+    """Every file name of a tar or zip archive (sorted) and the bytes of those that may be images
+    (None: a link to a member the archive does not hold)."""
+    names, contents = [], {}
+
+    def wanted(name: str) -> bool:
+        return hidden_prefix(name) is None and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+    try:
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        name = _member_name(info.filename)
+                        names.append(name)
+                        if wanted(name):
+                            contents[name] = archive.read(info)
+        else:
+            with tarfile.open(path) as archive:
+                for member in archive:
+                    if member.isfile() or member.issym() or member.islnk():
+                        name = _member_name(member.name)
+                        names.append(name)
+                        if wanted(name):
+                            try:
+                                handle = archive.extractfile(member)  # links resolve inside the archive
+                                contents[name] = handle.read() if handle is not None else None
+                            except KeyError:
+                                contents[name] = None
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise DataError(f"cannot read archive {path}: {exc}") from None
+    return sorted(names), contents
+
+
+def _member_name(name: str) -> str:
+    """An archive member's path relative to the archive's root, ``/``-separated (some Windows tools
+    write ``\\``), without leading ``./`` and ``/`` (not every leading dot: ``./.hidden/x.png`` stays hidden)."""
+    name = name.replace("\\", "/")
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    return name
+
+
+def _decode_split(items: list[Placed], read: Callable[[str], bytes], source: str, image_size: int | None,
+                  skip_bad_images: bool) -> ImageDataset:
+    def decode(item: Placed):
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                grey = image.mode in ("L", "1", "I", "I;16", "F")
-                image = image.convert("L" if grey else "RGB")
-                if image_size is not None:
-                    image = _resize_center_crop(image, image_size)
-                return np.asarray(image)
+            data = read(item.name)
+        except OSError as exc:
+            if skip_bad_images:
+                return None
+            raise DataError(f"cannot read {source}/{item.name} ({exc}); pass --skip-bad-images to skip such files") \
+                from None
+        try:
+            array = decode_image(data)
+            if image_size is not None:
+                array = _resize_center_crop(array, image_size)
+            return array
+        except UnmappableImage as exc:
+            if skip_bad_images:
+                return None
+            raise DataError(f"{source}/{item.name}: {exc}; or pass --skip-bad-images to skip such files") from None
         except Exception as exc:  # PIL raises many types for corrupt or truncated files
             if skip_bad_images:
                 return None
-            raise DataError(f"corrupt or truncated image: {source}/{name} ({type(exc).__name__}: {exc}); "
+            why = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))  # Pillow names its buffer
+            raise DataError(f"corrupt or truncated image: {source}/{item.name} ({type(exc).__name__}: {why}); "
                             "pass --skip-bad-images to skip such files") from None
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         arrays = list(pool.map(decode, items))
-    bad = [item[1] for item, array in zip(items, arrays) if array is None]
+    bad = [item.name for item, array in zip(items, arrays) if array is None]
     if bad:
-        warnings.warn(f"{source}: skipped {len(bad)} corrupt image(s), first: {bad[0]}")
+        warnings.warn(f"{source}: skipped {len(bad)} corrupt image(s) or images without a faithful 8-bit picture, "
+                      f"first: {bad[0]}")
     kept = [(item, array) for item, array in zip(items, arrays) if array is not None]
     if not kept:
         raise DataError(f"{source}: no readable images")
@@ -248,18 +339,19 @@ def _decode_split(items, source: str, image_size: int | None, skip_bad_images: b
                         "pass data.image_size=N to resize and centre-crop them to N×N")
     rgb = any(array.ndim == 3 for _, array in kept)
     stack = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a for _, a in kept])
-    names = [item[1] for item, _ in kept]
-    if labelled:
-        class_names = [item[0][0] for item, _ in kept]
-        classes = sorted(set(class_names))
-        index = {c: i for i, c in enumerate(classes)}
-        return ImageDataset.from_arrays(stack, np.array([index[c] for c in class_names]), classes=classes, names=names)
-    return ImageDataset.from_arrays(stack, names=names)
+    names = [item.name for item, _ in kept]
+    if kept[0][0].label is None:
+        return ImageDataset.from_arrays(stack, names=names)
+    class_names = [item.label for item, _ in kept]
+    classes = sorted(set(class_names))
+    index = {c: i for i, c in enumerate(classes)}
+    return ImageDataset.from_arrays(stack, np.array([index[c] for c in class_names]), classes=classes, names=names)
 
 
-def _resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+def _resize_center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    image = Image.fromarray(array)
     width, height = image.size
     scale = size / min(width, height)
     image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BILINEAR)
     left, top = (image.size[0] - size) // 2, (image.size[1] - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    return np.asarray(image.crop((left, top, left + size, top + size)))

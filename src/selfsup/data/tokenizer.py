@@ -20,6 +20,7 @@ SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in this order
 TOKENIZER_FILE = "tokenizer.json"
 KINDS = ("wordpiece", "bpe", "char")
 SENTENCE_END = ".!?"
+MASK_MARK = "<mask>"  # how texts show [MASK], and how a user writes one where masks are meant (`selfsup denoise`)
 
 
 def _tokenizers():
@@ -121,6 +122,11 @@ class Vocabulary:
 
 
 def token_lists(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, without ``[CLS]``/``[SEP]``. A literal ``[PAD]``, ``[MASK]``, ...
+    in a text is text, never a control token: padding, masks and document bounds come from
+    selfsup alone (Hugging Face matches added tokens in the input unless told not to, and does not
+    save that setting in ``tokenizer.json``, so it is set here)."""
+    tokenizer.encode_special_tokens = True
     return [encoding.ids for encoding in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
@@ -130,6 +136,15 @@ def encode_documents(tokenizer, texts: list[str], max_length: int) -> torch.Tens
     if max_length < 3:
         raise ConfigError(f"text.max_length must be at least 3, got {max_length}")
     return pad_rows([[2] + ids[:max_length - 2] + [3] for ids in token_lists(tokenizer, texts)])
+
+
+def encode_marked_masks(tokenizer, text: str, max_length: int) -> torch.Tensor:
+    """Token ids 1×L of one document (as :func:`encode_documents`) where each ``<mask>`` in
+    ``text`` is the ``[MASK]`` token: the one place where a user's text asks for a control token."""
+    ids = []
+    for i, piece in enumerate(token_lists(tokenizer, text.split(MASK_MARK))):
+        ids += ([4] if i else []) + piece
+    return pad_rows([[2] + ids[:max_length - 2] + [3]])
 
 
 def pad_rows(rows: list[list[int]], length: int | None = None) -> torch.Tensor:
@@ -156,6 +171,7 @@ def pack_documents(tokenizer, texts: list[str], block: int) -> torch.Tensor:
 
 
 def trim_padding(ids: torch.Tensor, pad: int = 0) -> torch.Tensor:
-    """Drop the columns that are padding in every row (a batch is only as long as its longest text)."""
-    length = int((ids != pad).sum(dim=1).max()) if len(ids) else 0
-    return ids[:, :max(length, 1)]
+    """Drop the trailing columns that are padding in every row (a batch is only as long as its
+    longest text): everything up to each row's last non-padding token is kept."""
+    used = (ids != pad).any(dim=0).nonzero()
+    return ids[:, :max(int(used[-1]) + 1 if len(used) else 0, 1)]

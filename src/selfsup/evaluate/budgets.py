@@ -41,11 +41,12 @@ def select_labelled(labels: torch.Tensor, budget: Budget, seed: int) -> torch.Te
     """Sorted indices of a class-balanced, seeded labelled subset.
 
     Per class: ``per_class`` images, or ``round(fraction × class size)`` (at least 1), drawn
-    without replacement with a generator seeded by ``seed``. A fraction of 1.0 takes everything.
+    without replacement with a generator seeded by ``seed``. A fraction of 1.0 takes every labelled
+    image; unlabelled images (negative labels) are never chosen.
     """
     generator = torch.Generator().manual_seed(seed)
     chosen = []
-    for value in torch.unique(labels):
+    for value in torch.unique(labels[labels >= 0]):
         members = torch.nonzero(labels == value).flatten()
         if budget.per_class is not None:
             take = budget.per_class

@@ -53,8 +53,16 @@ def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config:
     check_protocols(config.protocols)
     budgets = [parse_budget(b) for b in config.labels]
     train, test = splits.train, splits.test
-    if not train.labelled or test is None or not test.labelled:
+    if not train.labelled:
         raise DataError(f"{splits.source} has no labels to evaluate with; pass a labelled --data")
+    classes = train.present_classes()
+    if len(classes) < 2:
+        raise DataError(f"{splits.source}: the training labels hold one class ('{train.classes[int(classes[0])]}'); "
+                        "it cannot be evaluated (kNN, probes and classifiers need at least 2 classes)")
+    if test is None or not test.labelled:
+        raise DataError(f"{splits.source} has no labelled test images or texts to score on; pass a labelled --data")
+    if len(test.labelled_index()) < len(test):  # unlabelled test items cannot be scored
+        test = test.subset(test.labelled_index())
     text = isinstance(encoder, TextEncoder)
     wrong = set(config.protocols) & (IMAGE_ONLY if text else TEXT_ONLY)
     if wrong:

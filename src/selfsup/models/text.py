@@ -161,7 +161,7 @@ class TextEncoder(nn.Module):
     def inputs(self, dataset) -> torch.Tensor:
         """Token ids of a :class:`TextDataset`'s documents (``[CLS] … [SEP]``, padded, at most ``max_length``)."""
         if not hasattr(dataset, "texts"):
-            raise DataError("this encoder was trained on text; evaluate it on a text corpus (.txt, .csv, .tsv)")
+            raise DataError("this encoder was trained on text; give it a text corpus (.txt, .csv, .tsv)")
         return encode_documents(self.tokenizer, dataset.texts, self.max_length)
 
     def pool(self, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from selfsup.train.loop import read_history
 
 REPORT_FILE = "report.html"
 MAP_POINTS = 1000  # test embeddings on the 2-D map
+MIN_MAP_POINTS = 6  # fewer items make no map (t-SNE's perplexity must stay below their number) and no retrieval
 QUERIES, NEIGHBOURS = 6, 5  # retrieval
 RETRIEVAL_BANK = 2000  # training items searched (a CPU embeds a few hundred CIFAR images per second)
 CROSS_CORRELATION_DIMS = 64  # the top-left block of the matrix shown
@@ -151,8 +152,12 @@ def _scatter(points: np.ndarray, labels: np.ndarray | None, classes: list[str] |
     else:
         import matplotlib.pyplot as plt
 
+        unlabelled = labels < 0
+        if unlabelled.any():
+            ax.scatter(points[unlabelled, 0], points[unlabelled, 1], s=6, alpha=0.5, color="lightgrey",
+                       label="unlabelled")
         cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
-        for value in np.unique(labels):
+        for value in np.unique(labels[~unlabelled]):
             chosen = labels == value
             name = classes[value] if classes and 0 <= value < len(classes) else str(value)
             ax.scatter(points[chosen, 0], points[chosen, 1], s=6, alpha=0.75, color=cmap(value % cmap.N), label=name)
@@ -200,7 +205,10 @@ def _data_sections(run_dir: Path, config, encoder, device, method_name: str) -> 
     except SelfsupError as exc:
         return [f"<h2>Embeddings</h2><p>The run's data could not be loaded again ({_esc(exc)}): no map, retrieval or "
                 "augmented views.</p>"]
-    train, test = splits.train, splits.test if splits.test is not None else splits.train
+    train = splits.train
+    test = splits.test if splits.test is not None and len(splits.test) >= MIN_MAP_POINTS else train
+    if len(test) < MIN_MAP_POINTS:
+        return [f"<h2>Embeddings</h2><p>Too few items ({len(test)}) for a map or nearest-neighbour retrieval.</p>"]
     generator = torch.Generator().manual_seed(0)
     parts = []
     chosen = torch.randperm(len(test), generator=generator)[:MAP_POINTS]
@@ -213,13 +221,13 @@ def _data_sections(run_dir: Path, config, encoder, device, method_name: str) -> 
 
     bank_index = torch.randperm(len(train), generator=generator)[:RETRIEVAL_BANK]
     bank = extract_features(encoder, encoder.inputs(train)[bank_index], device)
-    queries = chosen[:QUERIES]
-    neighbours = bank_index[nearest_neighbours(test_features[:QUERIES], bank, NEIGHBOURS)]
-    caption = (f"<p class=caption>{QUERIES} test queries (first column) and their {NEIGHBOURS} nearest items among "
+    queries, k = chosen[:QUERIES], min(NEIGHBOURS, len(bank_index))
+    neighbours = bank_index[nearest_neighbours(test_features[:QUERIES], bank, k)]
+    caption = (f"<p class=caption>{len(queries)} test queries (first column) and their {k} nearest items among "
                f"{len(bank_index)} training items, by cosine similarity of the features, nearest first.</p>")
     if isinstance(train, ImageDataset):
         columns = [test.images[queries].float() / 255] + [train.images[neighbours[:, j]].float() / 255
-                                                         for j in range(NEIGHBOURS)]
+                                                         for j in range(k)]
         parts.append(f"<h2>Nearest neighbours</h2>{_img(image_grid(columns), 'retrieval')}{caption}")
         if config.augment.preset != "none":
             from selfsup.augment import ViewAugmenter
@@ -233,7 +241,8 @@ def _data_sections(run_dir: Path, config, encoder, device, method_name: str) -> 
                 parts.append(cross_correlation_section(run_dir, train.images, device))
     else:
         def label_of(dataset, index: int) -> str:
-            return dataset.classes[int(dataset.labels[index])] if dataset.labelled and dataset.classes else ""
+            label = int(dataset.labels[index]) if dataset.labelled and dataset.classes else -1
+            return dataset.classes[label] if label >= 0 else ""
 
         rows = []
         for i, query in enumerate(queries.tolist()):
@@ -353,7 +362,8 @@ def write_report(run_dir: str | Path, device: str | None = None) -> Path:
                     f"{_esc(run_dir)}</code> adds the few-label table here.</p>")
     if test_metrics:
         body.append("<h2>Pretext task on the test split</h2>" +
-                    _table(["metric", "value"], [[k.replace("_", " "), f"{v:.4g}"] for k, v in test_metrics.items()]))
+                    _table(["metric", "value"], [[k.replace("_", " "), "—" if v is None else f"{v:.4g}"]
+                                                for k, v in test_metrics.items()]))
 
     if (run_dir / "encoder.safetensors").exists():
         torch_device = resolve_device(device or config.train.device)
