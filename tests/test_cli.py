@@ -20,10 +20,12 @@ def run_cli(args, capsys):
 
 
 def assert_one_line_error(code, err, culprit):
+    """Exit code 2, the error on one line, last; before it only selfsup's own lines (what it found), no traceback."""
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("selfsup: error:"), err
-    assert culprit in lines[0]
+    assert lines and lines[-1].startswith("selfsup: error:"), err
+    assert all(line.startswith("selfsup: ") and not line.startswith("selfsup: error") for line in lines[:-1]), err
+    assert culprit in lines[-1]
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path, capsys, monkeypatch):

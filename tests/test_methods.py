@@ -31,7 +31,7 @@ def tiny_for(method: str) -> list[str]:
     """TINY, but DINO keeps its recipe's head: with a 16-d bottleneck the head's outputs start
     (at initialisation) too close together for the collapse monitor."""
     if method in TINY_GENERATIVE:
-        return TINY_GENERATIVE[method] + ["train.batch_size=128", "optim.warmup_epochs=1", "train.pictures=2"]
+        return TINY_GENERATIVE[method] + ["train.batch_size=128", "optim.warmup_epochs=0.5", "train.pictures=2"]
     return [o for o in TINY if not o.startswith("method.")] if method == "dino" else TINY
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from selfsup.data import DataSplits, ImageDataset, load_data
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder, format_table
 from selfsup.evaluate.features import extract_features
+from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
 from selfsup.models.encoder import load_encoder
 from selfsup.report import comparison, write_report
@@ -32,9 +32,15 @@ from selfsup.train.machine import peak_memory_mb
 EVAL_FILE = "eval.json"
 
 
-def _load(config: Config) -> DataSplits:
-    return load_data(config.data.spec, image_size=config.data.image_size, skip_bad_images=config.data.skip_bad_images,
-                     text_options=config.data.text_options())
+def _load(config: Config, progress: bool = False) -> DataSplits:
+    """The data of ``config``; with ``progress``, print what was found (splits, classes, shape) and how it was read."""
+    splits = load_data(config.data.spec, image_size=config.data.image_size,
+                       skip_bad_images=config.data.skip_bad_images, text_options=config.data.text_options())
+    if progress and distributed.is_main():
+        print(f"selfsup: data {splits.describe()}", file=sys.stderr)
+        if splits.note:
+            print(f"selfsup: {splits.note}", file=sys.stderr)
+    return splits
 
 
 def _need_images(splits: DataSplits, verb: str) -> None:
@@ -47,12 +53,21 @@ def _small_images(splits: DataSplits) -> bool:
     return isinstance(splits.train, ImageDataset) and max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
 
 
-def resolve(method: str, data: str, *, config: str | None = None, overrides=(), flags: dict | None = None) -> tuple[Config, DataSplits]:
-    """Load the data (its image size picks the recipe) and resolve the full configuration."""
-    flags = {"data.spec": data, **(flags or {})}
-    data_config = build_config(method, small_images=False, config_file=config, overrides=overrides, flags=flags)
-    splits = _load(data_config)
-    return build_config(method, small_images=_small_images(splits), config_file=config, overrides=overrides, flags=flags), splits
+def resolve(method: str, data: str, *, config: str | None = None, overrides=(), flags: dict | None = None,
+            progress: bool = False) -> tuple[Config, DataSplits]:
+    """Load the data (its image size picks the recipe) and resolve the full configuration. A data
+    path is recorded absolute, so that the run's data are found from anywhere."""
+    path = Path(data).expanduser()
+    flags = {"data.spec": os.path.abspath(path) if data != "digits" and path.exists() else data, **(flags or {})}
+    data_config = build_config(method, small_images=False, config_file=config, overrides=overrides, flags=flags,
+                               fit=False)  # only how to read the data: the recipe depends on it
+    splits = _load(data_config, progress)
+    resolved = build_config(method, small_images=_small_images(splits), config_file=config, overrides=overrides,
+                            flags=flags)
+    if progress and distributed.is_main():
+        for adjustment in resolved.adjustments:
+            print(f"selfsup: {adjustment}", file=sys.stderr)
+    return resolved, splits
 
 
 def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | None = None,
@@ -66,12 +81,10 @@ def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | 
     flags = {"model.backbone": backbone, "train.epochs": epochs, "train.batch_size": batch_size,
              "train.seed": seed, "train.device": device, "data.skip_bad_images": skip_bad_images,
              "train.tensorboard": tensorboard}
-    resolved, splits = resolve(method, data, config=config, overrides=overrides, flags=flags)
+    resolved, splits = resolve(method, data, config=config, overrides=overrides, flags=flags, progress=progress)
     if out is None:
         name = "digits" if data == "digits" else Path(data).name.split(".")[0]
         out = Path("runs") / f"{method}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if progress and splits.note and distributed.is_main():
-        print(f"selfsup: {splits.note}", file=sys.stderr)
     result = run_pretraining(resolved, splits, out, resume=resume, overwrite=overwrite, progress=progress)
     if report and result.saved:
         _write_report(result.run_dir, device, progress)
@@ -119,7 +132,9 @@ def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] 
     config = load_run_config(run_dir)
     apply_overrides(config, overrides, {"eval.labels": labels, "eval.seeds": seeds, "eval.protocols": protocols,
                                         "train.device": device, "data.spec": data})
-    splits = _load(config)
+    if data is None and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
+        raise SelfsupError(f"the run's data {config.data.spec} are not there any more; pass --data PATH")
+    splits = _load(config, progress)
     torch_device = resolve_device(config.train.device)
     encoder = load_encoder(run_dir, torch_device)
     started = time.perf_counter()
@@ -127,17 +142,19 @@ def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] 
                                   resolve_precision(config.train.precision, torch_device), progress=progress)
     evaluation["seconds"] = time.perf_counter() - started
     evaluation["eval_config"] = dataclasses.asdict(config.eval)
-    (run_dir / EVAL_FILE).write_text(json.dumps(evaluation, indent=2))
+    (run_dir / EVAL_FILE).write_text(to_json(evaluation, indent=2))
     if report:
         _write_report(run_dir, device, progress)
     return evaluation
 
 
-def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None = None) -> Path:
+def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None = None, overrides=(),
+          progress: bool = False) -> Path:
     """Write the encoder's features of every image of ``data`` to ``out`` (.npy, N×D float32).
 
     Beside it, ``<out stem>.json`` gives each row's split, label (or null) and file name (or null),
-    and the class names. Rows are the training split, then the test split.
+    and the class names. Rows are the training split, then the test split. ``overrides``
+    (``key=value``) change how the data are read, e.g. ``data.image_size=32``.
     """
     out = Path(out)
     if out.suffix != ".npy":
@@ -145,8 +162,8 @@ def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None
     torch_device = resolve_device(device or "auto")
     encoder = load_encoder(run_dir, torch_device)
     config = load_run_config(Path(run_dir))
-    config.data.spec = data
-    splits = _load(config)
+    apply_overrides(config, overrides, {"data.spec": data})
+    splits = _load(config, progress)
     parts = [("train", splits.train)] + ([("test", splits.test)] if splits.test is not None else [])
     features, meta = [], {"split": [], "label": [], "name": [], "classes": splits.train.classes}
     for split, dataset in parts:
@@ -155,11 +172,12 @@ def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None
             raise SelfsupError(f"{data} has {inputs.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}")
         features.append(extract_features(encoder, inputs, torch_device))
         meta["split"] += [split] * len(dataset)
-        meta["label"] += dataset.labels.tolist() if dataset.labelled else [None] * len(dataset)
+        meta["label"] += ([label if label >= 0 else None for label in dataset.labels.tolist()] if dataset.labelled
+                          else [None] * len(dataset))
         meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, torch.cat(features).numpy().astype(np.float32))
-    out.with_suffix(".json").write_text(json.dumps(meta))
+    out.with_suffix(".json").write_text(to_json(meta))
     return out
 
 
@@ -188,14 +206,16 @@ def _text_run(run_dir: str | Path, method_name: str, verb: str, device: str | No
 
 def denoise(run_dir: str | Path, text: str, *, seed: int = 0, noise: bool = True,
             device: str | None = None) -> dict[str, str]:
-    """Noise ``text`` with a BART run's own noising functions (unless ``noise`` is False) and decode
-    the model's reconstruction greedily. Returns the input, the noised text and the reconstruction."""
-    from selfsup.data.tokenizer import encode_documents
+    """Noise ``text`` with a BART run's own noising functions (unless ``noise`` is False: then each
+    ``<mask>`` in it is a mask token) and decode the model's reconstruction greedily. Returns the
+    input, the noised text and the reconstruction."""
+    from selfsup.data.tokenizer import encode_documents, encode_marked_masks
 
     method = _text_run(run_dir, "bart", "denoise", device)
     if not text.strip():
         raise SelfsupError("give a text to denoise")
-    ids = encode_documents(method.encoder.tokenizer, [text], method.encoder.max_length)
+    tokenizer, length = method.encoder.tokenizer, method.encoder.max_length
+    ids = encode_documents(tokenizer, [text], length) if noise else encode_marked_masks(tokenizer, text, length)
     device_ids = ids.to(next(method.parameters()).device)
     torch.manual_seed(seed)
     noisy = method.noise(device_ids) if noise else device_ids
@@ -268,7 +288,7 @@ def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = 
         out = Path("runs") / f"ablate-{method}-{name}"
     out = Path(out)
     flags = {"data.spec": data, "train.epochs": epochs}
-    full, splits = resolve(method, data, overrides=overrides, flags=flags)  # the data are loaded once, here
+    full, splits = resolve(method, data, overrides=overrides, flags=flags, progress=progress)  # loaded once, here
     _need_images(splits, "ablate")
     small = _small_images(splits)
     rows = []
@@ -293,7 +313,7 @@ def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = 
     report = {"method": method, "data": data, "epochs": full.train.epochs, "augment": dataclasses.asdict(full.augment),
               "rows": rows, "table": table}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(json.dumps(report, indent=2))
+    (out / "ablation.json").write_text(to_json(report, indent=2))
     print(f"saved {out / 'ablation.json'}")
     return report
 

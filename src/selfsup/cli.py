@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", required=True)
     m.add_argument("--out", required=True, metavar="FILE.npy")
     m.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    m.add_argument("--quiet", action="store_true")
+    m.add_argument("overrides", nargs="*", metavar="key=value", help="how to read the data, e.g. data.image_size=32")
 
     a = verbs.add_parser("augment", help="save a grid of images and their augmented views (PNG)",
                          description="See what the model sees: a PNG grid, one row per image, the original "
@@ -146,9 +149,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[\w.]+=")
+"""A ``section.key=value`` setting, which may stand anywhere after the verb."""
+FREE_TEXT_VERBS = ("denoise", "generate")
+"""Verbs whose positional arguments are the user's own text, never read as settings."""
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, taking ``key=value`` settings wherever they stand after the verb (argparse
+    alone takes them only where the positional arguments end, and before a positional argument
+    takes them for it), except as the value of an option (``--out a.b=c``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    at = next((i for i, token in enumerate(argv) if token in verbs), None)
+    if at is None or argv[at] in FREE_TEXT_VERBS:
+        return parser.parse_args(argv)
+    verb, options = argv[at], verbs[argv[at]]._option_string_actions
+    settings, kept, value_next = [], [], False
+    for token in argv[at + 1:]:
+        if not value_next and OVERRIDE.match(token):
+            settings.append(token)
+            continue
+        kept.append(token)
+        action = options.get(token) if token.startswith("-") else None
+        value_next = action is not None and action.nargs != 0
+    args = parser.parse_args(argv[:at + 1] + kept)
+    if settings and not hasattr(args, "overrides"):
+        parser.error(f"`selfsup {verb}` takes no key=value settings (got {settings[0]})")
+    if settings:
+        args.overrides = settings + list(args.overrides)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.verb is None:
         parser.print_help()
         return 2
@@ -156,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     from selfsup import distributed
 
     where = f" (process {distributed.rank()})" if distributed.launched() else ""
+    if distributed.launched() and not distributed.is_main():
+        warnings.filterwarnings("ignore", module=r"selfsup\.data")  # every process reads the same data: rank 0 says
     try:
         if distributed.launched() and not distributed.is_main() and args.verb not in DISTRIBUTED_VERBS:
             return 0  # under torchrun the other verbs run in the process of rank 0
@@ -182,7 +219,8 @@ def _run(args: argparse.Namespace) -> int:
                               report=not args.no_report, tensorboard=args.tensorboard)
         if not result.saved:
             return 0
-        print(f"final loss {result.final_loss:.4f} after {result.epochs} epochs ({result.seconds:.0f} s); "
+        print(f"final loss {result.final_loss:.4f} after {result.epochs} epoch{'s' if result.epochs != 1 else ''} "
+              f"({result.seconds:.0f} s); "
               f"encoder in {result.run_dir}/encoder.safetensors")
     elif args.verb == "evaluate":
         evaluation = api.evaluate(args.run_dir, data=args.data, labels=args.labels, seeds=args.seeds,
@@ -191,12 +229,13 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(evaluation))
         print(f"written to {args.run_dir}/eval.json")
     elif args.verb == "embed":
-        out = api.embed(args.run_dir, args.data, args.out, device=args.device)
+        out = api.embed(args.run_dir, args.data, args.out, device=args.device, overrides=args.overrides,
+                        progress=not args.quiet)
         print(f"embeddings in {out} (row metadata in {out.with_suffix('.json')})")
     elif args.verb == "augment":
         out = api.augment_grid(args.data, args.out, method=args.method, preset=args.preset, images=args.images,
                                seed=args.seed, overrides=args.overrides)
-        print(f"grid of {args.images} images and their views in {out}")
+        print(f"grid of images and their views in {out}")
     elif args.verb == "ablate":
         api.ablate(args.method, args.data, drop=args.drop, out=args.out, epochs=args.epochs, labels=args.labels,
                    seeds=args.seeds, overrides=args.overrides, progress=not args.quiet)

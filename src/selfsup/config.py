@@ -121,6 +121,9 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # not saved: which keys the user set (config file, overrides, flags), and what selfsup changed to fit the run
+    user_keys: set[str] = field(default_factory=set, repr=False)
+    adjustments: list[str] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         out = {"recipe": self.recipe, "source": self.source, "method": {"name": self.method_name}}
@@ -163,17 +166,55 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def build_config(method: str, *, small_images: bool, config_file: str | None = None,
-                 overrides: list[str] | tuple[str, ...] = (), flags: dict[str, Any] | None = None) -> Config:
+                 overrides: list[str] | tuple[str, ...] = (), flags: dict[str, Any] | None = None,
+                 fit: bool = True) -> Config:
     """Resolve a run's configuration: the method's recipe (``_small`` variant for small images),
-    then the user's YAML file, then ``key=value`` overrides, then explicit CLI flags."""
+    then the user's YAML file, then ``key=value`` overrides, then explicit CLI flags; with ``fit``,
+    its schedules are then fitted to its length (:func:`fit_schedules`)."""
     info = get_method(method)
     recipe = recipe_path(method, small_images)
     config = Config(recipe=recipe.name, method=info.params(), method_name=method)
     apply_mapping(config, read_yaml(recipe), str(recipe))
+    config.user_keys.clear()  # from here on, what the user sets
     if config_file:
         apply_mapping(config, read_yaml(config_file), str(config_file))
     apply_overrides(config, overrides, flags)
+    if fit:
+        fit_schedules(config)
     return config
+
+
+def schedule_keys(config: Config) -> list[str]:
+    """The options that give the length of a schedule in epochs: the learning-rate warm-up and
+    every ``method.*_epochs`` (DINO's teacher-temperature warm-up and frozen last layer, ...)."""
+    return ["optim.warmup_epochs"] + [f"method.{f.name}" for f in dataclasses.fields(config.method)
+                                      if f.name.endswith("_epochs")]
+
+
+def fit_schedules(config: Config) -> None:
+    """Check every schedule measured in epochs against the run's length (``train.epochs``).
+
+    A recipe's schedule that takes more than half the run (e.g. 10 warm-up epochs in an 8-epoch
+    first try, whose learning rate would otherwise climb for the whole run and never decay) is
+    shortened to half the run, and the change is noted in ``config.adjustments``; the saved
+    ``config.yaml`` holds the value used. One the user set that would not end before the run does
+    is refused with a :class:`ConfigError`.
+    """
+    epochs = config.train.epochs
+    for key in schedule_keys(config):
+        section, name = key.split(".")
+        target = config.method if section == "method" else getattr(config, section)
+        value = getattr(target, name)
+        if key in config.user_keys:
+            if value >= epochs:
+                raise ConfigError(f"option '{key}' = {value:g} does not end within the run's {epochs} "
+                                  f"epoch{'s' if epochs != 1 else ''}; "
+                                  f"set it below {epochs} (e.g. {epochs / 2:g}) or train longer")
+        elif value > epochs / 2:
+            setattr(target, name, epochs / 2)
+            config.adjustments.append(f"{key}: the recipe's {value:g} epochs do not fit a run of {epochs} "
+                                      f"epoch{'s' if epochs != 1 else ''}; "
+                                      f"{epochs / 2:g} used (half the run)")
 
 
 def apply_overrides(config: Config, overrides=(), flags: dict[str, Any] | None = None) -> None:
@@ -237,6 +278,7 @@ def set_value(config: Config, key: str, value: Any, origin: str) -> None:
         raise ConfigError(f"unknown option '{key}' in {origin} (known: {known})")
     hints = typing.get_type_hints(type(target))
     setattr(target, name, _coerce(value, hints[name], key))
+    config.user_keys.add(key)
 
 
 def _coerce(value: Any, hint, key: str):
@@ -275,6 +317,8 @@ def _coerce(value: Any, hint, key: str):
                 raise ValueError
             return float(value)
         if hint is str:
+            if isinstance(value, (list, tuple)):  # [title,description], as list options are written
+                return ",".join(str(v) for v in value)
             return str(value).lower() if isinstance(value, bool) else str(value)  # YAML's true for "true"
     except (TypeError, ValueError):
         raise ConfigError(f"option '{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}") from None

@@ -12,6 +12,7 @@ from selfsup.augment import AugmentConfig, ViewAugmenter
 from selfsup.config import EvalConfig
 from selfsup.data.tokenizer import trim_padding
 from selfsup.evaluate.features import extract_features
+from selfsup.train.batch_guard import MIN_BATCH_NORM_VALUES, BatchNormGuard
 from selfsup.train.device import autocast
 from selfsup.train.optim import build_optimizer, lr_at, set_lr
 
@@ -57,6 +58,12 @@ def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Ten
     images, labels = images.to(device), labels.to(device)
     model.train()
     order, position = torch.randperm(len(images), generator=order_gen), 0
+    guard = BatchNormGuard(model, batch_size, lambda layer, values, least: (
+        f"fine-tuning (or training from scratch) on {len(images)} labelled images: BatchNorm layer '{layer}' would "
+        f"normalise {values} value{'s' if values > 1 else ''} per channel in a batch of {batch_size} (it needs "
+        f"{MIN_BATCH_NORM_VALUES} or more); "
+        + (f"set eval.finetune_batch_size={least} or more" if least <= len(images) else
+           f"give a label budget of at least {least} images, or use knn/linear")))
     for step in range(total):
         if position + batch_size > len(images):
             order, position = torch.randperm(len(images), generator=order_gen), 0
@@ -70,6 +77,7 @@ def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Ten
             view = view.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp_dtype):
             logits = model(view)
+        guard.remove()
         loss = F.cross_entropy(logits.float(), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

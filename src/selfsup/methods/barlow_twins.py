@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import barlow_twins_terms
-from selfsup.methods.base import ProjectedPairMethod
+from selfsup.methods.base import BatchFloor, ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -29,6 +29,11 @@ class BarlowTwins(ProjectedPairMethod):
     The standardisation inside the loss is the official code's BatchNorm1d without affine
     parameters; the projector's hidden layers carry their own BatchNorm.
     """
+
+    @classmethod
+    def batch_floor(cls, params) -> BatchFloor:
+        return BatchFloor(3, "it standardises each feature over the batch, and over 2 images every standardised value "
+                             "is ±1 whatever the input, so no gradient reaches the network")
 
     def __init__(self, encoder: Encoder, params: BarlowTwinsParams):
         super().__init__(encoder)

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from selfsup.distributed import gather
 from selfsup.models.encoder import Encoder
+
+
+@dataclass(frozen=True)
+class BatchFloor:
+    """The smallest batch a method's loss learns from (``size``), and why (``reason``, a clause);
+    ``per_process``: under torchrun each process's share must reach it (the loss is computed per
+    process), else the global batch."""
+
+    size: int
+    reason: str
+    per_process: bool = False
 
 
 class Method(nn.Module):
@@ -40,6 +53,12 @@ class Method(nn.Module):
 
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    @classmethod
+    def batch_floor(cls, params) -> BatchFloor | None:
+        """The smallest batch the loss can learn from with ``params``; None: any batch (one image
+        up). BatchNorm's own floor is checked on the first step (:mod:`selfsup.train.batch_guard`)."""
+        return None
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step (momentum encoders update here). Default: nothing."""

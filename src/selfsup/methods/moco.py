@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from selfsup.distributed import gather, world_size
 from selfsup.losses import moco_loss, moco_v3_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import BatchFloor, Method
 from selfsup.methods.byol import BYOL
 from selfsup.methods.momentum import ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
@@ -113,6 +113,10 @@ class MoCoV3(BYOL):
     """Symmetrised in-batch contrast between each view's prediction and the momentum encoder's
     keys of the other view (the keys of the global batch); no queue. Shares BYOL's online/momentum
     structure and its global BatchNorm (the official code's SyncBatchNorm)."""
+
+    @classmethod
+    def batch_floor(cls, params) -> BatchFloor:
+        return BatchFloor(2, "its keys are the other images of the batch, and one image has none")
 
     def __init__(self, encoder: Encoder, params: MoCoV3Params):
         super().__init__(encoder, params, projector_output_bn=True)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from selfsup.distributed import gather
 from selfsup.errors import ConfigError
 from selfsup.losses import margin_contrastive_loss, triplet_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import BatchFloor, Method
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -41,6 +41,10 @@ class Siamese(Method):
     triplets (anchor = view 1 of an image; positive = its view 2, or with labels view 2 of an image
     of its class; negative = view 2 of an image that is not the anchor, and with labels not of its
     class). Positives and negatives are mined in the global batch (all processes)."""
+
+    @classmethod
+    def batch_floor(cls, params) -> BatchFloor:
+        return BatchFloor(2, "a negative pair is two different images of the batch")
 
     def __init__(self, encoder: Encoder, params: SiameseParams):
         super().__init__(encoder)

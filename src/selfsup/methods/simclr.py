@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import nt_xent_loss
-from selfsup.methods.base import ProjectedPairMethod
+from selfsup.methods.base import BatchFloor, ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -25,6 +25,10 @@ class SimCLRParams:
 
 class SimCLR(ProjectedPairMethod):
     """Two views through encoder f and projection head g; NT-Xent on the projections."""
+
+    @classmethod
+    def batch_floor(cls, params) -> BatchFloor:
+        return BatchFloor(2, "NT-Xent contrasts each image with the other images of the batch, and one image has none")
 
     def __init__(self, encoder: Encoder, params: SimCLRParams):
         super().__init__(encoder)

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.augment.text_noise import IGNORE, BartNoise, bart_noise, mlm_mask, next_sentence_pairs
-from selfsup.data.tokenizer import trim_padding
+from selfsup.data.tokenizer import MASK_MARK, trim_padding
 from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
-from selfsup.methods.base import Method
+from selfsup.methods.base import BatchFloor, Method
 from selfsup.models.text import LMHead, TextDecoder, TextEncoder
 
 EXAMPLES = 4  # held-out documents shown in each method's examples file
@@ -49,7 +49,7 @@ class TextMethod(Method):
             pieces, current = [], []
             for token in row:
                 if token == self.vocab.mask:
-                    pieces += [self.encoder.tokenizer.decode(current), "<mask>"]
+                    pieces += [self.encoder.tokenizer.decode(current), MASK_MARK]
                     current = []
                 elif token >= self.vocab.specials or token == self.vocab.unk:
                     current.append(token)
@@ -95,6 +95,13 @@ class MaskedLM(TextMethod):
     """BERT (Devlin et al. 2019): predict the selected tokens from the corrupted sequence; the output
     layer (dense, GELU, LayerNorm, tied decoder) and the optional NSP head (pooler: dense + tanh on
     [CLS], then 2 classes) follow the paper's code."""
+
+    @classmethod
+    def batch_floor(cls, params: MaskedLMParams) -> BatchFloor | None:
+        if not params.next_sentence:
+            return None
+        return BatchFloor(2, "next-sentence prediction takes its random segments from the other documents of each "
+                             "process's batch", per_process=True)
 
     def __init__(self, encoder: TextEncoder, params: MaskedLMParams):
         super().__init__(encoder)

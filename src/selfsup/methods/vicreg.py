@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import vicreg_terms
-from selfsup.methods.base import ProjectedPairMethod
+from selfsup.methods.base import BatchFloor, ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -28,6 +28,10 @@ class VICRegParams:
 class VICReg(ProjectedPairMethod):
     """Invariance between the views' expansions, a variance hinge per dimension and a covariance
     penalty, each branch regularised separately; no negatives, no momentum, no stop-gradient."""
+
+    @classmethod
+    def batch_floor(cls, params) -> BatchFloor:
+        return BatchFloor(2, "its variance and covariance terms are statistics over the batch, undefined for one image")
 
     def __init__(self, encoder: Encoder, params: VICRegParams):
         super().__init__(encoder)

@@ -11,6 +11,7 @@ from torch import nn
 
 from selfsup.data.tokenizer import load_tokenizer, trim_padding
 from selfsup.errors import SelfsupError
+from selfsup.jsonfile import to_json
 from selfsup.models.backbones import build_backbone
 
 ENCODER_FILE = "encoder.safetensors"
@@ -49,7 +50,7 @@ class Encoder(nn.Module):
     def inputs(self, dataset) -> torch.Tensor:
         """What this encoder takes of a data set: its uint8 images."""
         if not hasattr(dataset, "images"):
-            raise SelfsupError("this encoder was trained on images; evaluate it on an image data set")
+            raise SelfsupError("this encoder was trained on images; give it an image data set")
         return dataset.images
 
     def fresh(self) -> "Encoder":
@@ -80,7 +81,7 @@ def save_encoder(encoder: nn.Module, run_dir: Path, extra: dict | None = None) -
     save_file(state, str(tmp))
     tmp.replace(run_dir / ENCODER_FILE)
     meta = {"encoder": encoder.spec, "out_dim": encoder.out_dim, **(extra or {})}
-    (run_dir / ENCODER_META).write_text(json.dumps(meta, indent=2))
+    (run_dir / ENCODER_META).write_text(to_json(meta, indent=2))
 
 
 def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:

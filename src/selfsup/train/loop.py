@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 import warnings
@@ -34,11 +35,14 @@ from selfsup.data import DataSplits, TextDataset
 from selfsup.data.tokenizer import (TOKENIZER_FILE, load_tokenizer, pack_documents, save_tokenizer, train_tokenizer,
                                     trim_padding)
 from selfsup.errors import ConfigError, DataError, SelfsupError, TrainingError
+from selfsup.jsonfile import to_json
 from selfsup.methods import Method, get_method
 from selfsup.models.backbones import resnet_last_stage_input_side
 from selfsup.models.encoder import Encoder, channel_stats, model_input, save_encoder
 from selfsup.models.text import TextEncoder
-from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from selfsup.train.batch_guard import MIN_BATCH_NORM_VALUES, BatchNormGuard, check_batch_floor
+from selfsup.train.checkpoint import (CHECKPOINT_FILE, check_resumable, keep_schedules, load_checkpoint,
+                                      save_checkpoint)
 from selfsup.train.device import autocast, resolve_device, resolve_precision
 from selfsup.train.machine import machine_info, peak_memory_mb
 from selfsup.train.monitors import collapse_message, collapse_metrics
@@ -84,9 +88,19 @@ def pretrain(config: Config, splits: DataSplits, run_dir: str | Path, *, resume:
     ends the run with a :class:`TrainingError` in the others.
     """
     device = distributed.setup(resolve_device(config.train.device), config.train.dist_timeout)
+    run_files = [Path(run_dir) / name for name in ("config.yaml", METRICS_FILE)]
+    before = {path: path.read_bytes() for path in run_files if path.exists()} if distributed.is_main() else {}
+    fresh = distributed.is_main() and not Path(run_dir).exists()
     try:
         return _pretrain(config, splits, run_dir, device, resume, overwrite, progress and distributed.is_main(),
                          on_epoch_end)
+    except (ConfigError, DataError):
+        # refused on its first step (a batch too small for BatchNorm): leave the directory as it was
+        if fresh and not (Path(run_dir) / CHECKPOINT_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        for path, content in before.items():
+            path.write_bytes(content)
+        raise
     except Exception as exc:
         if distributed.active() and distributed.is_peer_failure(exc):
             raise distributed.peer_failure(exc, "during training") from None
@@ -142,6 +156,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
                           f"pass --batch-size {len(inputs)} or less")
     world, rank = distributed.world_size(), distributed.rank()
     local_batch = distributed.check_batch(tc.batch_size)
+    check_batch_floor(config.method_name, method_class.batch_floor(config.method), tc.batch_size, local_batch, world)
     method = method_class(encoder, config.method).to(device)
     if world > 1 and (tc.sync_batch_norm == "true" or (tc.sync_batch_norm == "auto" and method.global_batch_norm)):
         method = distributed.convert_sync_batch_norm(method, device)
@@ -165,7 +180,6 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
     steps_per_epoch = len(inputs) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
     method.set_steps_per_epoch(steps_per_epoch)
-    warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
 
     if method.needs_labels and not data.fully_labelled:
         raise DataError(f"method '{config.method_name}' as configured learns from labels, and "
@@ -177,11 +191,18 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
     if resume and has_checkpoint:
         # rank 0 reads it (its file system); a checkpoint does not depend on the number of processes
         state = distributed.broadcast_object(load_checkpoint(checkpoint_path) if main else None)
-        if state["method"] != config.method_name or state["backbone"] != config.model.backbone:
-            raise SelfsupError(f"{checkpoint_path} is a {state['method']}/{state['backbone']} run, not "
-                               f"{config.method_name}/{config.model.backbone}")
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        check_resumable(state, config, run_dir)
+        for note in keep_schedules(state, config):
+            if main:
+                print(f"selfsup: {note}", file=sys.stderr)
+        try:
+            method.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            why = next((line for line in lines if line.startswith(("size mismatch", "Missing", "Unexpected"))), lines[-1])
+            raise SelfsupError(f"{checkpoint_path} does not fit this model ({why}); resume with the run's own data "
+                               "and settings") from None
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start_epoch = int(state["epoch"])
@@ -194,9 +215,15 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         if text:
             save_tokenizer(encoder.tokenizer, run_dir)
 
+    warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
     lengths = (inputs != 0).sum(dim=1) if text else None
     inputs = inputs.to(device)
     labels = data.labels.to(device) if method.needs_labels else None
+    guard = BatchNormGuard(model, tc.batch_size, lambda layer, values, least: (
+        f"batch size {tc.batch_size} is too small for {config.method_name} with this model: its BatchNorm layer "
+        f"'{layer}' would normalise {values} value{'s' if values > 1 else ''} per channel (it needs "
+        f"{MIN_BATCH_NORM_VALUES} or more to pass a gradient); use --batch-size {-(-least // world) * world} or more"),
+        world)
     started = time.perf_counter()
     for epoch in range(start_epoch, tc.epochs):
         method.train()
@@ -225,6 +252,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast(device, amp_dtype):
                 out = model(views, labels=labels[index]) if labels is not None else model(views)
+            guard.remove()  # the first forward pass did not raise: the shapes are fine
             loss = out["loss"]
             loss_value = distributed.mean_over_processes(loss.detach()).item()  # the global batch's loss
             if not math.isfinite(loss_value):
@@ -265,13 +293,13 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
                   "images_per_s": steps_per_epoch * tc.batch_size / seconds, "seconds": seconds, **monitors}
         history.append(record)
         state = {"epoch": epoch + 1, "method": config.method_name, "backbone": config.model.backbone,
-                 "model": method.state_dict(), "optimizer": optimizer.state_dict()}
+                 "config": config.to_dict(), "model": method.state_dict(), "optimizer": optimizer.state_dict()}
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
         if main:
             save_checkpoint(state, checkpoint_path)
             with open(run_dir / METRICS_FILE, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(to_json(record) + "\n")
         if writer is not None:
             for key, value in record.items():
                 if key != "epoch" and not key.endswith("_dim"):
@@ -289,6 +317,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         if on_epoch_end is not None:
             on_epoch_end(record, method)
 
+    guard.remove()  # where no step ran (a finished run resumed)
     if writer is not None:
         writer.close()
     final_loss = history[-1]["loss"] if history else math.nan
@@ -303,7 +332,7 @@ def _pretrain(config: Config, splits: DataSplits, run_dir: str | Path, device: t
         "method": config.method_name, "data": splits.source, "epochs": tc.epochs, "classes": data.classes, **shape,
     })
     seconds = time.perf_counter() - started
-    (run_dir / RUN_FILE).write_text(json.dumps({
+    (run_dir / RUN_FILE).write_text(to_json({
         "seconds": seconds, "peak_memory_mb": peak_memory_mb(), "machine": machine_info(), "data": splits.source,
         "train_items": len(data), "test_items": len(splits.test) if splits.test is not None else 0,
         "processes": world, "device": str(device), "precision": str(amp_dtype or "float32").replace("torch.", ""),
@@ -336,7 +365,7 @@ def held_out_results(method: Method, inputs: torch.Tensor | None, labels: torch.
                     sums[key] = sums.get(key, 0.0) + value * len(batch)
     metrics = method.derived_metrics({key: value / len(inputs) for key, value in sums.items()}) if sums else {}
     if metrics:
-        (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
+        (run_dir / "test_metrics.json").write_text(to_json(metrics, indent=2))
     if pictures > 0:
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(inputs), generator=generator)[:pictures]
@@ -401,13 +430,15 @@ def build_text_inputs(config: Config, splits: DataSplits, tokenizer=None) -> tup
 
 
 def read_history(run_dir: Path, upto_epoch: int | None = None) -> list[dict]:
-    """The epoch records of ``RUN_DIR/metrics.jsonl`` (up to ``upto_epoch``); none without the file."""
+    """The epoch records of ``RUN_DIR/metrics.jsonl`` (up to ``upto_epoch``); none without the file.
+    A value the file holds as null (a NaN when it was written) is read as NaN."""
     path = run_dir / METRICS_FILE
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [{key: math.nan if value is None else value for key, value in json.loads(line).items()}
+               for line in path.read_text().splitlines() if line.strip()]
     return [r for r in records if upto_epoch is None or r["epoch"] <= upto_epoch]
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
-    (run_dir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in history))
+    (run_dir / METRICS_FILE).write_text("".join(to_json(r) + "\n" for r in history))

@@ -13,7 +13,10 @@ def normalized_embedding_std(embeddings: torch.Tensor) -> float:
 
     About 1/√D for embeddings spread over the sphere; 0 when every input maps to one point
     (complete collapse), as in the SimSiam paper's collapse check (Chen & He 2021, Sec. 4.1).
+    NaN for one embedding, whose spread is undefined (written as null in metrics.jsonl).
     """
+    if len(embeddings) < 2:
+        return math.nan
     z = F.normalize(embeddings.float(), dim=1)
     return float(z.std(dim=0).mean())
 
