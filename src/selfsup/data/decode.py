@@ -47,8 +47,8 @@ def decode_image(data: bytes) -> np.ndarray:
 def viewer_array(image: Image.Image) -> np.ndarray:
     """``image`` (any Pillow mode) as uint8 H×W or H×W×3, as described in the module docstring."""
     profile = image.info.get("icc_profile")
-    tiff_tags = dict(image.tag_v2) if image.format == "TIFF" else {}  # the transposed copy keeps no tags
-    image = ImageOps.exif_transpose(image)
+    tiff_tags = dict(image.tag_v2) if image.format == "TIFF" else {}
+    ImageOps.exif_transpose(image, in_place=True)  # no copy of pixels that need no turning
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         return _scaled_grey(image, tiff_tags)
@@ -74,7 +74,7 @@ def viewer_array(image: Image.Image) -> np.ndarray:
         transform = _to_srgb(profile, mode)
         if transform is not None:
             return np.asarray(ImageCms.applyTransform(image, transform))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if mode == "RGB" else image.convert("RGB"))
 
 
 def _scaled_grey(image: Image.Image, tags: dict) -> np.ndarray:
