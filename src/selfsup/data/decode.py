@@ -69,7 +69,7 @@ def viewer_array(image: Image.Image) -> np.ndarray:
         image = Image.fromarray(over_white.astype(np.uint8), "RGB")
         mode = "RGB"
     if mode in ("1", "L"):
-        return np.asarray(image.convert("L"))
+        return np.asarray(image if mode == "L" else image.convert("L"))
     if profile and mode in ("RGB", "CMYK"):
         transform = _to_srgb(profile, mode)
         if transform is not None:

@@ -141,7 +141,7 @@ def place(names: list[str], source: str, unused: Unused) -> list[Placed]:
         grouped = {"train": [(name, parts) for name, parts in rel.items()]}
     placed = []
     for split, items in grouped.items():
-        in_classes = [(name, parts) for name, parts in items if len(parts) > 1]
+        in_classes = any(len(parts) > 1 for _, parts in items)
         for name, parts in items:
             if len(parts) > 1:
                 placed.append(Placed(name, split, parts[0]))
