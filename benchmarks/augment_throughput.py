@@ -44,7 +44,9 @@ def load_images(data: str, count: int) -> tuple[torch.Tensor, str]:
         images = load_data(data).train.images[:count]
         return images, f"{data} ({len(images)} training images)"
     generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator), "random uint8 32×32"
+    return torch.randint(
+        0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator
+    ), "random uint8 32×32"
 
 
 def time_runs(run, repeats: int) -> list[float]:
@@ -68,7 +70,7 @@ def selfsup_runner(images: torch.Tensor, batch: int, batches: int, device: torch
     def run():
         for i in range(batches):
             start = (i * batch) % (len(data) - batch + 1)
-            augmenter(data[start:start + batch], generator)
+            augmenter(data[start : start + batch], generator)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -80,10 +82,15 @@ class TwoViews(torch.utils.data.Dataset):
         import torchvision.transforms.v2 as T
 
         self.images = images
-        self.transform = T.Compose([
-            T.RandomResizedCrop(32, scale=(0.08, 1.0), antialias=True), T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
-            T.ToDtype(torch.float32, scale=True)])
+        self.transform = T.Compose(
+            [
+                T.RandomResizedCrop(32, scale=(0.08, 1.0), antialias=True),
+                T.RandomHorizontalFlip(),
+                T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                T.RandomGrayscale(p=0.2),
+                T.ToDtype(torch.float32, scale=True),
+            ]
+        )
 
     def __len__(self):
         return len(self.images)
@@ -94,8 +101,14 @@ class TwoViews(torch.utils.data.Dataset):
 
 
 def torchvision_runner(images: torch.Tensor, batch: int, batches: int, workers: int):
-    loader = torch.utils.data.DataLoader(TwoViews(images), batch_size=batch, shuffle=True, num_workers=workers,
-                                         drop_last=True, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        TwoViews(images),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
 
     def run():
         done = 0
@@ -112,15 +125,18 @@ def kornia_runner(images: torch.Tensor, batch: int, batches: int, device: torch.
     import kornia.augmentation as K
 
     pipeline = K.AugmentationSequential(
-        K.RandomResizedCrop((32, 32), scale=(0.08, 1.0)), K.RandomHorizontalFlip(),
-        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2)).to(device)
+        K.RandomResizedCrop((32, 32), scale=(0.08, 1.0)),
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+        K.RandomGrayscale(p=0.2),
+    ).to(device)
     data = images.to(device)
 
     def run():
         with torch.no_grad():
             for i in range(batches):
                 start = (i * batch) % (len(data) - batch + 1)
-                x = data[start:start + batch].float() / 255
+                x = data[start : start + batch].float() / 255
                 pipeline(x), pipeline(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -139,10 +155,30 @@ def colour_errors() -> dict:
     x = torch.rand(32, 3, 32, 32, generator=generator)
     factor = 0.5 + torch.rand(32, generator=generator)
     shift = 0.2 * torch.rand(32, generator=generator) - 0.1
-    cases = {"brightness": (ops.adjust_brightness, TF.adjust_brightness, "adjust_brightness_accumulative", factor, 1.0),
-             "contrast": (ops.adjust_contrast, TF.adjust_contrast, "adjust_contrast_with_mean_subtraction", factor, 1.0),
-             "saturation": (ops.adjust_saturation, TF.adjust_saturation, "adjust_saturation_with_gray_subtraction", factor, 1.0),
-             "hue": (ops.adjust_hue, TF.adjust_hue, "adjust_hue", shift, 2 * math.pi)}
+    cases = {
+        "brightness": (
+            ops.adjust_brightness,
+            TF.adjust_brightness,
+            "adjust_brightness_accumulative",
+            factor,
+            1.0,
+        ),
+        "contrast": (
+            ops.adjust_contrast,
+            TF.adjust_contrast,
+            "adjust_contrast_with_mean_subtraction",
+            factor,
+            1.0,
+        ),
+        "saturation": (
+            ops.adjust_saturation,
+            TF.adjust_saturation,
+            "adjust_saturation_with_gray_subtraction",
+            factor,
+            1.0,
+        ),
+        "hue": (ops.adjust_hue, TF.adjust_hue, "adjust_hue", shift, 2 * math.pi),
+    }
     errors = {}
     for name, (ours, theirs, kornia_name, values, kornia_scale) in cases.items():
         reference = torch.stack([theirs(img, float(v)) for img, v in zip(x, values)])
@@ -150,7 +186,9 @@ def colour_errors() -> dict:
         try:
             import kornia.enhance
 
-            errors[name]["kornia"] = float((getattr(kornia.enhance, kornia_name)(x, values * kornia_scale) - reference).abs().max())
+            errors[name]["kornia"] = float(
+                (getattr(kornia.enhance, kornia_name)(x, values * kornia_scale) - reference).abs().max()
+            )
         except ImportError:
             pass
     return errors
@@ -177,7 +215,9 @@ def primitive_costs(repeats: int = 50) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(CIFAR), help="CIFAR-10 archive/folder (random images when absent)")
+    parser.add_argument(
+        "--data", default=str(CIFAR), help="CIFAR-10 archive/folder (random images when absent)"
+    )
     parser.add_argument("--images", type=int, default=10240)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batches", type=int, default=20)
@@ -190,8 +230,10 @@ def main() -> None:
     per_run = args.batch_size * args.batches
 
     tv_name = f"torchvision (DataLoader, {args.workers} workers)"
-    runners = {"selfsup": selfsup_runner(images, args.batch_size, args.batches, device),
-               tv_name: torchvision_runner(images, args.batch_size, args.batches, args.workers)}
+    runners = {
+        "selfsup": selfsup_runner(images, args.batch_size, args.batches, device),
+        tv_name: torchvision_runner(images, args.batch_size, args.batches, args.workers),
+    }
     try:
         runners["kornia"] = kornia_runner(images, args.batch_size, args.batches, device)
     except ImportError:
@@ -207,18 +249,40 @@ def main() -> None:
         print(f"{name:<36} {ms:.3f} ms per 256×3×32×32 batch")
     errors = colour_errors()
     for name, error in errors.items():
-        print(f"max |difference| from torchvision, {name}: " + ", ".join(f"{k} {v:.1e}" for k, v in error.items()))
-    summary = {"selfsup_vs_torchvision": results["selfsup"]["images_per_s"] / results[tv_name]["images_per_s"]}
+        print(
+            f"max |difference| from torchvision, {name}: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in error.items())
+        )
+    summary = {
+        "selfsup_vs_torchvision": results["selfsup"]["images_per_s"] / results[tv_name]["images_per_s"]
+    }
     if "kornia" in results:
         summary["selfsup_vs_kornia"] = results["selfsup"]["images_per_s"] / results["kornia"]["images_per_s"]
     out = ROOT / "benchmarks" / "results" / f"augment_throughput_{device.type}.json"
-    out.write_text(json.dumps({"machine": machine_info(), "args": vars(args), "images": source, "device": str(device),
-                               "results": results, "primitive_ms": costs,
-                               "colour_max_abs_difference_from_torchvision": errors, **summary},
-                              indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "args": vars(args),
+                "images": source,
+                "device": str(device),
+                "results": results,
+                "primitive_ms": costs,
+                "colour_max_abs_difference_from_torchvision": errors,
+                **summary,
+            },
+            indent=2,
+        )
+    )
     print(f"saved {out}")
-    print(f"selfsup / torchvision: {summary['selfsup_vs_torchvision']:.1f}×"
-          + (f"; selfsup / kornia: {summary['selfsup_vs_kornia']:.1f}×" if "selfsup_vs_kornia" in summary else ""))
+    print(
+        f"selfsup / torchvision: {summary['selfsup_vs_torchvision']:.1f}×"
+        + (
+            f"; selfsup / kornia: {summary['selfsup_vs_kornia']:.1f}×"
+            if "selfsup_vs_kornia" in summary
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

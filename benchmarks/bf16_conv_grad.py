@@ -40,16 +40,23 @@ def main() -> None:
             grad = conv.weight.grad
             padding_taps = grad.clone()
             padding_taps[:, :, 1, 1] = 0
-            row = {"memory": memory, "batch": batch,
-                   "relative_error": ((grad - reference).norm() / reference.norm()).item(),
-                   "largest_padding_tap_gradient": padding_taps.abs().max().item(),
-                   "non_finite": int((~torch.isfinite(grad)).sum())}
+            row = {
+                "memory": memory,
+                "batch": batch,
+                "relative_error": ((grad - reference).norm() / reference.norm()).item(),
+                "largest_padding_tap_gradient": padding_taps.abs().max().item(),
+                "non_finite": int((~torch.isfinite(grad)).sum()),
+            }
             rows.append(row)
-            print(f"{memory:14s} batch {batch:5d}: relative error {row['relative_error']:.3g}, "
-                  f"largest gradient of a padding-only tap {row['largest_padding_tap_gradient']:.3g} (should be 0), "
-                  f"non-finite {row['non_finite']}")
+            print(
+                f"{memory:14s} batch {batch:5d}: relative error {row['relative_error']:.3g}, "
+                f"largest gradient of a padding-only tap {row['largest_padding_tap_gradient']:.3g} (should be 0), "
+                f"non-finite {row['non_finite']}"
+            )
     out = ROOT / "benchmarks" / "results" / "bf16_conv_grad.json"
-    out.write_text(json.dumps({"machine": machine_info(), "torch": torch.__version__, "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps({"machine": machine_info(), "torch": torch.__version__, "rows": rows}, indent=2)
+    )
     print(f"saved {out}")
 
 

@@ -34,9 +34,16 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--subset", type=int, default=50000, help="pretraining images (class-balanced subset of the training split)")
+    parser.add_argument(
+        "--subset",
+        type=int,
+        default=50000,
+        help="pretraining images (class-balanced subset of the training split)",
+    )
     parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--stem", default="imagenet", help="ResNet stem: cifar (paper) or imagenet (5× faster here)")
+    parser.add_argument(
+        "--stem", default="imagenet", help="ResNet stem: cifar (paper) or imagenet (5× faster here)"
+    )
     parser.add_argument("--width", type=int, default=64, help="small_cnn width")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -47,10 +54,19 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args()
 
-    overrides = [f"model.backbone={args.backbone}", f"model.stem={args.stem}", f"model.width={args.width}",
-                 f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
-                 "optim.warmup_epochs=1", "eval.labels=[0.01,0.1]", f"eval.seeds={args.seeds}",
-                 "eval.protocols=[knn,linear,scratch,pixels]", f"eval.finetune_epochs={args.scratch_epochs}", f"train.device={args.device}"]
+    overrides = [
+        f"model.backbone={args.backbone}",
+        f"model.stem={args.stem}",
+        f"model.width={args.width}",
+        f"train.epochs={args.epochs}",
+        f"train.batch_size={args.batch_size}",
+        "optim.warmup_epochs=1",
+        "eval.labels=[0.01,0.1]",
+        f"eval.seeds={args.seeds}",
+        "eval.protocols=[knn,linear,scratch,pixels]",
+        f"eval.finetune_epochs={args.scratch_epochs}",
+        f"train.device={args.device}",
+    ]
     config, splits = resolve("simclr", args.data, overrides=overrides)
     pretrain_splits = train_subset(splits, args.subset)
 
@@ -60,19 +76,36 @@ def main() -> None:
 
     device = resolve_device(config.train.device)
     started = time.perf_counter()
-    evaluation = evaluate_encoder(load_encoder(args.out, device), splits, config.eval, device,
-                                  resolve_precision(config.train.precision, device))
+    evaluation = evaluate_encoder(
+        load_encoder(args.out, device),
+        splits,
+        config.eval,
+        device,
+        resolve_precision(config.train.precision, device),
+    )
     eval_seconds = time.perf_counter() - started
     print(format_table(evaluation))
-    print(f"pretraining {pretrain_seconds:.0f} s ({args.epochs} epochs of {len(pretrain_splits.train)} images, "
-          f"{result.history[-1]['images_per_s']:.0f} images/s), evaluation {eval_seconds:.0f} s")
+    print(
+        f"pretraining {pretrain_seconds:.0f} s ({args.epochs} epochs of {len(pretrain_splits.train)} images, "
+        f"{result.history[-1]['images_per_s']:.0f} images/s), evaluation {eval_seconds:.0f} s"
+    )
 
     out = ROOT / "benchmarks" / "results" / f"{args.result}.json"
-    out.write_text(json.dumps({
-        "machine": machine_info(), "args": vars(args), "config": config.to_dict(),
-        "pretrain_seconds": pretrain_seconds, "eval_seconds": eval_seconds, "peak_memory_mb": peak_memory_mb(),
-        "history": result.history, "evaluation": evaluation,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "args": vars(args),
+                "config": config.to_dict(),
+                "pretrain_seconds": pretrain_seconds,
+                "eval_seconds": eval_seconds,
+                "peak_memory_mb": peak_memory_mb(),
+                "history": result.history,
+                "evaluation": evaluation,
+            },
+            indent=2,
+        )
+    )
     print(f"saved {out}")
 
 

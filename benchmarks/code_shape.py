@@ -18,8 +18,23 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "selfsup"
 FUNCTION_LIMIT, FILE_LIMIT, LINE_LIMIT = 60, 400, 110
-LAYERS = ["errors", "jsonfile", "config", "distributed", "data", "augment", "models", "losses", "methods",
-          "train", "evaluate", "runs", "report", "api", "cli"]
+LAYERS = [
+    "errors",
+    "jsonfile",
+    "config",
+    "distributed",
+    "data",
+    "augment",
+    "models",
+    "losses",
+    "methods",
+    "train",
+    "evaluate",
+    "runs",
+    "report",
+    "api",
+    "cli",
+]
 """The package's layers from the bottom up: a module imports only from its own layer or lower ones."""
 
 
@@ -118,22 +133,34 @@ def file_reason(path: Path) -> str:
 
 def measure() -> dict:
     files = sorted(SRC.rglob("*.py"))
-    sizes = sorted(((len(p.read_text().splitlines()), str(p.relative_to(SRC.parent)), file_reason(p)) for p in files),
-                   reverse=True)
-    funcs = sorted(((n, f"{p.relative_to(SRC.parent)}:{line} {name}", reason) for p in files
-                    for n, name, line, reason in functions(p)), reverse=True)
+    sizes = sorted(
+        ((len(p.read_text().splitlines()), str(p.relative_to(SRC.parent)), file_reason(p)) for p in files),
+        reverse=True,
+    )
+    funcs = sorted(
+        (
+            (n, f"{p.relative_to(SRC.parent)}:{line} {name}", reason)
+            for p in files
+            for n, name, line, reason in functions(p)
+        ),
+        reverse=True,
+    )
     total = sum(len(p.read_text().splitlines()) for p in files)
     long_lines = sum(len(line) > LINE_LIMIT for p in files for line in p.read_text().splitlines())
     over_100 = sum(len(line) > 100 for p in files for line in p.read_text().splitlines())
     graph = import_graph()
     layer_graph: dict[str, set[str]] = {}
     for module, targets in graph.items():
-        layer_graph.setdefault(layer(module), set()).update(layer(t) for t in targets if layer(t) != layer(module))
+        layer_graph.setdefault(layer(module), set()).update(
+            layer(t) for t in targets if layer(t) != layer(module)
+        )
     return {
         "source_lines": total,
         "files": len(files),
         "longest_functions": [{"lines": n, "where": w, "reason": r} for n, w, r in funcs[:10]],
-        "functions_over_limit": [{"lines": n, "where": w, "reason": r} for n, w, r in funcs if n > FUNCTION_LIMIT],
+        "functions_over_limit": [
+            {"lines": n, "where": w, "reason": r} for n, w, r in funcs if n > FUNCTION_LIMIT
+        ],
         "largest_files": [{"lines": n, "file": f, "reason": r} for n, f, r in sizes[:8]],
         "files_over_limit": [{"lines": n, "file": f, "reason": r} for n, f, r in sizes if n > FILE_LIMIT],
         f"lines_over_{LINE_LIMIT}": long_lines,
@@ -157,12 +184,17 @@ def main() -> None:
     print(f"files over {FILE_LIMIT} lines: {len(figures['files_over_limit'])}; largest:")
     for f in figures["largest_files"][:5]:
         print(f"  {f['lines']:4d}  {f['file']}" + (f"  ({f['reason']})" if f["reason"] else ""))
-    print(f"lines over 100 chars: {figures['lines_over_100']} ({figures['lines_over_100_percent']}%); "
-          f"over {LINE_LIMIT}: {figures[f'lines_over_{LINE_LIMIT}']}")
+    print(
+        f"lines over 100 chars: {figures['lines_over_100']} ({figures['lines_over_100_percent']}%); "
+        f"over {LINE_LIMIT}: {figures[f'lines_over_{LINE_LIMIT}']}"
+    )
     print(f"module import cycles: {len(figures['module_cycles'])}")
     for c in figures["module_cycles"]:
         print("  " + " <-> ".join(c))
-    print(f"layer cycles: {len(figures['layer_cycles'])}  " + "; ".join(" <-> ".join(c) for c in figures["layer_cycles"]))
+    print(
+        f"layer cycles: {len(figures['layer_cycles'])}  "
+        + "; ".join(" <-> ".join(c) for c in figures["layer_cycles"])
+    )
     print(f"upward imports (layer order {' < '.join(LAYERS)}): {len(figures['upward_imports'])}")
     for line in figures["upward_imports"]:
         print("  " + line)

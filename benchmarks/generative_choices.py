@@ -29,28 +29,52 @@ from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_predict
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_MAE = ["model.width=32", "model.depth=2", "method.decoder_dim=32", "method.decoder_depth=1",
-            "train.batch_size=128", "optim.warmup_epochs=1"]
+TINY_MAE = [
+    "model.width=32",
+    "model.depth=2",
+    "method.decoder_dim=32",
+    "method.decoder_depth=1",
+    "train.batch_size=128",
+    "optim.warmup_epochs=1",
+]
 
 
 def knn_all_labels(run_dir: Path, splits) -> float:
     encoder = load_encoder(run_dir)
     train = extract_features(encoder, splits.train.images, torch.device("cpu"))
     test = extract_features(encoder, splits.test.images, torch.device("cpu"))
-    return float((knn_predict(train, splits.train.labels, test, 10, k=20) == splits.test.labels).float().mean())
+    return float(
+        (knn_predict(train, splits.train.labels, test, 10, k=20) == splits.test.labels).float().mean()
+    )
 
 
 def run(method: str, epochs: int, overrides: list[str], splits, tmp: Path) -> dict:
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = api.pretrain(method, "digits", out=tmp, epochs=epochs, overrides=overrides + ["train.pictures=0"],
-                              progress=False, overwrite=True)
-    row = {"method": method, "epochs": epochs, "overrides": overrides, "knn_all_labels": knn_all_labels(tmp, splits),
-           "test_metrics": result.test_metrics, "seconds": time.perf_counter() - started,
-           "collapse_warnings": sum("collapse" in str(w.message) for w in caught)}
-    print(f"{method:4s} {epochs:4d} epochs {' '.join(overrides):80s} kNN {row['knn_all_labels']:.3f} "
-          f"{row['test_metrics']} ({row['seconds']:.0f} s, {row['collapse_warnings']} collapse warnings)", flush=True)
+        result = api.pretrain(
+            method,
+            "digits",
+            out=tmp,
+            epochs=epochs,
+            overrides=overrides + ["train.pictures=0"],
+            progress=False,
+            overwrite=True,
+        )
+    row = {
+        "method": method,
+        "epochs": epochs,
+        "overrides": overrides,
+        "knn_all_labels": knn_all_labels(tmp, splits),
+        "test_metrics": result.test_metrics,
+        "seconds": time.perf_counter() - started,
+        "collapse_warnings": sum("collapse" in str(w.message) for w in caught),
+    }
+    print(
+        f"{method:4s} {epochs:4d} epochs {' '.join(overrides):80s} kNN {row['knn_all_labels']:.3f} "
+        f"{row['test_metrics']} ({row['seconds']:.0f} s, {row['collapse_warnings']} collapse warnings)",
+        flush=True,
+    )
     return row
 
 
@@ -59,9 +83,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for noise in (["method.noise=gaussian", "method.noise_std=0.3"], ["method.noise=salt_pepper"],
-                      ["method.noise=mask", "method.mask_ratio=0.5"], ["method.noise=mask", "method.mask_ratio=0.25"],
-                      ["method.noise=mask", "method.mask_ratio=0.5", "method.mask_patch=2"]):
+        for noise in (
+            ["method.noise=gaussian", "method.noise_std=0.3"],
+            ["method.noise=salt_pepper"],
+            ["method.noise=mask", "method.mask_ratio=0.5"],
+            ["method.noise=mask", "method.mask_ratio=0.25"],
+            ["method.noise=mask", "method.mask_ratio=0.5", "method.mask_patch=2"],
+        ):
             rows.append(run("dae", 60, noise, splits, tmp))
         rows.append(run("mae", 1, TINY_MAE + ["optim.lr=1e-12"], splits, tmp))  # (almost) the initialisation
         for epochs in (4, 10, 30, 100):

@@ -51,9 +51,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args()
 
-    config, splits = resolve("simclr", args.data, overrides=[f"train.epochs={args.epochs}",
-                                                             f"train.batch_size={args.batch_size}",
-                                                             f"train.device={args.device}", *args.overrides])
+    config, splits = resolve(
+        "simclr",
+        args.data,
+        overrides=[
+            f"train.epochs={args.epochs}",
+            f"train.batch_size={args.batch_size}",
+            f"train.device={args.device}",
+            *args.overrides,
+        ],
+    )
     device = resolve_device(config.train.device)
     amp = resolve_precision(config.train.precision, device)
     started = time.perf_counter()
@@ -65,12 +72,17 @@ def main() -> None:
         if record["epoch"] % args.knn_every == 0 or record["epoch"] == args.epochs:
             train = extract_features(method.encoder, splits.train.images, device, amp).to(device)
             test = extract_features(method.encoder, splits.test.images, device, amp).to(device)
-            predicted = knn_predict(train, splits.train.labels.to(device), test, len(splits.train.classes),
-                                    k=200, temperature=0.1)
+            predicted = knn_predict(
+                train, splits.train.labels.to(device), test, len(splits.train.classes), k=200, temperature=0.1
+            )
             row["knn"] = float((predicted.cpu() == splits.test.labels).float().mean())
         epochs.append(row)
-        print(f"epoch {row['epoch']:3d}  {row['seconds']:6.1f} s  {row['images_per_s']:8.0f} img/s  loss {row['loss']:.4f}"
-              + (f"  kNN {row['knn']:.4f}" if "knn" in row else "") + f"  (elapsed {row['elapsed']:.0f} s)", flush=True)
+        print(
+            f"epoch {row['epoch']:3d}  {row['seconds']:6.1f} s  {row['images_per_s']:8.0f} img/s  loss {row['loss']:.4f}"
+            + (f"  kNN {row['knn']:.4f}" if "knn" in row else "")
+            + f"  (elapsed {row['elapsed']:.0f} s)",
+            flush=True,
+        )
         if row["elapsed"] > args.time_limit:
             raise TimeUp
 
@@ -80,8 +92,18 @@ def main() -> None:
     except TimeUp:
         stopped = f"time limit {args.time_limit:.0f} s"
     out = ROOT / "benchmarks" / "results" / f"{args.result}.json"
-    out.write_text(json.dumps({"machine": machine_info(), "args": vars(args), "config": config.to_dict(),
-                               "stopped": stopped, "epochs": epochs}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "args": vars(args),
+                "config": config.to_dict(),
+                "stopped": stopped,
+                "epochs": epochs,
+            },
+            indent=2,
+        )
+    )
     knn = [row["knn"] for row in epochs if "knn" in row]
     if knn:
         print(f"best kNN {max(knn):.4f}; {len(epochs)} epochs in {epochs[-1]['elapsed']:.0f} s ({stopped})")

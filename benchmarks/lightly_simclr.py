@@ -79,7 +79,9 @@ def run_lightly(folder: Path, epochs: int) -> tuple[nn.Module, list[float], list
     model = SimCLR(nn.Sequential(*list(resnet.children())[:-1]))
     transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)
     dataset = torchvision.datasets.ImageFolder(str(folder), transform=transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=2)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=2
+    )
     criterion = NTXentLoss(temperature=0.5)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     seconds, losses = [], []
@@ -101,8 +103,12 @@ def run_lightly(folder: Path, epochs: int) -> tuple[nn.Module, list[float], list
 def lightly_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # lightly's IMAGENET_NORMALIZE
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return torch.cat([backbone((images[i:i + 512].float() / 255 - mean) / std).flatten(1)
-                      for i in range(0, len(images), 512)])
+    return torch.cat(
+        [
+            backbone((images[i : i + 512].float() / 255 - mean) / std).flatten(1)
+            for i in range(0, len(images), 512)
+        ]
+    )
 
 
 def knn_accuracy(train_features, train_labels, test_features, test_labels) -> float:
@@ -118,11 +124,25 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-lightly-simclr"))
     args = parser.parse_args()
 
-    overrides = ["model.backbone=resnet18", "model.stem=imagenet", f"train.batch_size={BATCH}",
-                 f"train.epochs={args.epochs}", "augment.preset=simclr_cifar", "method.temperature=0.5",
-                 "method.proj_hidden_dim=512", "method.proj_dim=128", "method.proj_layers=2",
-                 "optim.name=sgd", f"optim.lr={LR}", "optim.lr_scaling=none", "optim.momentum=0",
-                 "optim.weight_decay=0", "optim.warmup_epochs=0", "optim.schedule=constant", "train.device=cpu"]
+    overrides = [
+        "model.backbone=resnet18",
+        "model.stem=imagenet",
+        f"train.batch_size={BATCH}",
+        f"train.epochs={args.epochs}",
+        "augment.preset=simclr_cifar",
+        "method.temperature=0.5",
+        "method.proj_hidden_dim=512",
+        "method.proj_dim=128",
+        "method.proj_layers=2",
+        "optim.name=sgd",
+        f"optim.lr={LR}",
+        "optim.lr_scaling=none",
+        "optim.momentum=0",
+        "optim.weight_decay=0",
+        "optim.warmup_epochs=0",
+        "optim.schedule=constant",
+        "train.device=cpu",
+    ]
     config, splits = resolve("simclr", args.data, overrides=overrides)
     subset = train_subset(splits, args.subset)
     train, test = subset.train, splits.test
@@ -131,22 +151,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         write_image_folder(train.images, train.labels, Path(tmp))
         backbone, seconds, losses = run_lightly(Path(tmp), args.epochs)
-    accuracy = knn_accuracy(lightly_features(backbone, train.images), train.labels,
-                            lightly_features(backbone, test.images), test.labels)
-    rows.append({"run": "lightly 1.6 (fp32, PIL per image, 2 workers)", "seconds_per_epoch": seconds,
-                 "loss": losses, "knn_accuracy": accuracy})
+    accuracy = knn_accuracy(
+        lightly_features(backbone, train.images),
+        train.labels,
+        lightly_features(backbone, test.images),
+        test.labels,
+    )
+    rows.append(
+        {
+            "run": "lightly 1.6 (fp32, PIL per image, 2 workers)",
+            "seconds_per_epoch": seconds,
+            "loss": losses,
+            "knn_accuracy": accuracy,
+        }
+    )
 
-    for name, extra in (("selfsup fp32", ["train.precision=fp32", "train.channels_last=false"]),
-                        ("selfsup defaults (precision auto, channels_last)", [])):
+    for name, extra in (
+        ("selfsup fp32", ["train.precision=fp32", "train.channels_last=false"]),
+        ("selfsup defaults (precision auto, channels_last)", []),
+    ):
         run_config, _ = resolve("simclr", args.data, overrides=overrides + extra)
         out = Path(args.out) / name.split(" (")[0].replace(" ", "-")
         result = pretrain(run_config, subset, out, overwrite=True, progress=False)
         encoder = load_encoder(out)
-        accuracy = knn_accuracy(extract_features(encoder, train.images, torch.device("cpu")), train.labels,
-                                extract_features(encoder, test.images, torch.device("cpu")), test.labels)
-        rows.append({"run": name, "precision": run_config.train.precision,
-                     "seconds_per_epoch": [r["seconds"] for r in result.history],
-                     "loss": [r["loss"] for r in result.history], "knn_accuracy": accuracy})
+        accuracy = knn_accuracy(
+            extract_features(encoder, train.images, torch.device("cpu")),
+            train.labels,
+            extract_features(encoder, test.images, torch.device("cpu")),
+            test.labels,
+        )
+        rows.append(
+            {
+                "run": name,
+                "precision": run_config.train.precision,
+                "seconds_per_epoch": [r["seconds"] for r in result.history],
+                "loss": [r["loss"] for r in result.history],
+                "knn_accuracy": accuracy,
+            }
+        )
         print(f"{name}: {rows[-1]['seconds_per_epoch']}", flush=True)
 
     base = statistics.median(rows[0]["seconds_per_epoch"])
@@ -154,17 +196,30 @@ def main() -> None:
     for row in rows:
         row["median_seconds_per_epoch"] = statistics.median(row["seconds_per_epoch"])
         row["speedup_vs_lightly"] = base / row["median_seconds_per_epoch"]
-        print(f"{row['run']:52s} {row['median_seconds_per_epoch']:8.1f} {row['speedup_vs_lightly']:8.2f}× "
-              f"{row['knn_accuracy']:6.3f}")
+        print(
+            f"{row['run']:52s} {row['median_seconds_per_epoch']:8.1f} {row['speedup_vs_lightly']:8.2f}× "
+            f"{row['knn_accuracy']:6.3f}"
+        )
     result_path = ROOT / "benchmarks" / "results" / "lightly_simclr.json"
-    result_path.write_text(json.dumps({
-        "machine": machine_info(), "args": vars(args), "images": len(train), "test_images": len(test),
-        "compared": "lightly examples/pytorch/simclr.py loop vs selfsup pretrain, same ResNet-18 (ImageNet stem), "
-                    "head, loss, optimiser, batch, augmentation settings and images; kNN k=200 T=0.1",
-        "rows": rows}, indent=2))
+    result_path.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "args": vars(args),
+                "images": len(train),
+                "test_images": len(test),
+                "compared": "lightly examples/pytorch/simclr.py loop vs selfsup pretrain, same ResNet-18 (ImageNet stem), "
+                "head, loss, optimiser, batch, augmentation settings and images; kNN k=200 T=0.1",
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"saved {result_path}")
-    print(f"selfsup fp32 / lightly: {rows[1]['speedup_vs_lightly']:.2f}× per epoch; "
-          f"selfsup defaults / lightly: {rows[2]['speedup_vs_lightly']:.2f}×")
+    print(
+        f"selfsup fp32 / lightly: {rows[1]['speedup_vs_lightly']:.2f}× per epoch; "
+        f"selfsup defaults / lightly: {rows[2]['speedup_vs_lightly']:.2f}×"
+    )
 
 
 if __name__ == "__main__":

@@ -40,18 +40,29 @@ CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 
 PRESETS = {
     "digits": {"data": "digits", "budgets": ["1/class", "5/class", "10/class"], "overrides": [], "subset": 0},
-    "cifar": {"data": str(CIFAR), "budgets": ["0.01", "0.1"], "subset": 10000, "epochs": 15,
-              "overrides": ["train.batch_size=256", "optim.warmup_epochs=1", "eval.labels=[0.01,0.1]",
-                            "eval.finetune_epochs=15"],
-              "resnet_overrides": ["model.backbone=resnet18", "model.stem=imagenet"],
-              # DINO: solo-learn's 4,096 prototypes for CIFAR; BatchNorm in the head, as on the digits,
-              # because the official head without it NaN'd at epoch 2 (bf16, no clipping) and, with
-              # the official gradient clipping, sat at the uniform distribution (measured)
-              "method_overrides": {"dino": ["method.out_dim=4096", "method.head_batch_norm=true"],
-                                   # sized to the CPU (measured): ViT 192 wide but 6 blocks; pixel models 64 wide
-                                   "mae": ["model.depth=6", "optim.warmup_epochs=2"],
-                                   "pixelcnn": ["model.width=64", "model.depth=8", "train.batch_size=64"],
-                                   "pixelrnn": ["model.width=64", "model.depth=4", "train.batch_size=64"]}},
+    "cifar": {
+        "data": str(CIFAR),
+        "budgets": ["0.01", "0.1"],
+        "subset": 10000,
+        "epochs": 15,
+        "overrides": [
+            "train.batch_size=256",
+            "optim.warmup_epochs=1",
+            "eval.labels=[0.01,0.1]",
+            "eval.finetune_epochs=15",
+        ],
+        "resnet_overrides": ["model.backbone=resnet18", "model.stem=imagenet"],
+        # DINO: solo-learn's 4,096 prototypes for CIFAR; BatchNorm in the head, as on the digits,
+        # because the official head without it NaN'd at epoch 2 (bf16, no clipping) and, with
+        # the official gradient clipping, sat at the uniform distribution (measured)
+        "method_overrides": {
+            "dino": ["method.out_dim=4096", "method.head_batch_norm=true"],
+            # sized to the CPU (measured): ViT 192 wide but 6 blocks; pixel models 64 wide
+            "mae": ["model.depth=6", "optim.warmup_epochs=2"],
+            "pixelcnn": ["model.width=64", "model.depth=8", "train.batch_size=64"],
+            "pixelrnn": ["model.width=64", "model.depth=4", "train.batch_size=64"],
+        },
+    },
 }
 
 
@@ -65,19 +76,30 @@ def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | Non
     from selfsup.config import build_config
 
     resnet = build_config(method, small_images=False).model.backbone.startswith("resnet")
-    overrides = (preset["overrides"] + (preset.get("resnet_overrides", []) if resnet else [])
-                 + preset.get("method_overrides", {}).get(method, []))
+    overrides = (
+        preset["overrides"]
+        + (preset.get("resnet_overrides", []) if resnet else [])
+        + preset.get("method_overrides", {}).get(method, [])
+    )
     config, splits = api.resolve(method, data, overrides=overrides, flags={"train.epochs": epochs})
     if subset and subset < len(splits.train):
         splits = train_subset(splits, subset)
     result = pretrain(config, splits, out, overwrite=True, progress=False)
     protocols = ["knn", "linear"] + (["scratch", "pixels"] if baselines else [])
     evaluation = api.evaluate(out, data=data, seeds=3, protocols=protocols, progress=False)
-    return {"method": method, "recipe": config.recipe, "epochs": result.epochs, "pretrain_images": len(splits.train),
-            "pretrain_seconds": result.seconds, "wall_seconds": time.perf_counter() - started,
-            "peak_memory_mb": api.peak_memory_mb(), "overrides": overrides, "final": result.history[-1],
-            "test_metrics": result.test_metrics,
-            "results": evaluation["results"]}
+    return {
+        "method": method,
+        "recipe": config.recipe,
+        "epochs": result.epochs,
+        "pretrain_images": len(splits.train),
+        "pretrain_seconds": result.seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "peak_memory_mb": api.peak_memory_mb(),
+        "overrides": overrides,
+        "final": result.history[-1],
+        "test_metrics": result.test_metrics,
+        "results": evaluation["results"],
+    }
 
 
 def main() -> None:
@@ -86,14 +108,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="digits")
     parser.add_argument("--data", help="data path (cifar preset: the CIFAR-10 archive or folder)")
-    parser.add_argument("--subset", type=int, help="pretraining images (class-balanced subset of the training split)")
+    parser.add_argument(
+        "--subset", type=int, help="pretraining images (class-balanced subset of the training split)"
+    )
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--baselines", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--append", action="store_true",
-                        help="add these methods' rows to the existing results file (replacing rows of the same "
-                             "method), e.g. to finish a run that was interrupted; the file records each invocation")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add these methods' rows to the existing results file (replacing rows of the same "
+        "method), e.g. to finish a run that was interrupted; the file records each invocation",
+    )
     args = parser.parse_args()
     preset = PRESETS[args.preset]
     data = args.data or preset["data"]
@@ -107,26 +134,46 @@ def main() -> None:
     previous = json.loads(out.read_text()) if args.append and out.exists() else None
     rows = []
     for i, method in enumerate(args.methods.split(",")):
-        command = [sys.executable, __file__, "--one", method, "--preset", args.preset, "--data", data,
-                   "--subset", str(subset)] + (["--baselines"] if i == 0 and previous is None else [])
+        command = [
+            sys.executable,
+            __file__,
+            "--one",
+            method,
+            "--preset",
+            args.preset,
+            "--data",
+            data,
+            "--subset",
+            str(subset),
+        ] + (["--baselines"] if i == 0 and previous is None else [])
         if epochs:
             command += ["--epochs", str(epochs)]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:  # recorded, and the other methods still run
-            error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
+            error = (
+                done.stderr.strip().splitlines()[-1]
+                if done.stderr.strip()
+                else f"exit code {done.returncode}"
+            )
             rows.append({"method": method, "error": error, "wall_seconds": time.perf_counter() - started})
             print(f"{method}: FAILED ({error})", file=sys.stderr, flush=True)
             continue
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{method}: {rows[-1]['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
-    invocation = {"started": time.strftime("%Y-%m-%d %H:%M"), "methods": [r["method"] for r in rows],
-                  "subset": subset, "epochs": epochs}
+    invocation = {
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "methods": [r["method"] for r in rows],
+        "subset": subset,
+        "epochs": epochs,
+    }
     invocations = [invocation]
     if previous is not None:
         names = {r["method"] for r in rows}
         rows = [r for r in previous["rows"] if r["method"] not in names] + rows
-        invocations = previous.get("invocations", [{"methods": [r["method"] for r in previous["rows"]]}]) + invocations
+        invocations = (
+            previous.get("invocations", [{"methods": [r["method"] for r in previous["rows"]]}]) + invocations
+        )
     order = list(METHODS)
     rows.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
 
@@ -138,15 +185,30 @@ def main() -> None:
 
     budgets = preset["budgets"]
     names = [b.split("/")[0] if "/" in b else f"{float(b):.0%}" for b in budgets]
-    print("| method | " + " | ".join(f"kNN {n}" for n in names) + " | " + " | ".join(f"linear {n}" for n in names)
-          + " | wall time | peak memory |")
+    print(
+        "| method | "
+        + " | ".join(f"kNN {n}" for n in names)
+        + " | "
+        + " | ".join(f"linear {n}" for n in names)
+        + " | wall time | peak memory |"
+    )
     print("| --- " * (2 * len(budgets) + 3) + "|")
     for row in rows:
-        print(f"| {row['method']} | " + " | ".join(cell(row, "knn", b) for b in budgets) + " | "
-              + " | ".join(cell(row, "linear", b) for b in budgets)
-              + f" | {row['wall_seconds']:.0f} s | "
-              + (f"{row['peak_memory_mb']:.0f} MB |" if row.get("peak_memory_mb") else "not recorded |"))
-    print("\n| baseline (same labelled subsets) | " + " | ".join(names) + " |\n| --- " * 1 + "| --- " * len(budgets) + "|")
+        print(
+            f"| {row['method']} | "
+            + " | ".join(cell(row, "knn", b) for b in budgets)
+            + " | "
+            + " | ".join(cell(row, "linear", b) for b in budgets)
+            + f" | {row['wall_seconds']:.0f} s | "
+            + (f"{row['peak_memory_mb']:.0f} MB |" if row.get("peak_memory_mb") else "not recorded |")
+        )
+    print(
+        "\n| baseline (same labelled subsets) | "
+        + " | ".join(names)
+        + " |\n| --- " * 1
+        + "| --- " * len(budgets)
+        + "|"
+    )
     with_baselines = next(r for r in rows if any(x["protocol"] == "scratch" for x in r.get("results", [])))
     for protocol, name in (("scratch", "from scratch"), ("pixels", "raw pixels + linear")):
         print(f"| {name} | " + " | ".join(cell(with_baselines, protocol, b) for b in budgets) + " |")
@@ -156,8 +218,20 @@ def main() -> None:
         for row in pretext:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in row["test_metrics"].items())
             print(f"| {row['method']} | {metrics} | {row['final']['seconds']:.1f} |")
-    out.write_text(json.dumps({"machine": machine_info(), "preset": args.preset, "data": data, "subset": subset,
-                               "epochs": epochs, "invocations": invocations, "rows": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "preset": args.preset,
+                "data": data,
+                "subset": subset,
+                "epochs": epochs,
+                "invocations": invocations,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"saved {out}")
 
 

@@ -35,9 +35,17 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 AG_NEWS = DATASETS / "ag_news_test.csv"
 SHAKESPEARE = DATASETS / "tinyshakespeare.txt"
 BUDGETS = ["10/class", "100/class"]
-SHAKESPEARE_OVERRIDES = ["text.tokenizer=char", "text.lowercase=false", "text.pack=true", "text.max_length=256",
-                         "train.batch_size=64", "optim.lr=1e-3", "optim.betas=[0.9,0.99]", "train.pictures=2",
-                         "method.sample_tokens=300"]
+SHAKESPEARE_OVERRIDES = [
+    "text.tokenizer=char",
+    "text.lowercase=false",
+    "text.pack=true",
+    "text.max_length=256",
+    "train.batch_size=64",
+    "optim.lr=1e-3",
+    "optim.betas=[0.9,0.99]",
+    "train.pictures=2",
+    "method.sample_tokens=300",
+]
 SHAKESPEARE_EPOCHS = 8  # about 10 minutes here
 
 
@@ -46,9 +54,17 @@ def run_one(method: str, data: str, epochs: int | None, overrides: list[str], pr
 
     started = time.perf_counter()
     out = ROOT / "runs" / f"bench-{Path(data).stem}-{method}-{epochs or 'recipe'}"
-    result = api.pretrain(method, data, out=out, epochs=epochs, overrides=overrides, overwrite=True, progress=False)
-    row = {"method": method, "epochs": result.epochs, "pretrain_seconds": result.seconds, "final": result.history[-1],
-           "test_metrics": result.test_metrics, "overrides": overrides}
+    result = api.pretrain(
+        method, data, out=out, epochs=epochs, overrides=overrides, overwrite=True, progress=False
+    )
+    row = {
+        "method": method,
+        "epochs": result.epochs,
+        "pretrain_seconds": result.seconds,
+        "final": result.history[-1],
+        "test_metrics": result.test_metrics,
+        "overrides": overrides,
+    }
     meta = json.loads((out / "encoder.json").read_text())
     from selfsup.api import load_method
 
@@ -71,7 +87,9 @@ def in_subprocess(arguments: list[str]) -> dict:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, __file__] + arguments, capture_output=True, text=True)
     if done.returncode != 0:
-        error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
+        error = (
+            done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
+        )
         print(f"FAILED: {error}", file=sys.stderr, flush=True)
         return {"error": error, "wall_seconds": time.perf_counter() - started}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -86,41 +104,76 @@ def ag_news(methods: list[str], epochs: int | None) -> dict:
     rows = []
     for i, method in enumerate(methods):
         protocols = ["knn", "linear", "finetune", "scratch"] + (["tfidf"] if i == 0 else [])
-        row = in_subprocess(["--one", method, "--data", str(AG_NEWS), "--protocols", ",".join(protocols)]
-                            + (["--epochs", str(epochs)] if epochs else []))
+        row = in_subprocess(
+            ["--one", method, "--data", str(AG_NEWS), "--protocols", ",".join(protocols)]
+            + (["--epochs", str(epochs)] if epochs else [])
+        )
         row.setdefault("method", method)
         rows.append(row)
         print(f"{method}: {row['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
-    print("| method | " + " | ".join(f"{p} {b.split('/')[0]}" for p in ("kNN", "linear", "fine-tune", "scratch")
-                                     for b in BUDGETS) + " | pretraining | wall time | peak memory |")
+    print(
+        "| method | "
+        + " | ".join(
+            f"{p} {b.split('/')[0]}" for p in ("kNN", "linear", "fine-tune", "scratch") for b in BUDGETS
+        )
+        + " | pretraining | wall time | peak memory |"
+    )
     print("| --- " * 12 + "|")
     for row in rows:
         if "error" in row:
             print(f"| {row['method']} | failed: {row['error']} |")
             continue
         cells = [cell(row, p, b) for p in ("knn", "linear", "finetune", "scratch") for b in BUDGETS]
-        print(f"| {row['method']} | " + " | ".join(cells) + f" | {row['epochs']} epochs, {row['pretrain_seconds']:.0f} s"
-              f" | {row['wall_seconds']:.0f} s | {row['peak_memory_mb']:.0f} MB |")
+        print(
+            f"| {row['method']} | "
+            + " | ".join(cells)
+            + f" | {row['epochs']} epochs, {row['pretrain_seconds']:.0f} s"
+            f" | {row['wall_seconds']:.0f} s | {row['peak_memory_mb']:.0f} MB |"
+        )
     baseline = next((r for r in rows if any(x["protocol"] == "tfidf" for x in r.get("results", []))), None)
     if baseline:
-        print("\n| TF-IDF + logistic regression | " + " | ".join(cell(baseline, "tfidf", b) for b in BUDGETS) + " |")
-    print("\n| method | parameters | pretext metric on the test split | seconds per epoch |\n| --- | --- | --- | --- |")
+        print(
+            "\n| TF-IDF + logistic regression | "
+            + " | ".join(cell(baseline, "tfidf", b) for b in BUDGETS)
+            + " |"
+        )
+    print(
+        "\n| method | parameters | pretext metric on the test split | seconds per epoch |\n| --- | --- | --- | --- |"
+    )
     for row in rows:
         if "error" not in row:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in row["test_metrics"].items())
-            print(f"| {row['method']} | {row['parameters'] / 1e6:.2f} M | {metrics} | {row['final']['seconds']:.1f} |")
+            print(
+                f"| {row['method']} | {row['parameters'] / 1e6:.2f} M | {metrics} | {row['final']['seconds']:.1f} |"
+            )
     return {"data": str(AG_NEWS), "budgets": BUDGETS, "methods": methods, "rows": rows}
 
 
 def shakespeare(epochs: int | None) -> dict:
-    row = in_subprocess(["--one", "causal_lm", "--data", str(SHAKESPEARE), "--protocols", "",
-                         "--overrides", " ".join(SHAKESPEARE_OVERRIDES), "--epochs", str(epochs or SHAKESPEARE_EPOCHS)])
+    row = in_subprocess(
+        [
+            "--one",
+            "causal_lm",
+            "--data",
+            str(SHAKESPEARE),
+            "--protocols",
+            "",
+            "--overrides",
+            " ".join(SHAKESPEARE_OVERRIDES),
+            "--epochs",
+            str(epochs or SHAKESPEARE_EPOCHS),
+        ]
+    )
     if "error" not in row:
         metrics = row["test_metrics"]
-        print("| model | parameters | training | validation nats/char | perplexity (per char) |\n| --- | --- | --- | --- | --- |")
-        print(f"| causal LM, characters, {row['encoder']['depth']}×{row['encoder']['dim']}, "
-              f"{row['encoder']['max_length']}-char blocks | {row['parameters'] / 1e6:.2f} M | {row['epochs']} epochs, "
-              f"{row['pretrain_seconds']:.0f} s | {metrics['nats_per_char']:.3f} | {metrics['perplexity']:.2f} |")
+        print(
+            "| model | parameters | training | validation nats/char | perplexity (per char) |\n| --- | --- | --- | --- | --- |"
+        )
+        print(
+            f"| causal LM, characters, {row['encoder']['depth']}×{row['encoder']['dim']}, "
+            f"{row['encoder']['max_length']}-char blocks | {row['parameters'] / 1e6:.2f} M | {row['epochs']} epochs, "
+            f"{row['pretrain_seconds']:.0f} s | {metrics['nats_per_char']:.3f} | {metrics['perplexity']:.2f} |"
+        )
         print(row.get("samples", ""))
     return {"data": str(SHAKESPEARE), "rows": [row]}
 
@@ -130,7 +183,9 @@ def main() -> None:
     parser.add_argument("--task", choices=["ag_news", "shakespeare"], default="ag_news")
     parser.add_argument("--methods", default="mlm,bart,causal_lm")
     parser.add_argument("--epochs", type=int, help="override the recipes' epochs")
-    parser.add_argument("--name", help="results file name (default text_<task>), e.g. for a run with other epochs")
+    parser.add_argument(
+        "--name", help="results file name (default text_<task>), e.g. for a run with other epochs"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--protocols", default="", help=argparse.SUPPRESS)
@@ -141,9 +196,13 @@ def main() -> None:
         print(json.dumps(run_one(args.one, args.data, args.epochs, args.overrides.split(), protocols)))
         return
     started = time.strftime("%Y-%m-%d %H:%M")
-    result = ag_news(args.methods.split(","), args.epochs) if args.task == "ag_news" else shakespeare(args.epochs)
+    result = (
+        ag_news(args.methods.split(","), args.epochs) if args.task == "ag_news" else shakespeare(args.epochs)
+    )
     out = ROOT / "benchmarks" / "results" / f"{args.name or 'text_' + args.task}.json"
-    out.write_text(json.dumps({"machine": machine_info(), "started": started, "epochs": args.epochs, **result}, indent=2))
+    out.write_text(
+        json.dumps({"machine": machine_info(), "started": started, "epochs": args.epochs, **result}, indent=2)
+    )
     print(f"saved {out}")
 
 

@@ -33,8 +33,18 @@ MODELS = [  # (name, backbone, stem, image side, channels, width)
 ]
 
 
-def time_steps(backbone: str, stem: str, side: int, channels: int, width: int, precision: str,
-               channels_last: bool, batch: int, steps: int, device: torch.device) -> list[float]:
+def time_steps(
+    backbone: str,
+    stem: str,
+    side: int,
+    channels: int,
+    width: int,
+    precision: str,
+    channels_last: bool,
+    batch: int,
+    steps: int,
+    device: torch.device,
+) -> list[float]:
     torch.manual_seed(0)
     net = build_backbone(backbone, channels, side, stem=stem, width=width)
     head = torch.nn.Linear(net.out_dim, 10)
@@ -78,16 +88,44 @@ def main() -> None:
     for name, backbone, stem, side, channels, width in chosen:
         base = None
         for precision, channels_last in SETTINGS:
-            times = time_steps(backbone, stem, side, channels, width, precision, channels_last, args.batch, args.steps, device)
+            times = time_steps(
+                backbone,
+                stem,
+                side,
+                channels,
+                width,
+                precision,
+                channels_last,
+                args.batch,
+                args.steps,
+                device,
+            )
             rate = args.batch / statistics.median(times)
             base = base or rate
-            rows.append({"model": name, "precision": precision, "channels_last": channels_last,
-                         "images_per_s": rate, "step_seconds": times, "speedup_vs_fp32": rate / base})
+            rows.append(
+                {
+                    "model": name,
+                    "precision": precision,
+                    "channels_last": channels_last,
+                    "images_per_s": rate,
+                    "step_seconds": times,
+                    "speedup_vs_fp32": rate / base,
+                }
+            )
             print(f"| {name} | {precision} | {channels_last} | {rate:.1f} | {rate / base:.2f}× |", flush=True)
     out = Path(__file__).parent / "results" / f"train_throughput_{device.type}.json"
-    out.write_text(json.dumps({"machine": machine_info(), "batch": args.batch, "steps": args.steps,
-                               "what": "forward + backward + SGD step of backbone + linear head on random images",
-                               "results": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "batch": args.batch,
+                "steps": args.steps,
+                "what": "forward + backward + SGD step of backbone + linear head on random images",
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"saved {out}")
 
 

@@ -82,7 +82,9 @@ def digits_knn_accuracy(run_dir: Path, k: int = 20) -> float:
     encoder = load_encoder(run_dir)
     train = extract_features(encoder, splits.train.images, torch.device("cpu"))
     test = extract_features(encoder, splits.test.images, torch.device("cpu"))
-    return float((knn_predict(train, splits.train.labels, test, 10, k=k) == splits.test.labels).float().mean())
+    return float(
+        (knn_predict(train, splits.train.labels, test, 10, k=k) == splits.test.labels).float().mean()
+    )
 
 
 TINY = ["model.width=8", "method.proj_dim=16", "train.batch_size=128", "optim.warmup_epochs=0.5"]

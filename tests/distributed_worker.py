@@ -16,7 +16,6 @@ import time
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from selfsup import distributed
 from selfsup.methods import get_method
@@ -90,8 +89,10 @@ def global_inputs(name: str) -> list[torch.Tensor]:
         targets[: GLOBAL_BATCH // 2, 2:] = IGNORE  # the first process predicts fewer tokens
         return [torch.randn(GLOBAL_BATCH, 5, 8, generator=generator), targets]
     if name == "batch_norm_on_points":
-        return [3 * torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator) + 1,
-                torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator)]
+        return [
+            3 * torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator) + 1,
+            torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator),
+        ]
     return [torch.rand(GLOBAL_BATCH, 1, 8, 8, generator=generator) for _ in range(2)]
 
 
@@ -105,9 +106,10 @@ def run_case(name: str) -> dict:
     if world > 1:
         method = distributed.convert_sync_batch_norm(method, torch.device("cpu"))
         model = torch.nn.parallel.DistributedDataParallel(
-            method, find_unused_parameters=getattr(method, "skips_parameters", False))
+            method, find_unused_parameters=getattr(method, "skips_parameters", False)
+        )
     share = GLOBAL_BATCH // world
-    views = [v[rank * share:(rank + 1) * share] for v in global_inputs(name)]
+    views = [v[rank * share : (rank + 1) * share] for v in global_inputs(name)]
     out = model(views)
     out["loss"].backward()
     if hasattr(method, "after_step"):
@@ -115,8 +117,11 @@ def run_case(name: str) -> dict:
     gathered = {key: distributed.gather(value) for key, value in out.items() if value.dim() > 0}
     return {
         "loss": float(distributed.mean_over_processes(out["loss"].detach())),
-        "grads": {n: (p.grad.clone() if p.grad is not None else None)
-                  for n, p in method.named_parameters() if p.requires_grad},
+        "grads": {
+            n: (p.grad.clone() if p.grad is not None else None)
+            for n, p in method.named_parameters()
+            if p.requires_grad
+        },
         "buffers": {n: b.clone() for n, b in method.named_buffers()},
         "monitors": collapse_metrics(gathered) if "embedding" in gathered else {},
     }
@@ -134,9 +139,18 @@ def fail(mode: str, run_dir: str) -> None:
                 os._exit(3)
             time.sleep(120)
 
-    config = build_config("simclr", small_images=True, overrides=[
-        "data.spec=digits", "train.epochs=3", "train.batch_size=64", "model.width=8", "train.dist_timeout=4",
-        "train.precision=fp32"])
+    config = build_config(
+        "simclr",
+        small_images=True,
+        overrides=[
+            "data.spec=digits",
+            "train.epochs=3",
+            "train.batch_size=64",
+            "model.width=8",
+            "train.dist_timeout=4",
+            "train.precision=fp32",
+        ],
+    )
     try:
         pretrain(config, load_data("digits"), run_dir, progress=False, on_epoch_end=on_epoch_end)
     except api.SelfsupError as exc:

@@ -12,12 +12,15 @@ def images():
     return torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("ours,theirs,low,high", [
-    (ops.adjust_brightness, TF.adjust_brightness, 0.0, 2.0),
-    (ops.adjust_contrast, TF.adjust_contrast, 0.0, 2.0),
-    (ops.adjust_saturation, TF.adjust_saturation, 0.0, 2.0),
-    (ops.adjust_hue, TF.adjust_hue, -0.5, 0.5),
-])
+@pytest.mark.parametrize(
+    "ours,theirs,low,high",
+    [
+        (ops.adjust_brightness, TF.adjust_brightness, 0.0, 2.0),
+        (ops.adjust_contrast, TF.adjust_contrast, 0.0, 2.0),
+        (ops.adjust_saturation, TF.adjust_saturation, 0.0, 2.0),
+        (ops.adjust_hue, TF.adjust_hue, -0.5, 0.5),
+    ],
+)
 def test_colour_operations_equal_torchvision(images, ours, theirs, low, high):
     factors = low + (high - low) * torch.rand(len(images), generator=torch.Generator().manual_seed(1))
     expected = torch.stack([theirs(img, float(f)) for img, f in zip(images, factors)])
@@ -39,7 +42,9 @@ def test_colour_jitter_equals_torchvision_in_each_images_order(images, strengths
     """The batched jitter (one pass per position for brightness/contrast/saturation, hue on the
     images whose turn it is) = torchvision's functional operations one image at a time, in that
     image's drawn order, on the images its coin selected; strength 0 skips the operation."""
-    draw = ops.draw_jitter(len(images), *strengths, p=0.7, generator=torch.Generator().manual_seed(8), device="cpu")
+    draw = ops.draw_jitter(
+        len(images), *strengths, p=0.7, generator=torch.Generator().manual_seed(8), device="cpu"
+    )
     out = ops.apply_jitter(images.clone(), draw, strengths)
     functions = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
     for i, img in enumerate(images):
@@ -57,12 +62,15 @@ def test_views_made_together_equal_views_made_one_at_a_time():
     result is the same as making each view alone from the same generator."""
     from selfsup.config import preset_config
 
-    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))
+    images = torch.randint(
+        0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(9)
+    )
     augmenter = ViewAugmenter(preset_config("dino"))  # 2 global views (blur, solarise per view) + 8 local
     together = augmenter(images, torch.Generator().manual_seed(10))
     generator = torch.Generator().manual_seed(10)
-    alone = ([augmenter.view(images, generator, index=i) for i in range(2)]
-             + [augmenter.view(images, generator, local=True) for _ in range(8)])
+    alone = [augmenter.view(images, generator, index=i) for i in range(2)] + [
+        augmenter.view(images, generator, local=True) for _ in range(8)
+    ]
     assert [v.shape for v in together] == [v.shape for v in alone]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(together, alone))
 
@@ -91,7 +99,9 @@ def test_crop_resize_flip_equals_resized_crop_then_flip(images):
 def test_crop_boxes_follow_the_requested_distributions():
     """Areas are uniform in scale × image area and log aspect ratios uniform, as in torchvision."""
     n, side = 20000, 64
-    boxes = ops.random_resized_crop_boxes(n, side, side, (0.2, 0.8), (3 / 4, 4 / 3), torch.Generator().manual_seed(4), "cpu")
+    boxes = ops.random_resized_crop_boxes(
+        n, side, side, (0.2, 0.8), (3 / 4, 4 / 3), torch.Generator().manual_seed(4), "cpu"
+    )
     top, left, h, w = boxes.unbind(1)
     assert (top >= 0).all() and (left >= 0).all() and (top + h <= side).all() and (left + w <= side).all()
     share = h * w / side**2
@@ -139,7 +149,9 @@ def test_multi_crop_adds_local_views_of_the_local_size():
     config = AugmentConfig(views=2, local_views=3)
     views = ViewAugmenter(config)(images, torch.Generator().manual_seed(0))
     assert [tuple(v.shape) for v in views] == [(5, 3, 32, 32)] * 2 + [(5, 3, 14, 14)] * 3  # 96/224 of 32
-    sized = ViewAugmenter(AugmentConfig(local_views=1, local_size=4))(images, torch.Generator().manual_seed(0))
+    sized = ViewAugmenter(AugmentConfig(local_views=1, local_size=4))(
+        images, torch.Generator().manual_seed(0)
+    )
     assert sized[-1].shape[-2:] == (4, 4)
 
 
@@ -147,8 +159,12 @@ def test_multi_crop_adds_local_views_of_the_local_size():
 def test_gaussian_blur_equals_torchvision_per_image(images, kernel_size):
     sigma = 0.1 + 1.9 * torch.rand(len(images), generator=torch.Generator().manual_seed(2))
     out = ops.gaussian_blur(images, sigma, kernel_size)
-    expected = torch.stack([TF.gaussian_blur(img, [kernel_size, kernel_size], [float(s), float(s)])
-                            for img, s in zip(images, sigma)])
+    expected = torch.stack(
+        [
+            TF.gaussian_blur(img, [kernel_size, kernel_size], [float(s), float(s)])
+            for img, s in zip(images, sigma)
+        ]
+    )
     assert torch.allclose(out, expected, atol=1e-5)
 
 
@@ -193,7 +209,9 @@ def test_presets_set_the_papers_pipelines():
     mae = preset_config("mae")  # one view: for MAE, not for the two-view methods
     assert mae.views == 1 and mae.jitter_p == 0 and mae.crop_scale == (0.2, 1.0)
     # a later option overrides one parameter of the preset
-    tuned = build_config("simclr", small_images=False, overrides=["augment.preset=simclr", "augment.blur_p=0.2"]).augment
+    tuned = build_config(
+        "simclr", small_images=False, overrides=["augment.preset=simclr", "augment.blur_p=0.2"]
+    ).augment
     assert tuned.blur_p == [0.2] and tuned.brightness == 0.8
 
 

@@ -5,9 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from selfsup.cli import main
-
 from conftest import TINY, corrupt_bytes, make_image_folder
+from selfsup.cli import main
 
 
 def run_cli(args, capsys):
@@ -24,7 +23,9 @@ def assert_one_line_error(code, err, culprit):
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("selfsup: error:"), err
-    assert all(line.startswith("selfsup: ") and not line.startswith("selfsup: error") for line in lines[:-1]), err
+    assert all(
+        line.startswith("selfsup: ") and not line.startswith("selfsup: error") for line in lines[:-1]
+    ), err
     assert culprit in lines[-1]
 
 
@@ -50,7 +51,10 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys, monkeypatch):
         (["pretrain", "--data", "digits", "--method", "siamese", "method.mining=soft"], "method.mining"),
         (["pretrain", "--data", "digits", "--method", "byol", "augment.views=3"], "exactly 2 views"),
         (["pretrain", "--data", "digits", "--method", "dino", "augment.views=3"], "method.global_views (2)"),
-        (["pretrain", "--data", "digits", "--method", "dino", "augment.local_views=-1"], "augment.local_views"),
+        (
+            ["pretrain", "--data", "digits", "--method", "dino", "augment.local_views=-1"],
+            "augment.local_views",
+        ),
         (["pretrain", "--data", "digits", "--config", tmp_path / "missing.yaml"], "missing.yaml"),
         (["pretrain"], "--data"),
         (["evaluate", tmp_path / "norun"], "norun"),
@@ -58,12 +62,19 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys, monkeypatch):
     for args, culprit in cases:
         code, _, err = run_cli(args, capsys)
         assert_one_line_error(code, err, str(culprit))
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "big").exists()  # no empty run directories left
+    assert (
+        not (tmp_path / "runs").exists() and not (tmp_path / "big").exists()
+    )  # no empty run directories left
 
 
 def test_invalid_label_budget_and_protocol(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert run_cli(["pretrain", "--data", "digits", "--epochs", "1", "--out", run_dir, "--quiet", *TINY], capsys)[0] == 0
+    assert (
+        run_cli(
+            ["pretrain", "--data", "digits", "--epochs", "1", "--out", run_dir, "--quiet", *TINY], capsys
+        )[0]
+        == 0
+    )
     code, _, err = run_cli(["evaluate", run_dir, "--labels", "0.1,lots"], capsys)
     assert_one_line_error(code, err, "lots")
     code, _, err = run_cli(["evaluate", run_dir, "--protocol", "knn,magic"], capsys)
@@ -74,21 +85,60 @@ def test_skip_bad_images_warns_with_a_count(tmp_path, capsys):
     folder = make_image_folder(tmp_path / "pets", per_class=8, size=(8, 8))
     (folder / "cat" / "bad.png").write_bytes(corrupt_bytes())
     with pytest.warns(UserWarning, match="skipped 1 corrupt image.*cat/bad.png"):
-        code, out, err = run_cli(["pretrain", "--data", folder, "--skip-bad-images", "--epochs", "1", "--batch-size", "8",
-                                  "--backbone", "small_cnn", "--out", tmp_path / "run", "--quiet", "model.width=4"], capsys)
+        code, out, err = run_cli(
+            [
+                "pretrain",
+                "--data",
+                folder,
+                "--skip-bad-images",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--backbone",
+                "small_cnn",
+                "--out",
+                tmp_path / "run",
+                "--quiet",
+                "model.width=4",
+            ],
+            capsys,
+        )
     assert code == 0, err
 
 
 def test_pretrain_evaluate_embed_from_the_command_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code, out, err = run_cli(["pretrain", "--method", "simclr", "--data", "digits", "--epochs", "1", "--seed", "3",
-                              "--device", "cpu", "--out", run_dir, *TINY], capsys)
+    code, out, err = run_cli(
+        [
+            "pretrain",
+            "--method",
+            "simclr",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            run_dir,
+            *TINY,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "final loss" in out and "epoch 1/1" in err
-    code, out, err = run_cli(["evaluate", run_dir, "--labels", "5/class", "--seeds", "2", "--protocol", "knn,pixels"], capsys)
+    code, out, err = run_cli(
+        ["evaluate", run_dir, "--labels", "5/class", "--seeds", "2", "--protocol", "knn,pixels"], capsys
+    )
     assert code == 0, err
     assert "SSL + kNN" in out and "raw pixels" in out
-    assert {r["protocol"] for r in json.loads((run_dir / "eval.json").read_text())["results"]} == {"knn", "pixels"}
+    assert {r["protocol"] for r in json.loads((run_dir / "eval.json").read_text())["results"]} == {
+        "knn",
+        "pixels",
+    }
     code, out, err = run_cli(["embed", run_dir, "--data", "digits", "--out", tmp_path / "emb.npy"], capsys)
     assert code == 0, err
     embeddings = np.load(tmp_path / "emb.npy")
@@ -110,12 +160,35 @@ def test_methods_and_help(capsys):
 def test_demo_runs_end_to_end_in_a_subprocess(tmp_path):
     """`python -m selfsup demo`, shortened with overrides, prints the table, wall time and files."""
     result = subprocess.run(
-        [sys.executable, "-m", "selfsup", "demo", "--out", str(tmp_path / "demo"), "--quiet",
-         "train.epochs=2", "eval.seeds=2", "eval.finetune_min_steps=5", "eval.finetune_epochs=2", *TINY],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "selfsup",
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--quiet",
+            "train.epochs=2",
+            "eval.seeds=2",
+            "eval.finetune_min_steps=5",
+            "eval.finetune_epochs=2",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    for text in ("SSL + linear", "SSL + kNN", "from scratch", "raw pixels", "1/class", "10/class", "wall time",
-                 "eval.json"):
+    for text in (
+        "SSL + linear",
+        "SSL + kNN",
+        "from scratch",
+        "raw pixels",
+        "1/class",
+        "10/class",
+        "wall time",
+        "eval.json",
+    ):
         assert text in result.stdout
     assert (tmp_path / "demo" / "eval.json").exists()
 
@@ -124,7 +197,9 @@ def test_augment_writes_a_grid_of_originals_and_views(tmp_path, capsys):
     from PIL import Image
 
     out = tmp_path / "grid.png"
-    code, stdout, _ = run_cli(["augment", "--data", "digits", "--preset", "byol", "--images", "3", "--out", out], capsys)
+    code, stdout, _ = run_cli(
+        ["augment", "--data", "digits", "--preset", "byol", "--images", "3", "--out", out], capsys
+    )
     assert code == 0 and "grid.png" in stdout
     grid = Image.open(out)
     # 3 rows and 3 columns (original + 2 views) of 64-px tiles (8-px digits × 8) with 2-px gutters
@@ -139,8 +214,26 @@ def test_augment_writes_a_grid_of_originals_and_views(tmp_path, capsys):
 
 def test_ablate_trains_the_full_pipeline_and_each_drop(tmp_path, capsys):
     out = tmp_path / "ablation"
-    code, stdout, _ = run_cli(["ablate", "--data", "digits", "--drop", "crop,color,blur", "--epochs", "2",
-                               "--labels", "5/class", "--seeds", "1", "--out", out, "--quiet", *TINY], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "ablate",
+            "--data",
+            "digits",
+            "--drop",
+            "crop,color,blur",
+            "--epochs",
+            "2",
+            "--labels",
+            "5/class",
+            "--seeds",
+            "1",
+            "--out",
+            out,
+            "--quiet",
+            *TINY,
+        ],
+        capsys,
+    )
     assert code == 0
     report = json.loads((out / "ablation.json").read_text())
     rows = {r["drop"]: r for r in report["rows"]}

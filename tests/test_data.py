@@ -2,11 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.data import ImageDataset, load_data
-from selfsup.data import loaders
-from selfsup.errors import DataError
-
 from conftest import corrupt_bytes, make_image_folder, make_tar, write_image
+from selfsup.data import ImageDataset, load_data, loaders
+from selfsup.errors import DataError
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -93,11 +91,14 @@ def write_text(path):
     return path
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: p / "missing", "not found"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "no images found"),
-    (lambda p: write_text(p / "a.doc"), "unsupported data file"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p / "missing", "not found"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no images found"),
+        (lambda p: write_text(p / "a.doc"), "unsupported data file"),
+    ],
+)
 def test_bad_paths_name_the_culprit(tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(DataError, match=message) as info:
@@ -119,7 +120,9 @@ def test_real_cifar10_archive(cifar_tar):
     splits = load_data(str(cifar_tar))
     assert splits.train.images.shape == (50000, 3, 32, 32)
     assert splits.test.images.shape == (10000, 3, 32, 32)
-    assert splits.train.classes[0] == "airplane" and torch.bincount(splits.test.labels).tolist() == [1000] * 10
+    assert (
+        splits.train.classes[0] == "airplane" and torch.bincount(splits.test.labels).tolist() == [1000] * 10
+    )
 
 
 def test_train_subset_is_class_balanced_and_keeps_the_test_split():

@@ -27,9 +27,12 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 SELFSUP = [sys.executable, "-m", "selfsup"]
 
 
-def run(command: list[str], cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+def run(
+    command: list[str], cwd: Path, timeout: float = 240, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -71,16 +74,20 @@ def test_a_batch_shard_draws_the_global_batch_augmentations():
     config = AugmentConfig(blur_p=[0.5], solarize_p=[0.3])
     whole = ViewAugmenter(config)(images, torch.Generator().manual_seed(3))
     for start in (0, 4, 8):
-        part = ViewAugmenter(config)(images[start:start + 4], BatchShard(torch.Generator().manual_seed(3), 12, start))
+        part = ViewAugmenter(config)(
+            images[start : start + 4], BatchShard(torch.Generator().manual_seed(3), 12, start)
+        )
         for view_whole, view_part in zip(whole, part):
-            assert torch.equal(view_part, view_whole[start:start + 4])
+            assert torch.equal(view_part, view_whole[start : start + 4])
 
 
 def test_outside_torchrun_the_helpers_are_the_identity():
     x = torch.randn(4, 3, requires_grad=True)
     assert distributed.gather(x) is x and not distributed.active() and distributed.world_size() == 1
     assert distributed.check_batch(10) == 10
-    bn = distributed.convert_sync_batch_norm(torch.nn.Sequential(torch.nn.BatchNorm1d(3)), torch.device("cpu"))
+    bn = distributed.convert_sync_batch_norm(
+        torch.nn.Sequential(torch.nn.BatchNorm1d(3)), torch.device("cpu")
+    )
     assert isinstance(bn[0], distributed.GlobalBatchNorm)
     torch.testing.assert_close(bn(x), torch.nn.functional.batch_norm(x, None, None, training=True))
 
@@ -88,14 +95,29 @@ def test_outside_torchrun_the_helpers_are_the_identity():
 def test_bad_settings_are_clear_errors(monkeypatch):
     with pytest.raises(ConfigError, match="train.sync_batch_norm"):
         build_config("simclr", small_images=True, overrides=["train.sync_batch_norm=maybe"])
-    assert build_config("simclr", small_images=True, overrides=["train.sync_batch_norm=true"]).train.sync_batch_norm == "true"
+    assert (
+        build_config(
+            "simclr", small_images=True, overrides=["train.sync_batch_norm=true"]
+        ).train.sync_batch_norm
+        == "true"
+    )
     monkeypatch.setattr(distributed, "world_size", lambda: 4)
     with pytest.raises(ConfigError, match="global batch and must divide evenly over the 4 processes; got 30"):
         distributed.check_batch(30)
 
 
-PRETRAIN = ["pretrain", "--method", "simclr", "--data", "digits", "--batch-size", "64", "--quiet",
-            "model.width=8", "train.precision=fp32"]
+PRETRAIN = [
+    "pretrain",
+    "--method",
+    "simclr",
+    "--data",
+    "digits",
+    "--batch-size",
+    "64",
+    "--quiet",
+    "model.width=8",
+    "train.precision=fp32",
+]
 
 
 def test_two_processes_train_like_one_and_resume_with_one(tmp_path):
@@ -117,7 +139,17 @@ def test_two_processes_train_like_one_and_resume_with_one(tmp_path):
         for key in ("embedding_std", "embedding_rank", "projection_std"):
             assert b[key] == pytest.approx(a[key], rel=1e-2), (a["epoch"], key)
 
-    evaluate = ["evaluate", str(one), "--protocol", "knn,linear", "--labels", "5/class", "--seeds", "2", "--quiet"]
+    evaluate = [
+        "evaluate",
+        str(one),
+        "--protocol",
+        "knn,linear",
+        "--labels",
+        "5/class",
+        "--seeds",
+        "2",
+        "--quiet",
+    ]
     run(SELFSUP + evaluate, cwd=tmp_path)
     alone = json.loads((one / "eval.json").read_text())["results"]
     (one / "eval.json").unlink()
@@ -133,22 +165,39 @@ def free_port() -> str:
 
 
 def peer_env(rank: int, port: str) -> dict:
-    return {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": "2", "RANK": str(rank),
-            "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": port,
+        "WORLD_SIZE": "2",
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])
 def test_a_failed_or_hung_peer_ends_the_run_with_a_clear_error(mode, tmp_path):
     port = free_port()
-    peers = [subprocess.Popen([sys.executable, str(TESTS / "distributed_worker.py"), "fail", mode, str(tmp_path / "run")],
-                              cwd=tmp_path, env=peer_env(rank, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for rank in (0, 1)]
+    peers = [
+        subprocess.Popen(
+            [sys.executable, str(TESTS / "distributed_worker.py"), "fail", mode, str(tmp_path / "run")],
+            cwd=tmp_path,
+            env=peer_env(rank, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     try:
         started = time.perf_counter()
         _, stderr = peers[0].communicate(timeout=120)
         assert peers[0].returncode == 2, stderr[-2000:]
         assert "process 0 of 2 lost the others during training" in stderr
-        assert ("Connection" if mode == "die" else "imeout") in stderr  # gloo: "Timed out ...", "Application timeout ..."
+        assert (
+            "Connection" if mode == "die" else "imeout"
+        ) in stderr  # gloo: "Timed out ...", "Application timeout ..."
         assert time.perf_counter() - started < 60
         assert (tmp_path / "run" / "checkpoint.pt").exists()  # epoch 1, written by rank 0 before the failure
     finally:
@@ -158,8 +207,14 @@ def test_a_failed_or_hung_peer_ends_the_run_with_a_clear_error(mode, tmp_path):
 
 
 def test_a_peer_that_never_comes_is_a_clear_error(tmp_path):
-    result = subprocess.run(SELFSUP + PRETRAIN + ["train.dist_timeout=3", "--epochs", "1", "--out", str(tmp_path / "run")],
-                            cwd=tmp_path, env=peer_env(0, free_port()), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        SELFSUP + PRETRAIN + ["train.dist_timeout=3", "--epochs", "1", "--out", str(tmp_path / "run")],
+        cwd=tmp_path,
+        env=peer_env(0, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "selfsup: error (process 0): process 0 of 2 could not join the others" in result.stderr
     assert "within train.dist_timeout=3 s" in result.stderr

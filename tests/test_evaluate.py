@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY
 from selfsup import api
 from selfsup.config import EvalConfig
 from selfsup.data import load_data
@@ -13,8 +14,6 @@ from selfsup.evaluate.budgets import parse_budget, select_labelled
 from selfsup.evaluate.knn import knn_predict
 from selfsup.evaluate.linear import linear_probe
 from selfsup.models import Encoder
-
-from conftest import TINY
 
 
 def test_budgets_parse_fractions_and_per_class_counts():
@@ -77,9 +76,14 @@ def test_linear_probe_separates_separable_features_and_chooses_c_without_test_la
 
 def test_evaluation_of_a_trained_run_writes_eval_json(tmp_path):
     api.pretrain("simclr", "digits", out=tmp_path, epochs=2, overrides=TINY, progress=False)
-    evaluation = api.evaluate(tmp_path, labels=["1/class", "0.1"], seeds=2,
-                              protocols=["knn", "linear", "finetune", "scratch", "pixels"],
-                              overrides=["eval.finetune_min_steps=5", "eval.finetune_epochs=2"], progress=False)
+    evaluation = api.evaluate(
+        tmp_path,
+        labels=["1/class", "0.1"],
+        seeds=2,
+        protocols=["knn", "linear", "finetune", "scratch", "pixels"],
+        overrides=["eval.finetune_min_steps=5", "eval.finetune_epochs=2"],
+        progress=False,
+    )
     stored = json.loads((tmp_path / "eval.json").read_text())
     assert stored["results"] == evaluation["results"]
     rows = {(r["protocol"], r["labels"]): r for r in stored["results"]}
@@ -96,8 +100,13 @@ def test_evaluation_of_a_trained_run_writes_eval_json(tmp_path):
 def test_evaluation_rejects_data_of_another_shape(tmp_path):
     encoder = Encoder("small_cnn", in_channels=3, image_size=32, mean=[0.5] * 3, std=[0.2] * 3, width=4)
     with pytest.raises(Exception, match="encoder was trained on 3-channel images of side 32"):
-        evaluate_encoder(encoder, load_data("digits"), EvalConfig(labels=["1/class"], seeds=1),
-                         torch.device("cpu"), progress=False)
+        evaluate_encoder(
+            encoder,
+            load_data("digits"),
+            EvalConfig(labels=["1/class"], seeds=1),
+            torch.device("cpu"),
+            progress=False,
+        )
 
 
 def test_logistic_fit_matches_scikit_learn():

@@ -50,7 +50,9 @@ def test_pixel_models_are_causal_in_raster_and_channel_order(architecture, depth
                 assert torch.all(grad[order >= here] == 0), f"output ({c},{i},{j}) sees the present or future"
                 if here > 0:
                     assert grad[order < here].abs().max() > 0, f"output ({c},{i},{j}) sees nothing before it"
-                if isinstance(model, GatedPixelCNN):  # no blind spot: every earlier sub-pixel in reach is seen
+                if isinstance(
+                    model, GatedPixelCNN
+                ):  # no blind spot: every earlier sub-pixel in reach is seen
                     assert torch.all(grad[order < here] != 0), f"output ({c},{i},{j}) has a blind spot"
 
 
@@ -63,8 +65,15 @@ def test_bits_per_dim_is_the_mean_negative_log2_likelihood():
     logits = torch.randn(2, 256, 1, 3, 3)
     targets = torch.randint(0, 256, (2, 1, 3, 3))
     probabilities = logits.softmax(dim=1)
-    reference = -sum(math.log2(probabilities[n, targets[n, 0, i, j], 0, i, j].item())
-                     for n in range(2) for i in range(3) for j in range(3)) / 18
+    reference = (
+        -sum(
+            math.log2(probabilities[n, targets[n, 0, i, j], 0, i, j].item())
+            for n in range(2)
+            for i in range(3)
+            for j in range(3)
+        )
+        / 18
+    )
     assert bits_per_dim(logits, targets).item() == pytest.approx(reference, rel=1e-5)
 
 
@@ -103,8 +112,10 @@ def test_random_masking_hides_exactly_the_share_per_sample():
     assert torch.all(mask.sum(dim=1) == 48)
     assert torch.all(mask.gather(1, keep) == 0)  # the kept patches are the visible ones
     assert not torch.equal(mask[0], mask[1])  # each sample draws its own
-    assert torch.equal(torch.sort(torch.cat([keep, (mask == 1).nonzero()[:, 1].view(50, 48)], 1), 1).values,
-                       torch.arange(64).expand(50, -1))
+    assert torch.equal(
+        torch.sort(torch.cat([keep, (mask == 1).nonzero()[:, 1].view(50, 48)], 1), 1).values,
+        torch.arange(64).expand(50, -1),
+    )
 
 
 def test_masked_patch_loss_matches_the_formula_and_ignores_visible_patches():
@@ -128,8 +139,10 @@ def test_masked_patch_loss_matches_the_formula_and_ignores_visible_patches():
 
 def test_mae_loss_depends_only_on_hidden_patches_of_the_target():
     torch.manual_seed(0)
-    method = MAE(encoder("vit", channels=1, side=8, width=32, depth=1, patch_size=2),
-                 MAEParams(decoder_dim=16, decoder_depth=1, decoder_heads=2)).eval()
+    method = MAE(
+        encoder("vit", channels=1, side=8, width=32, depth=1, patch_size=2),
+        MAEParams(decoder_dim=16, decoder_depth=1, decoder_heads=2),
+    ).eval()
     out = method.masked_prediction(torch.rand(3, 1, 8, 8), torch.Generator().manual_seed(0))
     assert torch.all(out["mask"].sum(dim=1) == 12)  # 16 patches of 2×2, 75% hidden
     base = masked_patch_loss(out["pred"], out["target"], out["mask"]).item()
@@ -150,9 +163,13 @@ def test_sincos_positions_follow_the_formula():
     pos = sincos_positions(8, 3)[0]  # 9 positions, 2 frequencies per half
     row, col = 2, 1
     index = row * 3 + col
-    omega = [1.0, 1.0 / 10000 ** 0.5]
-    expected = [math.sin(row * w) for w in omega] + [math.cos(row * w) for w in omega] + \
-        [math.sin(col * w) for w in omega] + [math.cos(col * w) for w in omega]
+    omega = [1.0, 1.0 / 10000**0.5]
+    expected = (
+        [math.sin(row * w) for w in omega]
+        + [math.cos(row * w) for w in omega]
+        + [math.sin(col * w) for w in omega]
+        + [math.cos(col * w) for w in omega]
+    )
     assert pos[index].tolist() == pytest.approx(expected, abs=1e-6)
 
 
@@ -177,15 +194,20 @@ def test_corruptions_follow_their_parameters():
     assert set(salted.permute(1, 0, 2, 3)[:, changed].unique().tolist()) == {0.0, 1.0}
 
 
-@pytest.mark.parametrize("method, pictures, metric", [
-    ("pixelcnn", ["samples.png", "completions.png"], "bits_per_dim"),
-    ("dae", ["reconstructions.png"], "reconstruction_mse"),
-    ("mae", ["reconstructions.png"], "reconstruction_mse"),
-])
+@pytest.mark.parametrize(
+    "method, pictures, metric",
+    [
+        ("pixelcnn", ["samples.png", "completions.png"], "bits_per_dim"),
+        ("dae", ["reconstructions.png"], "reconstruction_mse"),
+        ("mae", ["reconstructions.png"], "reconstruction_mse"),
+    ],
+)
 def test_runs_save_their_pictures_and_test_metrics(method, pictures, metric, tmp_path):
     from test_methods import tiny_for
 
-    result = api.pretrain(method, "digits", out=tmp_path, epochs=1, overrides=tiny_for(method), progress=False)
+    result = api.pretrain(
+        method, "digits", out=tmp_path, epochs=1, overrides=tiny_for(method), progress=False
+    )
     saved = json.loads((tmp_path / "test_metrics.json").read_text())
     assert saved == result.test_metrics and math.isfinite(saved[metric])
     if metric == "bits_per_dim":
@@ -198,13 +220,17 @@ def test_generative_methods_take_one_view(tmp_path):
     with pytest.raises(ConfigError, match="exactly 1 view"):
         api.pretrain("mae", "digits", out=tmp_path, epochs=1, overrides=["augment.views=2"], progress=False)
     with pytest.raises(ConfigError, match="method.noise"):
-        api.pretrain("dae", "digits", out=tmp_path, epochs=1, overrides=["method.noise=speckle"], progress=False)
+        api.pretrain(
+            "dae", "digits", out=tmp_path, epochs=1, overrides=["method.noise=speckle"], progress=False
+        )
 
 
 def test_bad_model_sizes_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="multiple of 4"):
         api.pretrain("mae", "digits", out=tmp_path, epochs=1, overrides=["model.width=30"], progress=False)
     with pytest.raises(ConfigError, match="does not divide"):
-        api.pretrain("mae", "digits", out=tmp_path, epochs=1, overrides=["model.patch_size=3"], progress=False)
+        api.pretrain(
+            "mae", "digits", out=tmp_path, epochs=1, overrides=["model.patch_size=3"], progress=False
+        )
     with pytest.raises(ConfigError, match="one channel per colour"):
         GatedPixelCNN(3, width=2)

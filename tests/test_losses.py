@@ -25,7 +25,9 @@ def nt_xent_reference(z1, z2, temperature):
 def test_nt_xent_matches_the_paper_formula(temperature):
     torch.manual_seed(0)
     z1, z2 = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
-    assert nt_xent_loss(z1, z2, temperature).item() == pytest.approx(nt_xent_reference(z1, z2, temperature), abs=1e-5)
+    assert nt_xent_loss(z1, z2, temperature).item() == pytest.approx(
+        nt_xent_reference(z1, z2, temperature), abs=1e-5
+    )
 
 
 def test_nt_xent_gradient_is_correct():

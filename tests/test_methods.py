@@ -6,12 +6,10 @@ import warnings
 import pytest
 import torch
 
+from conftest import TINY, digits_knn_accuracy
 from selfsup import api
 from selfsup.methods import METHODS
 from selfsup.methods.momentum import cosine_momentum, ema_update
-
-from conftest import TINY, digits_knn_accuracy
-
 
 TINY_GENERATIVE = {
     "dae": ["model.width=8", "method.decoder_width=8"],
@@ -31,7 +29,11 @@ def tiny_for(method: str) -> list[str]:
     """TINY, but DINO keeps its recipe's head: with a 16-d bottleneck the head's outputs start
     (at initialisation) too close together for the collapse monitor."""
     if method in TINY_GENERATIVE:
-        return TINY_GENERATIVE[method] + ["train.batch_size=128", "optim.warmup_epochs=0.5", "train.pictures=2"]
+        return TINY_GENERATIVE[method] + [
+            "train.batch_size=128",
+            "optim.warmup_epochs=0.5",
+            "train.pictures=2",
+        ]
     return [o for o in TINY if not o.startswith("method.")] if method == "dino" else TINY
 
 
@@ -43,15 +45,23 @@ IMAGE_METHODS = sorted(name for name, info in METHODS.items() if info.build.moda
 def test_method_learns_on_real_digits_without_collapse(method, tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = api.pretrain(method, "digits", out=tmp_path, epochs=EPOCHS.get(method, 4), overrides=tiny_for(method),
-                              progress=False)
+        result = api.pretrain(
+            method,
+            "digits",
+            out=tmp_path,
+            epochs=EPOCHS.get(method, 4),
+            overrides=tiny_for(method),
+            progress=False,
+        )
     assert not [str(w.message) for w in caught if "collapse" in str(w.message)]
     losses = [h["loss"] for h in result.history]
     assert all(math.isfinite(v) for v in losses)
     dim = 32  # small_cnn with width 8, and the tiny ViT; the tiny pixel models have 16
     # 0 is complete collapse; 1/sqrt(dim) is the spread of points uniform on the sphere
     assert result.history[-1]["embedding_std"] > 0.1 / math.sqrt(dim)
-    assert result.history[-1].get("assignment_information", 1.0) > 0.05  # DINO: neither uniform nor one prototype
+    assert (
+        result.history[-1].get("assignment_information", 1.0) > 0.05
+    )  # DINO: neither uniform nor one prototype
     assert digits_knn_accuracy(tmp_path) > 0.5  # chance is 0.1
 
 
@@ -85,7 +95,11 @@ def test_every_method_has_both_recipes_and_they_name_their_source(method):
         config = build_config(method, small_images=small)
         assert config.recipe == f"{method}{'_small' if small else ''}.yaml"
         assert len(config.source) > 20
-        own = {"mae": "vit", "pixelcnn": "gated_pixelcnn", "pixelrnn": "row_lstm"}  # architectures of the method
+        own = {
+            "mae": "vit",
+            "pixelcnn": "gated_pixelcnn",
+            "pixelrnn": "row_lstm",
+        }  # architectures of the method
         assert config.model.backbone == own.get(method, "small_cnn" if small else "resnet18")
 
 
@@ -119,8 +133,9 @@ def test_siamese_triplet_semi_hard_learns_where_hardest_negatives_collapse(tmp_p
         overrides = TINY + ["method.loss=triplet", "method.margin=0.2", f"method.mining={mining}"]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = api.pretrain("siamese", "digits", out=tmp_path / mining, epochs=4, overrides=overrides,
-                                  progress=False)
+            result = api.pretrain(
+                "siamese", "digits", out=tmp_path / mining, epochs=4, overrides=overrides, progress=False
+            )
         assert all(math.isfinite(h["loss"]) for h in result.history)
         runs[mining] = ([str(w.message) for w in caught if "collapse" in str(w.message)], result.history[-1])
     assert runs["semi_hard"][0] == [] and digits_knn_accuracy(tmp_path / "semi_hard") > 0.5
@@ -145,7 +160,9 @@ def test_siamese_negatives_random_hardest_and_semi_hard():
     # anchor 2: positive 6.93, others 7.00 and 6.47 -> 0 (the hardest, index 1, is closer than the positive)
     assert siamese(mining="semi_hard").negatives(anchors, others).tolist() == [2, 2, 0]
     # none farther than the positive: the farthest
-    assert siamese(mining="semi_hard").negatives(anchors[:2], torch.tensor([[5.0, 0.0], [5.0, 0.0]])).tolist() == [1, 0]
+    assert siamese(mining="semi_hard").negatives(
+        anchors[:2], torch.tensor([[5.0, 0.0], [5.0, 0.0]])
+    ).tolist() == [1, 0]
 
 
 def test_siamese_labelled_pairs_respect_classes():
@@ -169,21 +186,33 @@ def test_siamese_learns_from_labelled_pairs(tmp_path):
 
 
 def test_labelled_pairs_on_unlabelled_data_is_a_clear_error(tmp_path):
-    from selfsup.errors import DataError
-
     from conftest import write_image
+    from selfsup.errors import DataError
 
     for i in range(8):
         write_image(tmp_path / "flat" / f"{i}.png", size=(8, 8), seed=i)
     with pytest.raises(DataError, match="learns from labels.*unlabelled"):
-        api.pretrain("siamese", str(tmp_path / "flat"), out=tmp_path / "run", epochs=1, progress=False,
-                     overrides=TINY + ["method.pairs=labels", "train.batch_size=4"])
+        api.pretrain(
+            "siamese",
+            str(tmp_path / "flat"),
+            out=tmp_path / "run",
+            epochs=1,
+            progress=False,
+            overrides=TINY + ["method.pairs=labels", "train.batch_size=4"],
+        )
     assert not (tmp_path / "run").exists()  # refused before any run directory is written
 
 
 def test_unknown_siamese_loss_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="method.loss.*contrastive or triplet"):
-        api.pretrain("siamese", "digits", out=tmp_path, epochs=1, overrides=TINY + ["method.loss=hinge"], progress=False)
+        api.pretrain(
+            "siamese",
+            "digits",
+            out=tmp_path,
+            epochs=1,
+            overrides=TINY + ["method.loss=hinge"],
+            progress=False,
+        )
 
 
 def test_dino_teacher_temperature_warms_up_and_centre_follows_the_teacher():
@@ -192,7 +221,9 @@ def test_dino_teacher_temperature_warms_up_and_centre_follows_the_teacher():
 
     torch.manual_seed(0)
     encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
-    method = DINO(encoder, DINOParams(out_dim=32, hidden_dim=16, bottleneck_dim=8, warmup_teacher_temp_epochs=2))
+    method = DINO(
+        encoder, DINOParams(out_dim=32, hidden_dim=16, bottleneck_dim=8, warmup_teacher_temp_epochs=2)
+    )
     method.set_steps_per_epoch(10)
     assert method.teacher_temperature(0) == pytest.approx(0.04)
     assert method.teacher_temperature(10) == pytest.approx(0.055)

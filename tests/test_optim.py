@@ -28,8 +28,15 @@ def test_lars_step_matches_the_formula():
     weight.grad, bias.grad = torch.randn(4, 3), torch.randn(4)
     w0, g_w, b0, g_b = weight.detach().clone(), weight.grad.clone(), bias.detach().clone(), bias.grad.clone()
     lr, wd, eta, momentum = 0.5, 1e-2, 1e-3, 0.9
-    opt = LARS([dict(params=[weight], weight_decay=wd, lars_exclude=False),
-                dict(params=[bias], weight_decay=0.0, lars_exclude=True)], lr=lr, momentum=momentum, eta=eta)
+    opt = LARS(
+        [
+            dict(params=[weight], weight_decay=wd, lars_exclude=False),
+            dict(params=[bias], weight_decay=0.0, lars_exclude=True),
+        ],
+        lr=lr,
+        momentum=momentum,
+        eta=eta,
+    )
     opt.step()
     g = g_w + wd * w0
     trust = eta * w0.norm() / g.norm()
@@ -56,7 +63,9 @@ def test_bias_learning_rate_scale_and_fixed_rate_parameters():
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     fixed = tuple(model[1].parameters())
-    opt = build_optimizer(model, "lars", lr=1.0, momentum=0.9, weight_decay=0.0, bias_lr_scale=0.024, fixed_lr=fixed)
+    opt = build_optimizer(
+        model, "lars", lr=1.0, momentum=0.9, weight_decay=0.0, bias_lr_scale=0.024, fixed_lr=fixed
+    )
     set_lr(opt, 0.5, peak_lr=2.0)
     rate = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert rate[id(model[0].weight)] == pytest.approx(0.5)
@@ -73,7 +82,12 @@ def test_simsiam_predictor_keeps_the_peak_rate():
     encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
     method = SimSiam(encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4))
     assert {id(p) for p in method.fixed_lr_parameters()} == {id(p) for p in method.predictor.parameters()}
-    assert SimSiam(encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4, fix_pred_lr=False)).fixed_lr_parameters() == ()
+    assert (
+        SimSiam(
+            encoder, SimSiamParams(proj_dim=8, pred_hidden_dim=4, fix_pred_lr=False)
+        ).fixed_lr_parameters()
+        == ()
+    )
 
 
 def test_gradients_are_clipped_one_parameter_at_a_time():

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY
 from selfsup import api, cli
 from selfsup.errors import ConfigError, SelfsupError
-
-from conftest import TINY
-from test_text import TINY_TEXT, write_csv, corpus
+from test_text import TINY_TEXT, corpus, write_csv
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -46,9 +45,20 @@ def images_of(page: str) -> list[str]:
 
 def test_pretraining_and_evaluation_write_a_self_contained_report(digits_run):
     page = (digits_run / "report.html").read_text()
-    for section in ("selfsup: simclr on digits", "pretraining wall time", "peak memory", "Training curves",
-                    "Evaluation", "SSL + kNN", "5/class labels", "Embedding map", "t-SNE", "Nearest neighbours",
-                    "Augmented views", "configuration (config.yaml)"):
+    for section in (
+        "selfsup: simclr on digits",
+        "pretraining wall time",
+        "peak memory",
+        "Training curves",
+        "Evaluation",
+        "SSL + kNN",
+        "5/class labels",
+        "Embedding map",
+        "t-SNE",
+        "Nearest neighbours",
+        "Augmented views",
+        "configuration (config.yaml)",
+    ):
         assert section in page, section
     sources = images_of(page)
     assert len(sources) == 4  # curves, map, retrieval, views
@@ -61,8 +71,10 @@ def test_pretraining_and_evaluation_write_a_self_contained_report(digits_run):
     assert epoch["embedding_dim"] == 32 and epoch["projection_dim"] == 16  # for the 1/√D line
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium here: `make test` installs Debian's chromium package "
-                                             "where it can (root and apt-get)")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium here: `make test` installs Debian's chromium package where it can (root and apt-get)",
+)
 def test_the_report_loads_in_a_real_browser_without_errors_and_shows_every_image(digits_run, tmp_path):
     """Chromium (headless) loads a copy of the page with a probe that records console errors and
     failed loads, and each image's decoded and rendered size, into the DOM it then dumps."""
@@ -78,9 +90,21 @@ def test_the_report_loads_in_a_real_browser_without_errors_and_shows_every_image
     </script>"""
     copy = tmp_path / "report.html"
     copy.write_text((digits_run / "report.html").read_text().replace("<head>", "<head>" + probe, 1))
-    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-                             "--virtual-time-budget=10000", "--dump-dom", copy.as_uri()],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            copy.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'data-probe="([^"]*)"', result.stdout)
     assert found, result.stderr[-2000:]
     probe_result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
@@ -97,9 +121,15 @@ def test_report_verb_rewrites_the_page_and_compare_puts_runs_side_by_side(digits
     assert (digits_run / "report.html").exists()
 
     other = tmp_path / "byol"
-    api.pretrain("byol", "digits", out=other, epochs=2, overrides=TINY + ["method.proj_hidden_dim=32",
-                                                                          "method.pred_hidden_dim=32"],
-                 progress=False, report=False)
+    api.pretrain(
+        "byol",
+        "digits",
+        out=other,
+        epochs=2,
+        overrides=TINY + ["method.proj_hidden_dim=32", "method.pred_hidden_dim=32"],
+        progress=False,
+        report=False,
+    )
     assert not (other / "report.html").exists()
     out = tmp_path / "cmp.html"
     capsys.readouterr()
@@ -120,15 +150,23 @@ def test_bad_report_and_compare_input_is_a_clear_error(tmp_path, capsys):
 
 def test_barlow_twins_report_shows_the_cross_correlation_matrix(tmp_path):
     out = tmp_path / "bt"
-    api.pretrain("barlow_twins", "digits", out=out, epochs=2, overrides=TINY + ["method.proj_dim=32"], progress=False)
+    api.pretrain(
+        "barlow_twins", "digits", out=out, epochs=2, overrides=TINY + ["method.proj_dim=32"], progress=False
+    )
     page = (out / "report.html").read_text()
     assert "Cross-correlation of the two views" in page and "Mean of the diagonal" in page
 
 
 def test_generative_and_text_reports_show_their_pictures_and_examples(tmp_path):
     dae = tmp_path / "dae"
-    api.pretrain("dae", "digits", out=dae, epochs=1, overrides=["model.width=8", "method.decoder_width=8",
-                                                                 "train.pictures=2"], progress=False)
+    api.pretrain(
+        "dae",
+        "digits",
+        out=dae,
+        epochs=1,
+        overrides=["model.width=8", "method.decoder_width=8", "train.pictures=2"],
+        progress=False,
+    )
     page = (dae / "report.html").read_text()
     assert "The method's own pictures" in page and "<h3>reconstructions</h3>" in page
 
@@ -145,8 +183,15 @@ def test_report_of_a_run_whose_data_moved_says_so(tmp_path):
 
     folder = make_image_folder(tmp_path / "imgs", per_class=20)
     out = tmp_path / "run"
-    api.pretrain("simclr", str(folder), out=out, epochs=1, overrides=TINY + ["train.batch_size=16"],
-                 progress=False, report=False)
+    api.pretrain(
+        "simclr",
+        str(folder),
+        out=out,
+        epochs=1,
+        overrides=TINY + ["train.batch_size=16"],
+        progress=False,
+        report=False,
+    )
     shutil.rmtree(folder)
     page = api.report(out).read_text()
     assert "could not be loaded again" in page and "Training curves" in page
@@ -157,11 +202,26 @@ def test_tensorboard_logs_the_epoch_metrics_or_says_what_to_install(tmp_path):
         import tensorboard  # noqa: F401
     except ImportError:
         with pytest.raises(ConfigError, match="pip install 'selfsup\\[tensorboard\\]'"):
-            api.pretrain("simclr", "digits", out=tmp_path / "tb", epochs=1, overrides=TINY, progress=False,
-                         tensorboard=True)
+            api.pretrain(
+                "simclr",
+                "digits",
+                out=tmp_path / "tb",
+                epochs=1,
+                overrides=TINY,
+                progress=False,
+                tensorboard=True,
+            )
         return
-    api.pretrain("simclr", "digits", out=tmp_path / "tb", epochs=2, overrides=TINY, progress=False,
-                 report=False, tensorboard=True)
+    api.pretrain(
+        "simclr",
+        "digits",
+        out=tmp_path / "tb",
+        epochs=2,
+        overrides=TINY,
+        progress=False,
+        report=False,
+        tensorboard=True,
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
@@ -175,8 +235,12 @@ def test_a_failing_report_is_a_warning_not_a_failed_run(tmp_path, monkeypatch):
         raise RuntimeError("no plots today")
 
     monkeypatch.setattr(api, "write_report", broken)
-    with pytest.warns(UserWarning, match="report.html was not written .RuntimeError: no plots today.; `selfsup report"):
-        result = api.pretrain("simclr", "digits", out=tmp_path / "r", epochs=1, overrides=TINY, progress=False)
+    with pytest.warns(
+        UserWarning, match="report.html was not written .RuntimeError: no plots today.; `selfsup report"
+    ):
+        result = api.pretrain(
+            "simclr", "digits", out=tmp_path / "r", epochs=1, overrides=TINY, progress=False
+        )
     assert (result.run_dir / "encoder.safetensors").exists()
     with pytest.raises(SelfsupError):
         api.compare([])
@@ -184,8 +248,9 @@ def test_a_failing_report_is_a_warning_not_a_failed_run(tmp_path, monkeypatch):
 
 def test_loss_terms_are_logged_per_epoch_and_drawn(tmp_path):
     out = tmp_path / "vicreg"
-    result = api.pretrain("vicreg", "digits", out=out, epochs=1, overrides=TINY + ["method.proj_dim=32"],
-                          progress=False)
+    result = api.pretrain(
+        "vicreg", "digits", out=out, epochs=1, overrides=TINY + ["method.proj_dim=32"], progress=False
+    )
     epoch = result.history[-1]
     weighted = 25 * epoch["invariance_loss"] + 25 * epoch["variance_loss"] + epoch["covariance_loss"]
     assert weighted == pytest.approx(epoch["loss"], rel=1e-4)

@@ -8,28 +8,48 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SHARED
 from selfsup import api, cli, load_encoder
-from selfsup.augment.text_noise import (IGNORE, BartNoise, bart_noise, infill, mlm_mask, next_sentence_pairs,
-                                        permute_sentences, span_lengths, word_starts)
+from selfsup.augment.text_noise import (
+    IGNORE,
+    BartNoise,
+    bart_noise,
+    infill,
+    mlm_mask,
+    next_sentence_pairs,
+    permute_sentences,
+    span_lengths,
+    word_starts,
+)
 from selfsup.data import TextDataset, load_data
-from selfsup.data.tokenizer import (Vocabulary, encode_documents, pack_documents, train_tokenizer,
-                                    trim_padding)
+from selfsup.data.tokenizer import Vocabulary, encode_documents, pack_documents, train_tokenizer, trim_padding
 from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
 from selfsup.methods.text import token_cross_entropy
 from selfsup.models.text import TextDecoder, TextEncoder, TextTransformer
 from selfsup.train import pretrain
 
-from conftest import SHARED
-
 AG_NEWS = SHARED / "ag_news_test.csv"
 SHAKESPEARE = SHARED / "tinyshakespeare.txt"
-TINY_TEXT = ["model.width=32", "model.depth=1", "text.vocab_size=300", "text.max_length=48", "train.batch_size=32",
-             "optim.warmup_epochs=0", "train.pictures=2"]
+TINY_TEXT = [
+    "model.width=32",
+    "model.depth=1",
+    "text.vocab_size=300",
+    "text.max_length=48",
+    "train.batch_size=32",
+    "optim.warmup_epochs=0",
+    "train.pictures=2",
+]
 """Overrides that make a text run take seconds."""
 
-SENTENCES = ["The cat sat on the mat.", "Stocks fell sharply today!", "Is the game on tonight?",
-             "Rain is expected tomorrow.", "The team won the cup.", "Oil prices rose again."]
+SENTENCES = [
+    "The cat sat on the mat.",
+    "Stocks fell sharply today!",
+    "Is the game on tonight?",
+    "Rain is expected tomorrow.",
+    "The team won the cup.",
+    "Oil prices rose again.",
+]
 
 
 def corpus(n: int = 60) -> list[str]:
@@ -62,6 +82,7 @@ def ag_news():
 
 # ---- corpora ---------------------------------------------------------------------------------------
 
+
 def test_ag_news_format_gives_labels_joined_columns_line_breaks_and_a_stratified_split(news_csv):
     splits = load_data(news_csv)
     assert isinstance(splits.train, TextDataset)
@@ -74,10 +95,15 @@ def test_ag_news_format_gives_labels_joined_columns_line_breaks_and_a_stratified
 
 
 def test_csv_columns_by_header_name_and_unlabelled_reading(tmp_path):
-    path = write_csv(tmp_path / "named.csv", [("id", "body", "topic")] + [(str(i), t, "ab"[i % 2]) for i, t in enumerate(corpus(20))])
+    path = write_csv(
+        tmp_path / "named.csv",
+        [("id", "body", "topic")] + [(str(i), t, "ab"[i % 2]) for i, t in enumerate(corpus(20))],
+    )
     splits = load_data(path, text_options={"text_column": "body", "label_column": "topic"})
     assert splits.train.classes == ["a", "b"] and splits.train.texts[0] in corpus(20)
-    auto = load_data(path)  # auto: 'topic' names a label, 'body' the text; the id column of numbers is not text
+    auto = load_data(
+        path
+    )  # auto: 'topic' names a label, 'body' the text; the id column of numbers is not text
     assert auto.train.classes == ["a", "b"] and auto.train.texts[0] in corpus(20)
     unlabelled = load_data(path, text_options={"text_column": "body", "label_column": "none"})
     assert unlabelled.train.labels is None and len(unlabelled.train) + len(unlabelled.test) == 20
@@ -94,11 +120,14 @@ def test_plain_text_documents_are_lines_or_paragraphs_and_the_tail_is_held_out(t
     assert splits.train.texts == ["A:\nHello there.", "B:\nGood day.", "A:\nFarewell."]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty corpus"),
-    (b"  \n\n \n", "empty corpus"),
-    (b"good line\n\xff\xfe bad bytes\n", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty corpus"),
+        (b"  \n\n \n", "empty corpus"),
+        (b"good line\n\xff\xfe bad bytes\n", "not UTF-8"),
+    ],
+)
 def test_bad_text_files_give_clear_errors(tmp_path, content, message):
     path = tmp_path / "corpus.txt"
     path.write_bytes(content)
@@ -132,7 +161,14 @@ def test_image_methods_refuse_text_and_text_methods_refuse_images(news_csv, tmp_
     with pytest.raises(DataError, match="learns from texts.*holds images"):
         api.pretrain("mlm", "digits", out=tmp_path / "b", epochs=1, progress=False)
     with pytest.raises(ConfigError, match="model.backbone must be transformer"):
-        api.pretrain("mlm", news_csv, out=tmp_path / "c", epochs=1, overrides=["model.backbone=resnet18"], progress=False)
+        api.pretrain(
+            "mlm",
+            news_csv,
+            out=tmp_path / "c",
+            epochs=1,
+            overrides=["model.backbone=resnet18"],
+            progress=False,
+        )
 
 
 def test_image_verbs_refuse_a_text_corpus(news_csv, tmp_path):
@@ -144,13 +180,22 @@ def test_image_verbs_refuse_a_text_corpus(news_csv, tmp_path):
 
 # ---- tokenizers --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["wordpiece", "bpe", "char"])
 def test_tokenizers_have_the_special_tokens_first_and_encode_documents(kind):
     tokenizer = train_tokenizer(corpus(), kind, 300, lowercase=False)
-    assert [tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+    assert [tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     text = "The cat sat on the mat. Stocks fell sharply today!"
     ids = tokenizer.encode(text, add_special_tokens=False).ids
-    assert tokenizer.decode(ids) == text  # WordPiece's decoder rejoins punctuation; BPE and characters are lossless
+    assert (
+        tokenizer.decode(ids) == text
+    )  # WordPiece's decoder rejoins punctuation; BPE and characters are lossless
     if kind == "char":
         assert len(ids) == len(text)
     docs = encode_documents(tokenizer, [text, "cat"], max_length=8)
@@ -162,7 +207,10 @@ def test_vocabulary_tables_mark_word_starts_spaces_and_sentence_ends(wordpiece):
     vocab = Vocabulary.of(wordpiece, "wordpiece")
     piece = next(i for t, i in wordpiece.get_vocab().items() if t.startswith("##"))
     assert not vocab.starts_word[piece] and vocab.starts_word[wordpiece.token_to_id("cat")]
-    assert vocab.ends_sentence[wordpiece.token_to_id(".")] and not vocab.ends_sentence[wordpiece.token_to_id("cat")]
+    assert (
+        vocab.ends_sentence[wordpiece.token_to_id(".")]
+        and not vocab.ends_sentence[wordpiece.token_to_id("cat")]
+    )
     chars = train_tokenizer(corpus(), "char", 0)
     cvocab = Vocabulary.of(chars, "char")
     assert cvocab.is_space[chars.token_to_id(" ")] and (cvocab.chars[5:] == 1).all()
@@ -181,6 +229,7 @@ def test_packing_cuts_the_stream_into_equal_blocks(wordpiece):
 
 
 # ---- BERT masking ----------------------------------------------------------------------------------
+
 
 def test_mlm_masking_follows_bert_15_80_10_10_and_never_touches_special_tokens(wordpiece):
     vocab = Vocabulary.of(wordpiece, "wordpiece")
@@ -213,7 +262,9 @@ def test_mlm_masking_follows_bert_15_80_10_10_and_never_touches_special_tokens(w
 
 def test_whole_word_masking_selects_all_pieces_of_a_word_together(wordpiece):
     vocab = Vocabulary.of(wordpiece, "wordpiece")
-    ids = encode_documents(wordpiece, ["catmat stocksfell the rainteam cup " * 6] * 200, 64)  # unseen words: several pieces
+    ids = encode_documents(
+        wordpiece, ["catmat stocksfell the rainteam cup " * 6] * 200, 64
+    )  # unseen words: several pieces
     starts = word_starts(ids, vocab)
     assert (~starts & (ids >= vocab.specials)).any(), "the test needs words of several pieces"
     torch.manual_seed(1)
@@ -229,6 +280,7 @@ def test_whole_word_masking_selects_all_pieces_of_a_word_together(wordpiece):
 
 
 # ---- BART noise ------------------------------------------------------------------------------------
+
 
 def test_text_infilling_masks_30_percent_in_poisson_spans_each_one_mask():
     rng = np.random.default_rng(0)
@@ -248,7 +300,9 @@ def test_text_infilling_masks_30_percent_in_poisson_spans_each_one_mask():
     lengths = [span_lengths(300, 3.0, rng) for _ in range(200)]
     assert all(sum(x) == 300 for x in lengths)
     drawn = np.concatenate([x[:-1] for x in lengths])  # the last of each is cut to the budget
-    assert drawn.mean() == pytest.approx(3.0, abs=0.05) and drawn.var() == pytest.approx(3.0, abs=0.2)  # Poisson
+    assert drawn.mean() == pytest.approx(3.0, abs=0.05) and drawn.var() == pytest.approx(
+        3.0, abs=0.2
+    )  # Poisson
     assert (drawn == 0).mean() == pytest.approx(math.exp(-3), abs=0.01)
 
 
@@ -283,17 +337,25 @@ def test_sentence_permutation_rotation_masking_and_deletion(wordpiece):
     assert sorted(split(permuted)) == sorted(sentences)
     ids = encode_documents(wordpiece, [" ".join(SENTENCES)] * 300, 128)
     torch.manual_seed(0)
-    rotated = bart_noise(ids, vocab, BartNoise(text_infilling=0, sentence_permutation=False, document_rotation=True), 128)
-    row = rotated[0][1:(rotated[0] != 0).sum() - 1].tolist()
+    rotated = bart_noise(
+        ids, vocab, BartNoise(text_infilling=0, sentence_permutation=False, document_rotation=True), 128
+    )
+    row = rotated[0][1 : (rotated[0] != 0).sum() - 1].tolist()
     turn = next(k for k in range(len(body)) if body[k:] + body[:k] == row)
     assert rotated[:, 0].eq(2).all() and turn >= 0
-    masked = bart_noise(ids, vocab, BartNoise(token_masking=0.2, text_infilling=0, sentence_permutation=False), 128)
-    assert masked.shape == ids.shape and ((masked == 4).sum() / (ids >= 5).sum()).item() == pytest.approx(0.2, abs=0.01)
-    deleted = bart_noise(ids, vocab, BartNoise(token_deletion=0.2, text_infilling=0, sentence_permutation=False), 128)
+    masked = bart_noise(
+        ids, vocab, BartNoise(token_masking=0.2, text_infilling=0, sentence_permutation=False), 128
+    )
+    assert masked.shape == ids.shape and ((masked == 4).sum() / (ids >= 5).sum()).item() == pytest.approx(
+        0.2, abs=0.01
+    )
+    deleted = bart_noise(
+        ids, vocab, BartNoise(token_deletion=0.2, text_infilling=0, sentence_permutation=False), 128
+    )
     assert 1 - (deleted >= 5).sum() / (ids >= 5).sum() == pytest.approx(0.2, abs=0.01)
     for r in range(5):  # what is left is a subsequence of the original
         it = iter(body)
-        assert all(t in it for t in deleted[r][1:(deleted[r] != 0).sum() - 1].tolist())
+        assert all(t in it for t in deleted[r][1 : (deleted[r] != 0).sum() - 1].tolist())
 
 
 def test_next_sentence_pairs_are_half_consecutive_with_segment_ids(wordpiece):
@@ -306,13 +368,14 @@ def test_next_sentence_pairs_are_half_consecutive_with_segment_ids(wordpiece):
     for i in range(len(ids)):
         length = int((pairs[i] != 0).sum())
         seps = (pairs[i, :length] == 3).nonzero().flatten().tolist()
-        assert segments[i, :seps[0] + 1].eq(0).all() and segments[i, seps[0] + 1:length].eq(1).all()
+        assert segments[i, : seps[0] + 1].eq(0).all() and segments[i, seps[0] + 1 : length].eq(1).all()
         if is_next[i] and len(seps) == 2:  # A then B is the document itself
             body = ids[i][(ids[i] >= 5)].tolist()
             assert [t for t in pairs[i, :length].tolist() if t >= 5] == body
 
 
 # ---- models and losses -----------------------------------------------------------------------------
+
 
 def test_the_causal_transformer_sees_only_the_past_and_padding_changes_nothing():
     torch.manual_seed(0)
@@ -350,13 +413,22 @@ def test_token_cross_entropy_is_the_mean_negative_log_likelihood_of_the_kept_tar
     targets[0, :2] = IGNORE
     keep = targets != IGNORE
     log_p = logits.log_softmax(dim=-1)
-    reference = -sum(log_p[i, j, targets[i, j]] for i in range(3) for j in range(5) if keep[i, j]) / keep.sum()
+    reference = (
+        -sum(log_p[i, j, targets[i, j]] for i in range(3) for j in range(5) if keep[i, j]) / keep.sum()
+    )
     assert token_cross_entropy(logits, targets).item() == pytest.approx(reference.item(), rel=1e-6)
 
 
 def text_run(tmp_path, method, data, *overrides, epochs=2):
-    return api.pretrain(method, data, out=tmp_path / method, epochs=epochs, overrides=TINY_TEXT + list(overrides),
-                        overwrite=True, progress=False)
+    return api.pretrain(
+        method,
+        data,
+        out=tmp_path / method,
+        epochs=epochs,
+        overrides=TINY_TEXT + list(overrides),
+        overwrite=True,
+        progress=False,
+    )
 
 
 def test_causal_lm_test_metrics_match_their_definitions(tmp_path, news_csv):
@@ -379,8 +451,16 @@ def test_causal_lm_test_metrics_match_their_definitions(tmp_path, news_csv):
 
 # ---- the methods on real data ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("method, extra", [("mlm", []), ("mlm", ["method.whole_word=true", "method.next_sentence=true"]),
-                                           ("bart", []), ("causal_lm", [])])
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("mlm", []),
+        ("mlm", ["method.whole_word=true", "method.next_sentence=true"]),
+        ("bart", []),
+        ("causal_lm", []),
+    ],
+)
 def test_text_methods_train_on_ag_news_without_nan_or_collapse(tmp_path, ag_news, method, extra):
     result = text_run(tmp_path, method, ag_news, "text.vocab_size=2000", "model.width=64", *extra, epochs=1)
     history = result.history[-1]
@@ -391,30 +471,51 @@ def test_text_methods_train_on_ag_news_without_nan_or_collapse(tmp_path, ag_news
     texts = TextDataset(["Stocks fell on Wall Street.", "The team won the final.", "A new chip from Intel."])
     features = encoder(encoder.inputs(texts))
     assert features.shape == (3, 64) and torch.isfinite(features).all()
-    assert (torch.cdist(features, features) + torch.eye(3)).min() > 1e-4  # different texts, different embeddings
+    assert (
+        torch.cdist(features, features) + torch.eye(3)
+    ).min() > 1e-4  # different texts, different embeddings
 
 
 def test_char_causal_lm_on_tiny_shakespeare_reports_nats_per_char(tmp_path):
     if not SHAKESPEARE.exists():
         pytest.skip(f"real-data test: {SHAKESPEARE} is absent")
-    result = text_run(tmp_path, "causal_lm", str(SHAKESPEARE), "text.tokenizer=char", "text.lowercase=false",
-                      "text.pack=true", "text.max_length=64", "train.batch_size=64", "optim.lr=3e-3", epochs=1)
+    result = text_run(
+        tmp_path,
+        "causal_lm",
+        str(SHAKESPEARE),
+        "text.tokenizer=char",
+        "text.lowercase=false",
+        "text.pack=true",
+        "text.max_length=64",
+        "train.batch_size=64",
+        "optim.lr=3e-3",
+        epochs=1,
+    )
     metrics = result.test_metrics
     vocab_size = len(json.loads((result.run_dir / "tokenizer.json").read_text())["model"]["vocab"])
-    assert metrics["nats_per_char"] == pytest.approx(metrics["nats_per_token"], rel=0.05)  # one character per token
-    assert metrics["nats_per_char"] < 0.9 * math.log(vocab_size)  # learned more than the character frequencies' start
+    assert metrics["nats_per_char"] == pytest.approx(
+        metrics["nats_per_token"], rel=0.05
+    )  # one character per token
+    assert metrics["nats_per_char"] < 0.9 * math.log(
+        vocab_size
+    )  # learned more than the character frequencies' start
     samples = (result.run_dir / "samples.txt").read_text()
     assert samples.count("sample:") == 2
 
 
 # ---- runs, verbs, evaluation -----------------------------------------------------------------------
 
+
 def test_bart_run_denoises_and_writes_reconstructions(tmp_path, news_csv, capsys):
     result = text_run(tmp_path, "bart", news_csv)
     assert (result.run_dir / "reconstructions.txt").read_text().count("reconstructed:") == 2
     assert set(json.loads((result.run_dir / "test_metrics.json").read_text())) == {
-        "reconstruction_nats", "reconstruction_token_accuracy"}
-    assert cli.main(["denoise", str(result.run_dir), "The cat sat on the mat. Stocks fell sharply today!"]) == 0
+        "reconstruction_nats",
+        "reconstruction_token_accuracy",
+    }
+    assert (
+        cli.main(["denoise", str(result.run_dir), "The cat sat on the mat. Stocks fell sharply today!"]) == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("noised:") and "reconstructed:" in out
     assert cli.main(["generate", str(result.run_dir)]) == 2
@@ -426,15 +527,25 @@ def test_causal_lm_generates_from_a_prompt_reproducibly(tmp_path, news_csv, caps
     first = api.generate(result.run_dir, "The cat", tokens=12, seed=3)
     assert first.startswith("the cat") and len(first) > len("the cat")  # the recipe lower-cases
     assert api.generate(result.run_dir, "The cat", tokens=12, seed=3) == first
-    assert cli.main(["generate", str(result.run_dir), "--prompt", "Stocks", "--tokens", "5", "--top-k", "3"]) == 0
+    assert (
+        cli.main(["generate", str(result.run_dir), "--prompt", "Stocks", "--tokens", "5", "--top-k", "3"])
+        == 0
+    )
     assert capsys.readouterr().out.startswith("stocks")
     assert cli.main(["denoise", str(result.run_dir), "text"]) == 2
 
 
 def test_text_evaluation_has_tfidf_finetune_and_scratch_and_refuses_pixels(tmp_path, news_csv):
-    result = text_run(tmp_path, "mlm", news_csv, "eval.finetune_min_steps=5", "eval.finetune_epochs=1", epochs=1)
-    evaluation = api.evaluate(result.run_dir, labels=["4/class"], seeds=2,
-                              protocols=["knn", "linear", "finetune", "scratch", "tfidf"], progress=False)
+    result = text_run(
+        tmp_path, "mlm", news_csv, "eval.finetune_min_steps=5", "eval.finetune_epochs=1", epochs=1
+    )
+    evaluation = api.evaluate(
+        result.run_dir,
+        labels=["4/class"],
+        seeds=2,
+        protocols=["knn", "linear", "finetune", "scratch", "tfidf"],
+        progress=False,
+    )
     rows = {r["protocol"]: r for r in evaluation["results"]}
     assert set(rows) == {"knn", "linear", "finetune", "scratch", "tfidf"}
     assert all(0 <= r["mean"] <= 1 and len(r["accuracies"]) == 2 for r in rows.values())
@@ -458,6 +569,7 @@ def test_tfidf_baseline_separates_texts_by_their_words():
 
 def test_a_killed_text_run_resumes_exactly(tmp_path, news_csv):
     """Tokenizer, length-grouped batches, masks and BART noise all continue as in an uninterrupted run."""
+
     class Killed(Exception):
         pass
 
@@ -481,7 +593,9 @@ def test_unlabelled_corpus_trains_and_has_test_metrics_but_cannot_be_evaluated(t
     assert "masked_token_accuracy" in result.test_metrics
     with pytest.raises(DataError, match="no labels"):
         api.evaluate(result.run_dir, progress=False)
-    assert json.loads((result.run_dir / "encoder.json").read_text())["encoder"]["tokenizer_kind"] == "wordpiece"
+    assert (
+        json.loads((result.run_dir / "encoder.json").read_text())["encoder"]["tokenizer_kind"] == "wordpiece"
+    )
 
 
 @pytest.mark.parametrize("method, causal", [("mlm", False), ("bart", False), ("causal_lm", True)])
@@ -490,17 +604,37 @@ def test_text_recipes_name_their_source_and_build_the_right_encoder(method, caus
     from selfsup.train.loop import build_text_inputs
 
     config = build_config(method, small_images=False)
-    assert config.recipe == f"{method}.yaml" and len(config.source) > 20 and config.model.backbone == "transformer"
+    assert (
+        config.recipe == f"{method}.yaml"
+        and len(config.source) > 20
+        and config.model.backbone == "transformer"
+    )
     config.model.width, config.text.vocab_size = 32, 200
     encoder, train, test = build_text_inputs(config, load_data(news_csv))
     assert encoder.spec["causal"] is causal and train.shape[0] == 64 and test.shape[0] == 16
 
 
 def test_invalid_text_options_are_refused(news_csv, tmp_path):
-    for override, message in [("text.tokenizer=sentencepiece", "text.tokenizer"), ("text.max_length=2", "max_length"),
-                              ("method.mask_prob=1.5", "mask_prob")]:
+    for override, message in [
+        ("text.tokenizer=sentencepiece", "text.tokenizer"),
+        ("text.max_length=2", "max_length"),
+        ("method.mask_prob=1.5", "mask_prob"),
+    ]:
         with pytest.raises(ConfigError, match=message):
-            api.pretrain("mlm", news_csv, out=tmp_path / "x", epochs=1, overrides=TINY_TEXT + [override], progress=False)
+            api.pretrain(
+                "mlm",
+                news_csv,
+                out=tmp_path / "x",
+                epochs=1,
+                overrides=TINY_TEXT + [override],
+                progress=False,
+            )
     with pytest.raises(ConfigError, match="text_infilling"):
-        api.pretrain("bart", news_csv, out=tmp_path / "y", epochs=1, overrides=TINY_TEXT + ["method.text_infilling=1.2"],
-                     progress=False)
+        api.pretrain(
+            "bart",
+            news_csv,
+            out=tmp_path / "y",
+            epochs=1,
+            overrides=TINY_TEXT + ["method.text_infilling=1.2"],
+            progress=False,
+        )

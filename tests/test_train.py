@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import TINY, digits_knn_accuracy
 from selfsup import api, load_encoder
 from selfsup.data import DataSplits, load_data
 from selfsup.errors import TrainingError
@@ -11,8 +12,6 @@ from selfsup.evaluate.features import extract_features
 from selfsup.methods.simclr import SimCLR
 from selfsup.train import pretrain
 from selfsup.train.checkpoint import load_checkpoint
-
-from conftest import TINY, digits_knn_accuracy
 
 
 def final_loss(run_dir):
@@ -29,7 +28,15 @@ def test_resume_after_a_shorter_run_is_exact(tmp_path):
     overrides = TINY + ["optim.schedule=constant", "optim.warmup_epochs=0"]
     api.pretrain("simclr", "digits", out=tmp_path / "straight", epochs=2, overrides=overrides, progress=False)
     api.pretrain("simclr", "digits", out=tmp_path / "resumed", epochs=1, overrides=overrides, progress=False)
-    api.pretrain("simclr", "digits", out=tmp_path / "resumed", epochs=2, overrides=overrides, resume=True, progress=False)
+    api.pretrain(
+        "simclr",
+        "digits",
+        out=tmp_path / "resumed",
+        epochs=2,
+        overrides=overrides,
+        resume=True,
+        progress=False,
+    )
     straight, resumed = final_loss(tmp_path / "straight"), final_loss(tmp_path / "resumed")
     assert resumed == straight  # same loss, bit for bit, and two metric lines each
     a, b = (load_file(str(tmp_path / run / "encoder.safetensors")) for run in ("straight", "resumed"))
@@ -104,9 +111,18 @@ def test_simclr_learns_on_real_digits_without_collapse(tmp_path):
 def test_simclr_trains_on_real_cifar10(cifar_tar, tmp_path):
     splits = load_data(str(cifar_tar))
     subset = DataSplits(splits.train.subset(torch.arange(0, 50000, 100)), None, source="cifar10 subset")
-    config, _ = api.resolve("simclr", str(cifar_tar), overrides=[
-        "model.backbone=small_cnn", "model.width=16", "train.batch_size=100", "train.epochs=2",
-        "optim.warmup_epochs=1", "train.precision=fp32"])
+    config, _ = api.resolve(
+        "simclr",
+        str(cifar_tar),
+        overrides=[
+            "model.backbone=small_cnn",
+            "model.width=16",
+            "train.batch_size=100",
+            "train.epochs=2",
+            "optim.warmup_epochs=1",
+            "train.precision=fp32",
+        ],
+    )
     result = pretrain(config, subset, tmp_path, progress=False)
     assert all(torch.isfinite(torch.tensor([h["loss"] for h in result.history])))
     assert result.history[-1]["embedding_std"] > 0.1 / 64**0.5
@@ -126,7 +142,19 @@ def test_resnet_views_that_reach_1x1_maps_train_in_float32_on_the_cpu():
 
 def test_the_loop_trains_in_float32_where_bf16_would_meet_1x1_maps(tmp_path):
     with pytest.warns(UserWarning, match="training in float32"):
-        api.pretrain("dino", "digits", out=tmp_path, epochs=1, progress=False,
-                     overrides=["model.backbone=resnet18", "model.stem=imagenet", "train.precision=bf16",
-                                "train.batch_size=256", "method.out_dim=64", "method.hidden_dim=64",
-                                "augment.local_views=1"])
+        api.pretrain(
+            "dino",
+            "digits",
+            out=tmp_path,
+            epochs=1,
+            progress=False,
+            overrides=[
+                "model.backbone=resnet18",
+                "model.stem=imagenet",
+                "train.precision=bf16",
+                "train.batch_size=256",
+                "method.out_dim=64",
+                "method.hidden_dim=64",
+                "augment.local_views=1",
+            ],
+        )

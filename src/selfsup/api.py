@@ -34,8 +34,12 @@ EVAL_FILE = "eval.json"
 
 def _load(config: Config, progress: bool = False) -> DataSplits:
     """The data of ``config``; with ``progress``, print what was found (splits, classes, shape) and how it was read."""
-    splits = load_data(config.data.spec, image_size=config.data.image_size,
-                       skip_bad_images=config.data.skip_bad_images, text_options=config.data.text_options())
+    splits = load_data(
+        config.data.spec,
+        image_size=config.data.image_size,
+        skip_bad_images=config.data.skip_bad_images,
+        text_options=config.data.text_options(),
+    )
     if progress and distributed.is_main():
         print(f"selfsup: data {splits.describe()}", file=sys.stderr)
         if splits.note:
@@ -53,35 +57,68 @@ def _small_images(splits: DataSplits) -> bool:
     return isinstance(splits.train, ImageDataset) and max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
 
 
-def resolve(method: str, data: str, *, config: str | None = None, overrides=(), flags: dict | None = None,
-            progress: bool = False) -> tuple[Config, DataSplits]:
+def resolve(
+    method: str,
+    data: str,
+    *,
+    config: str | None = None,
+    overrides=(),
+    flags: dict | None = None,
+    progress: bool = False,
+) -> tuple[Config, DataSplits]:
     """Load the data (its image size picks the recipe) and resolve the full configuration. A data
     path is recorded absolute, so that the run's data are found from anywhere."""
     path = Path(data).expanduser()
-    flags = {"data.spec": os.path.abspath(path) if data != "digits" and path.exists() else data, **(flags or {})}
-    data_config = build_config(method, small_images=False, config_file=config, overrides=overrides, flags=flags,
-                               fit=False)  # only how to read the data: the recipe depends on it
+    flags = {
+        "data.spec": os.path.abspath(path) if data != "digits" and path.exists() else data,
+        **(flags or {}),
+    }
+    data_config = build_config(
+        method, small_images=False, config_file=config, overrides=overrides, flags=flags, fit=False
+    )  # only how to read the data: the recipe depends on it
     splits = _load(data_config, progress)
-    resolved = build_config(method, small_images=_small_images(splits), config_file=config, overrides=overrides,
-                            flags=flags)
+    resolved = build_config(
+        method, small_images=_small_images(splits), config_file=config, overrides=overrides, flags=flags
+    )
     if progress and distributed.is_main():
         for adjustment in resolved.adjustments:
             print(f"selfsup: {adjustment}", file=sys.stderr)
     return resolved, splits
 
 
-def pretrain(method: str = "simclr", data: str = "digits", *, out: str | Path | None = None,
-             backbone: str | None = None, epochs: int | None = None, batch_size: int | None = None,
-             seed: int | None = None, device: str | None = None, config: str | None = None,
-             overrides=(), resume: bool = False, overwrite: bool = False,
-             skip_bad_images: bool | None = None, progress: bool = True, report: bool = True,
-             tensorboard: bool | None = None) -> PretrainResult:
+def pretrain(
+    method: str = "simclr",
+    data: str = "digits",
+    *,
+    out: str | Path | None = None,
+    backbone: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    config: str | None = None,
+    overrides=(),
+    resume: bool = False,
+    overwrite: bool = False,
+    skip_bad_images: bool | None = None,
+    progress: bool = True,
+    report: bool = True,
+    tensorboard: bool | None = None,
+) -> PretrainResult:
     """Pretrain an encoder with ``method`` on ``data`` (``digits`` or a path) and write its report;
     see ``selfsup pretrain --help``."""
-    flags = {"model.backbone": backbone, "train.epochs": epochs, "train.batch_size": batch_size,
-             "train.seed": seed, "train.device": device, "data.skip_bad_images": skip_bad_images,
-             "train.tensorboard": tensorboard}
-    resolved, splits = resolve(method, data, config=config, overrides=overrides, flags=flags, progress=progress)
+    flags = {
+        "model.backbone": backbone,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.seed": seed,
+        "train.device": device,
+        "data.skip_bad_images": skip_bad_images,
+        "train.tensorboard": tensorboard,
+    }
+    resolved, splits = resolve(
+        method, data, config=config, overrides=overrides, flags=flags, progress=progress
+    )
     if out is None:
         name = "digits" if data == "digits" else Path(data).name.split(".")[0]
         out = Path("runs") / f"{method}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -99,8 +136,10 @@ def _write_report(run_dir: Path, device: str | None, progress: bool) -> None:
     try:
         path = write_report(run_dir, device)
     except Exception as exc:  # noqa: BLE001 - the run is already saved; say why the page is missing
-        warnings.warn(f"{run_dir}/report.html was not written ({type(exc).__name__}: {exc}); "
-                      f"`selfsup report {run_dir}` tries again")
+        warnings.warn(
+            f"{run_dir}/report.html was not written ({type(exc).__name__}: {exc}); "
+            f"`selfsup report {run_dir}` tries again"
+        )
         return
     if progress:
         print(f"selfsup: report in {path}", file=sys.stderr)
@@ -119,9 +158,18 @@ def compare(run_dirs: list[str | Path], *, out: str | Path = "comparison.html") 
     return comparison(run_dirs, out)
 
 
-def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] | None = None,
-             seeds: int | None = None, protocols: list[str] | None = None, device: str | None = None,
-             overrides=(), progress: bool = True, report: bool = True) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    *,
+    data: str | None = None,
+    labels: list[str] | None = None,
+    seeds: int | None = None,
+    protocols: list[str] | None = None,
+    device: str | None = None,
+    overrides=(),
+    progress: bool = True,
+    report: bool = True,
+) -> dict:
     """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content.
     Under torchrun it runs in the process of rank 0 (the others return an empty dict)."""
     if not distributed.is_main():
@@ -130,16 +178,31 @@ def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] 
     if not run_dir.is_dir():
         raise SelfsupError(f"run directory not found: {run_dir}")
     config = load_run_config(run_dir)
-    apply_overrides(config, overrides, {"eval.labels": labels, "eval.seeds": seeds, "eval.protocols": protocols,
-                                        "train.device": device, "data.spec": data})
+    apply_overrides(
+        config,
+        overrides,
+        {
+            "eval.labels": labels,
+            "eval.seeds": seeds,
+            "eval.protocols": protocols,
+            "train.device": device,
+            "data.spec": data,
+        },
+    )
     if data is None and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
         raise SelfsupError(f"the run's data {config.data.spec} are not there any more; pass --data PATH")
     splits = _load(config, progress)
     torch_device = resolve_device(config.train.device)
     encoder = load_encoder(run_dir, torch_device)
     started = time.perf_counter()
-    evaluation = evaluate_encoder(encoder, splits, config.eval, torch_device,
-                                  resolve_precision(config.train.precision, torch_device), progress=progress)
+    evaluation = evaluate_encoder(
+        encoder,
+        splits,
+        config.eval,
+        torch_device,
+        resolve_precision(config.train.precision, torch_device),
+        progress=progress,
+    )
     evaluation["seconds"] = time.perf_counter() - started
     evaluation["eval_config"] = dataclasses.asdict(config.eval)
     (run_dir / EVAL_FILE).write_text(to_json(evaluation, indent=2))
@@ -148,8 +211,15 @@ def evaluate(run_dir: str | Path, *, data: str | None = None, labels: list[str] 
     return evaluation
 
 
-def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None = None, overrides=(),
-          progress: bool = False) -> Path:
+def embed(
+    run_dir: str | Path,
+    data: str,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    overrides=(),
+    progress: bool = False,
+) -> Path:
     """Write the encoder's features of every image of ``data`` to ``out`` (.npy, N×D float32).
 
     Beside it, ``<out stem>.json`` gives each row's split, label (or null) and file name (or null),
@@ -169,11 +239,16 @@ def embed(run_dir: str | Path, data: str, out: str | Path, *, device: str | None
     for split, dataset in parts:
         inputs = encoder.inputs(dataset)
         if isinstance(dataset, ImageDataset) and inputs.shape[1] != encoder.spec["in_channels"]:
-            raise SelfsupError(f"{data} has {inputs.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}")
+            raise SelfsupError(
+                f"{data} has {inputs.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}"
+            )
         features.append(extract_features(encoder, inputs, torch_device))
         meta["split"] += [split] * len(dataset)
-        meta["label"] += ([label if label >= 0 else None for label in dataset.labels.tolist()] if dataset.labelled
-                          else [None] * len(dataset))
+        meta["label"] += (
+            [label if label >= 0 else None for label in dataset.labels.tolist()]
+            if dataset.labelled
+            else [None] * len(dataset)
+        )
         meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, torch.cat(features).numpy().astype(np.float32))
@@ -189,7 +264,9 @@ def load_method(run_dir: str | Path, device: str | None = None):
 
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).exists():
-        raise SelfsupError(f"no checkpoint in {run_dir} (expected {CHECKPOINT_FILE}; did the pretraining run?)")
+        raise SelfsupError(
+            f"no checkpoint in {run_dir} (expected {CHECKPOINT_FILE}; did the pretraining run?)"
+        )
     config = load_run_config(run_dir)
     torch_device = resolve_device(device or "auto")
     method = get_method(config.method_name).build(load_encoder(run_dir), config.method)
@@ -200,12 +277,15 @@ def load_method(run_dir: str | Path, device: str | None = None):
 def _text_run(run_dir: str | Path, method_name: str, verb: str, device: str | None):
     method, config = load_method(run_dir, device)
     if config.method_name != method_name:
-        raise SelfsupError(f"`selfsup {verb}` needs a {method_name} run; {run_dir} is a {config.method_name} run")
+        raise SelfsupError(
+            f"`selfsup {verb}` needs a {method_name} run; {run_dir} is a {config.method_name} run"
+        )
     return method
 
 
-def denoise(run_dir: str | Path, text: str, *, seed: int = 0, noise: bool = True,
-            device: str | None = None) -> dict[str, str]:
+def denoise(
+    run_dir: str | Path, text: str, *, seed: int = 0, noise: bool = True, device: str | None = None
+) -> dict[str, str]:
     """Noise ``text`` with a BART run's own noising functions (unless ``noise`` is False: then each
     ``<mask>`` in it is a mask token) and decode the model's reconstruction greedily. Returns the
     input, the noised text and the reconstruction."""
@@ -215,7 +295,9 @@ def denoise(run_dir: str | Path, text: str, *, seed: int = 0, noise: bool = True
     if not text.strip():
         raise SelfsupError("give a text to denoise")
     tokenizer, length = method.encoder.tokenizer, method.encoder.max_length
-    ids = encode_documents(tokenizer, [text], length) if noise else encode_marked_masks(tokenizer, text, length)
+    ids = (
+        encode_documents(tokenizer, [text], length) if noise else encode_marked_masks(tokenizer, text, length)
+    )
     device_ids = ids.to(next(method.parameters()).device)
     torch.manual_seed(seed)
     noisy = method.noise(device_ids) if noise else device_ids
@@ -223,8 +305,16 @@ def denoise(run_dir: str | Path, text: str, *, seed: int = 0, noise: bool = True
     return {"input": text, "noised": method.decode(noisy)[0], "reconstruction": method.decode(rebuilt)[0]}
 
 
-def generate(run_dir: str | Path, prompt: str = "", *, tokens: int = 200, temperature: float | None = None,
-             top_k: int | None = None, seed: int = 0, device: str | None = None) -> str:
+def generate(
+    run_dir: str | Path,
+    prompt: str = "",
+    *,
+    tokens: int = 200,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+) -> str:
     """Sample a continuation of ``prompt`` from a causal LM run: ``tokens`` tokens at ``temperature``
     (default: the run's), from the ``top_k`` most likely (0: all). Returns prompt + continuation."""
     from selfsup.data.tokenizer import token_lists
@@ -240,8 +330,17 @@ def generate(run_dir: str | Path, prompt: str = "", *, tokens: int = 200, temper
     return method.decode(out)[0]
 
 
-def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: str | None = None,
-                 images: int = 8, seed: int = 0, overrides=(), cell: int = 64) -> Path:
+def augment_grid(
+    data: str,
+    out: str | Path,
+    *,
+    method: str = "simclr",
+    preset: str | None = None,
+    images: int = 8,
+    seed: int = 0,
+    overrides=(),
+    cell: int = 64,
+) -> Path:
     """Save a PNG grid that shows what a model sees: one row per image, the original first, then
     each view of the augmentation pipeline (``method``'s recipe for this data, or ``preset``, then
     ``augment.*`` overrides). Every tile is scaled (nearest neighbour) to ``cell`` pixels; local
@@ -257,7 +356,9 @@ def augment_grid(data: str, out: str | Path, *, method: str = "simclr", preset: 
     overrides = ([f"augment.preset={preset}"] if preset else []) + list(overrides)
     config, splits = resolve(method, data, overrides=overrides)
     _need_images(splits, "augment")
-    batch = splits.train.images[torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]]
+    batch = splits.train.images[
+        torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]
+    ]
     views = ViewAugmenter(config.augment)(batch, torch.Generator().manual_seed(seed))
     return save_image_grid([batch.float() / 255] + views, out, cell)
 
@@ -273,45 +374,77 @@ ABLATIONS: dict[str, list[str]] = {
 """What removing each augmentation sets (the crop keeps the whole image)."""
 
 
-def ablate(method: str, data: str, *, drop: list[str], out: str | Path | None = None, epochs: int | None = None,
-           labels: list[str] | None = None, seeds: int | None = None, overrides=(),
-           progress: bool = True) -> dict[str, Any]:
+def ablate(
+    method: str,
+    data: str,
+    *,
+    drop: list[str],
+    out: str | Path | None = None,
+    epochs: int | None = None,
+    labels: list[str] | None = None,
+    seeds: int | None = None,
+    overrides=(),
+    progress: bool = True,
+) -> dict[str, Any]:
     """Pretrain ``method`` with its full augmentation pipeline and once without each augmentation
     in ``drop`` (all else equal, same seed), evaluate every run with kNN and the linear probe,
     print the table and save it as ``OUT/ablation.json``. A drop that changes nothing in this
     pipeline (e.g. blur where the recipe has none) is reported, not trained."""
     unknown = [name for name in drop if name not in ABLATIONS]
     if unknown or not drop:
-        raise SelfsupError(f"--drop takes augmentations from {', '.join(ABLATIONS)}; got {','.join(unknown) or 'none'}")
+        raise SelfsupError(
+            f"--drop takes augmentations from {', '.join(ABLATIONS)}; got {','.join(unknown) or 'none'}"
+        )
     if out is None:
         name = "digits" if data == "digits" else Path(data).name.split(".")[0]
         out = Path("runs") / f"ablate-{method}-{name}"
     out = Path(out)
     flags = {"data.spec": data, "train.epochs": epochs}
-    full, splits = resolve(method, data, overrides=overrides, flags=flags, progress=progress)  # loaded once, here
+    full, splits = resolve(
+        method, data, overrides=overrides, flags=flags, progress=progress
+    )  # loaded once, here
     _need_images(splits, "ablate")
     small = _small_images(splits)
     rows = []
     for name in ["full"] + list(drop):
-        config = full if name == "full" else build_config(method, small_images=small, flags=flags,
-                                                          overrides=list(overrides) + ABLATIONS[name])
+        config = (
+            full
+            if name == "full"
+            else build_config(
+                method, small_images=small, flags=flags, overrides=list(overrides) + ABLATIONS[name]
+            )
+        )
         if name != "full" and config.augment == full.augment:
             rows.append({"drop": name, "note": "not in this pipeline"})
             continue
         if progress and distributed.is_main():
             print(f"selfsup: ablation '{name}'", file=sys.stderr)
         result = run_pretraining(config, splits, out / name, overwrite=True, progress=progress)
-        evaluation = evaluate(result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress)
+        evaluation = evaluate(
+            result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress
+        )
         if not evaluation:  # a torchrun process other than rank 0
             continue
-        rows.append({"drop": name, "results": evaluation["results"], "pretrain_seconds": result.seconds,
-                     "final_loss": result.final_loss})
+        rows.append(
+            {
+                "drop": name,
+                "results": evaluation["results"],
+                "pretrain_seconds": result.seconds,
+                "final_loss": result.final_loss,
+            }
+        )
     if not distributed.is_main():
         return {}
     table = format_ablation(rows)
     print(table)
-    report = {"method": method, "data": data, "epochs": full.train.epochs, "augment": dataclasses.asdict(full.augment),
-              "rows": rows, "table": table}
+    report = {
+        "method": method,
+        "data": data,
+        "epochs": full.train.epochs,
+        "augment": dataclasses.asdict(full.augment),
+        "rows": rows,
+        "table": table,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(to_json(report, indent=2))
     print(f"saved {out / 'ablation.json'}")
@@ -325,8 +458,12 @@ def format_ablation(rows: list[dict]) -> str:
     budgets = list(dict.fromkeys(x["labels"] for x in trained[0]["results"]))
     columns = [(p, b) for p in ("knn", "linear") for b in budgets]
     full = {(x["protocol"], x["labels"]): x["mean"] for x in trained[0]["results"]}
-    lines = ["| augmentations | " + " | ".join(f"{'kNN' if p == 'knn' else 'linear'} {b}" for p, b in columns) + " |",
-             "| --- " * (len(columns) + 1) + "|"]
+    lines = [
+        "| augmentations | "
+        + " | ".join(f"{'kNN' if p == 'knn' else 'linear'} {b}" for p, b in columns)
+        + " |",
+        "| --- " * (len(columns) + 1) + "|",
+    ]
     for row in rows:
         label = "all (full pipeline)" if row["drop"] == "full" else f"without {row['drop']}"
         if "results" not in row:
@@ -350,22 +487,26 @@ def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) 
     Returns the evaluation plus ``wall_seconds`` and ``peak_memory_mb``.
     """
     started = time.perf_counter()
-    result = pretrain("simclr", "digits", out=out, overrides=overrides, overwrite=True, progress=progress,
-                      report=False)  # the evaluation below writes it, with the table
+    result = pretrain(
+        "simclr", "digits", out=out, overrides=overrides, overwrite=True, progress=progress, report=False
+    )  # the evaluation below writes it, with the table
     evaluation = evaluate(result.run_dir, progress=progress)
     if not evaluation:  # a torchrun process other than rank 0
         return {}
     seconds = time.perf_counter() - started
     peak_mb = peak_memory_mb()
     print(format_table(evaluation))
-    print(f"wall time {seconds:.0f} s (pretraining {result.seconds:.0f} s, {result.epochs} epochs); "
-          f"peak memory {peak_mb:.0f} MB")
-    print(f"run files in {result.run_dir}/ (report.html: open it in a browser; eval.json, metrics.jsonl, "
-          "config.yaml, encoder.safetensors)")
+    print(
+        f"wall time {seconds:.0f} s (pretraining {result.seconds:.0f} s, {result.epochs} epochs); "
+        f"peak memory {peak_mb:.0f} MB"
+    )
+    print(
+        f"run files in {result.run_dir}/ (report.html: open it in a browser; eval.json, metrics.jsonl, "
+        "config.yaml, encoder.safetensors)"
+    )
     return {**evaluation, "wall_seconds": seconds, "peak_memory_mb": peak_mb}
 
 
 def methods() -> list[dict[str, str]]:
     """The available methods with their family and paper."""
     return [{"method": m.name, "family": m.family, "paper": m.paper} for m in METHODS.values()]
-

@@ -29,15 +29,24 @@ class DataConfig:
     image_size: int | None = None  # resize and centre-crop every image to this square size
     skip_bad_images: bool = False
     # text corpora (.txt, .csv, .tsv): see selfsup.data.text.load_text
-    text_column: str = "auto"  # CSV column name(s) or 0-based index(es), comma-separated; auto: all but the label
-    label_column: str = "auto"  # CSV column name or index; auto: a column named label/class/..., none: unlabelled
+    text_column: str = (
+        "auto"  # CSV column name(s) or 0-based index(es), comma-separated; auto: all but the label
+    )
+    label_column: str = (
+        "auto"  # CSV column name or index; auto: a column named label/class/..., none: unlabelled
+    )
     header: str = "auto"  # whether the CSV's first row names the columns: auto, true, false
     documents: str = "auto"  # .txt: line (one document per line), paragraph (blank-line separated), auto
     line_break: str = "\\"  # the mark that stands for a line break inside a CSV field (AG News: a backslash)
 
     def text_options(self) -> dict:
-        return dict(text_column=self.text_column, label_column=self.label_column, header=self.header,
-                    documents=self.documents, line_break=self.line_break)
+        return dict(
+            text_column=self.text_column,
+            label_column=self.label_column,
+            header=self.header,
+            documents=self.documents,
+            line_break=self.line_break,
+        )
 
 
 @dataclass
@@ -51,7 +60,9 @@ class ModelConfig:
 
 @dataclass
 class TextConfig:
-    tokenizer: str = "wordpiece"  # wordpiece (BERT), bpe (byte-level, GPT-2/BART), char (one token per character)
+    tokenizer: str = (
+        "wordpiece"  # wordpiece (BERT), bpe (byte-level, GPT-2/BART), char (one token per character)
+    )
     vocab_size: int = 8000  # at most this many tokens (char: every character of the corpus)
     lowercase: bool = True
     max_length: int = 128  # tokens per document (longer ones are cut) or per block when packed
@@ -88,7 +99,9 @@ class TrainConfig:
     # (auto), always (true) or never (false); seconds a collective waits for a peer before failing
     sync_batch_norm: str = "auto"
     dist_timeout: float = 600.0
-    tensorboard: bool = False  # also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (extra: tensorboard)
+    tensorboard: bool = (
+        False  # also log the epoch metrics for TensorBoard in RUN_DIR/tensorboard (extra: tensorboard)
+    )
 
 
 @dataclass
@@ -165,9 +178,15 @@ def read_yaml(path: str | Path) -> dict:
     return loaded
 
 
-def build_config(method: str, *, small_images: bool, config_file: str | None = None,
-                 overrides: list[str] | tuple[str, ...] = (), flags: dict[str, Any] | None = None,
-                 fit: bool = True) -> Config:
+def build_config(
+    method: str,
+    *,
+    small_images: bool,
+    config_file: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    flags: dict[str, Any] | None = None,
+    fit: bool = True,
+) -> Config:
     """Resolve a run's configuration: the method's recipe (``_small`` variant for small images),
     then the user's YAML file, then ``key=value`` overrides, then explicit CLI flags; with ``fit``,
     its schedules are then fitted to its length (:func:`fit_schedules`)."""
@@ -187,8 +206,9 @@ def build_config(method: str, *, small_images: bool, config_file: str | None = N
 def schedule_keys(config: Config) -> list[str]:
     """The options that give the length of a schedule in epochs: the learning-rate warm-up and
     every ``method.*_epochs`` (DINO's teacher-temperature warm-up and frozen last layer, ...)."""
-    return ["optim.warmup_epochs"] + [f"method.{f.name}" for f in dataclasses.fields(config.method)
-                                      if f.name.endswith("_epochs")]
+    return ["optim.warmup_epochs"] + [
+        f"method.{f.name}" for f in dataclasses.fields(config.method) if f.name.endswith("_epochs")
+    ]
 
 
 def fit_schedules(config: Config) -> None:
@@ -207,14 +227,18 @@ def fit_schedules(config: Config) -> None:
         value = getattr(target, name)
         if key in config.user_keys:
             if value >= epochs:
-                raise ConfigError(f"option '{key}' = {value:g} does not end within the run's {epochs} "
-                                  f"epoch{'s' if epochs != 1 else ''}; "
-                                  f"set it below {epochs} (e.g. {epochs / 2:g}) or train longer")
+                raise ConfigError(
+                    f"option '{key}' = {value:g} does not end within the run's {epochs} "
+                    f"epoch{'s' if epochs != 1 else ''}; "
+                    f"set it below {epochs} (e.g. {epochs / 2:g}) or train longer"
+                )
         elif value > epochs / 2:
             setattr(target, name, epochs / 2)
-            config.adjustments.append(f"{key}: the recipe's {value:g} epochs do not fit a run of {epochs} "
-                                      f"epoch{'s' if epochs != 1 else ''}; "
-                                      f"{epochs / 2:g} used (half the run)")
+            config.adjustments.append(
+                f"{key}: the recipe's {value:g} epochs do not fit a run of {epochs} "
+                f"epoch{'s' if epochs != 1 else ''}; "
+                f"{epochs / 2:g} used (half the run)"
+            )
 
 
 def apply_overrides(config: Config, overrides=(), flags: dict[str, Any] | None = None) -> None:
@@ -248,11 +272,15 @@ def apply_mapping(config: Config, mapping: dict, origin: str) -> None:
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: section '{section}' must be a mapping")
-        items = sorted(values.items(), key=lambda item: item[0] != "preset")  # a preset first, then its overrides
+        items = sorted(
+            values.items(), key=lambda item: item[0] != "preset"
+        )  # a preset first, then its overrides
         for key, value in items:
             if section == "method" and key == "name":
                 if value != config.method_name:
-                    raise ConfigError(f"{origin}: method '{value}' does not match the chosen method '{config.method_name}'")
+                    raise ConfigError(
+                        f"{origin}: method '{value}' does not match the chosen method '{config.method_name}'"
+                    )
                 continue
             set_value(config, f"{section}.{key}", value, origin=origin)
 
@@ -270,11 +298,20 @@ def set_value(config: Config, key: str, value: Any, origin: str) -> None:
         config.augment = preset_config(str(value))
         return
     section, _, name = key.partition(".")
-    target = config.method if section == "method" else getattr(config, section, None) if section in SECTIONS else None
+    target = (
+        config.method
+        if section == "method"
+        else getattr(config, section, None)
+        if section in SECTIONS
+        else None
+    )
     fields = {f.name: f for f in dataclasses.fields(target)} if target is not None else {}
     if name not in fields:
-        known = ", ".join(f"{section}.{f}" for f in fields) if fields else \
-            "sections " + ", ".join(("method",) + SECTIONS)
+        known = (
+            ", ".join(f"{section}.{f}" for f in fields)
+            if fields
+            else "sections " + ", ".join(("method",) + SECTIONS)
+        )
         raise ConfigError(f"unknown option '{key}' in {origin} (known: {known})")
     hints = typing.get_type_hints(type(target))
     setattr(target, name, _coerce(value, hints[name], key))
@@ -321,7 +358,9 @@ def _coerce(value: Any, hint, key: str):
                 return ",".join(str(v) for v in value)
             return str(value).lower() if isinstance(value, bool) else str(value)  # YAML's true for "true"
     except (TypeError, ValueError):
-        raise ConfigError(f"option '{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}") from None
+        raise ConfigError(
+            f"option '{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}"
+        ) from None
     return value
 
 
@@ -338,18 +377,36 @@ CHOICES = {
     "data.header": ("auto", "true", "false"),
     "data.documents": ("auto", "line", "paragraph"),
 }
-POSITIVE = ("train.epochs", "train.batch_size", "train.dist_timeout", "optim.lr", "optim.bias_lr_scale", "eval.seeds", "eval.knn_k", "eval.finetune_batch_size",
-            "augment.views", "text.vocab_size")
+POSITIVE = (
+    "train.epochs",
+    "train.batch_size",
+    "train.dist_timeout",
+    "optim.lr",
+    "optim.bias_lr_scale",
+    "eval.seeds",
+    "eval.knn_k",
+    "eval.finetune_batch_size",
+    "augment.views",
+    "text.vocab_size",
+)
 
 
 def validate(config: Config) -> None:
     text_method = getattr(get_method(config.method_name).build, "modality", "image") == "text"
     if text_method and config.model.backbone != TEXT_BACKBONE:
-        raise ConfigError(f"method '{config.method_name}' learns from text: model.backbone must be {TEXT_BACKBONE}, "
-                          f"got '{config.model.backbone}'")
+        raise ConfigError(
+            f"method '{config.method_name}' learns from text: model.backbone must be {TEXT_BACKBONE}, "
+            f"got '{config.model.backbone}'"
+        )
     if not text_method and config.model.backbone not in BACKBONES:
-        raise ConfigError(f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)}"
-                          + (f"; {TEXT_BACKBONE} is for the text methods)" if config.model.backbone == TEXT_BACKBONE else ")"))
+        raise ConfigError(
+            f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)}"
+            + (
+                f"; {TEXT_BACKBONE} is for the text methods)"
+                if config.model.backbone == TEXT_BACKBONE
+                else ")"
+            )
+        )
     if config.text.max_length < 3:
         raise ConfigError(f"option 'text.max_length' must be at least 3, got {config.text.max_length}")
     for key, allowed in CHOICES.items():
@@ -363,14 +420,24 @@ def validate(config: Config) -> None:
             raise ConfigError(f"option '{key}' must be positive")
     views = get_method(config.method_name).build.views
     if views is not None and (config.augment.views != views or config.augment.local_views):
-        raise ConfigError(f"method '{config.method_name}' takes exactly {views} view{'s' if views > 1 else ''}: "
-                          f"augment.views must be {views} and augment.local_views 0 (multi-crop is for dino)")
+        raise ConfigError(
+            f"method '{config.method_name}' takes exactly {views} view{'s' if views > 1 else ''}: "
+            f"augment.views must be {views} and augment.local_views 0 (multi-crop is for dino)"
+        )
     global_views = getattr(config.method, "global_views", None)
     if global_views is not None and global_views != config.augment.views:
-        raise ConfigError(f"method.global_views ({global_views}) must equal augment.views ({config.augment.views}): "
-                          "the first views are the global crops the teacher sees")
-    for key in ("augment.blur_p", "augment.solarize_p", "augment.local_blur_p", "augment.flip_p", "augment.jitter_p",
-                "augment.grayscale_p"):
+        raise ConfigError(
+            f"method.global_views ({global_views}) must equal augment.views ({config.augment.views}): "
+            "the first views are the global crops the teacher sees"
+        )
+    for key in (
+        "augment.blur_p",
+        "augment.solarize_p",
+        "augment.local_blur_p",
+        "augment.flip_p",
+        "augment.jitter_p",
+        "augment.grayscale_p",
+    ):
         section, name = key.split(".")
         values = getattr(getattr(config, section), name)
         if not all(0 <= v <= 1 for v in (values if isinstance(values, list) else [values])) or values == []:
@@ -379,7 +446,9 @@ def validate(config: Config) -> None:
     if not 0 < low <= high:
         raise ConfigError(f"option 'augment.blur_sigma' must satisfy 0 < low <= high, got ({low}, {high})")
     if config.augment.blur_kernel < 0 or (config.augment.blur_kernel and config.augment.blur_kernel % 2 == 0):
-        raise ConfigError(f"option 'augment.blur_kernel' must be 0 (automatic) or odd, got {config.augment.blur_kernel}")
+        raise ConfigError(
+            f"option 'augment.blur_kernel' must be 0 (automatic) or odd, got {config.augment.blur_kernel}"
+        )
     for key in ("augment.local_views", "augment.local_size"):
         section, name = key.split(".")
         if getattr(getattr(config, section), name) < 0:

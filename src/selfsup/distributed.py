@@ -63,12 +63,17 @@ def setup(device: torch.device, timeout_s: float) -> torch.device:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
-                                    device_id=device if device.type == "cuda" else None)
+            dist.init_process_group(
+                backend,
+                timeout=datetime.timedelta(seconds=timeout_s),
+                device_id=device if device.type == "cuda" else None,
+            )
         except dist.DistError as exc:
-            raise TrainingError(f"process {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')} could not join "
-                                f"the others at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
-                                f"within train.dist_timeout={timeout_s:g} s: {first_line(exc)}") from None
+            raise TrainingError(
+                f"process {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')} could not join "
+                f"the others at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
+                f"within train.dist_timeout={timeout_s:g} s: {first_line(exc)}"
+            ) from None
     return device
 
 
@@ -82,8 +87,15 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-PEER_FAILURE_MARKS = ("gloo", "NCCL", "ProcessGroup", "pair closure", "Connection closed", "Connection reset",
-                      "Timed out")
+PEER_FAILURE_MARKS = (
+    "gloo",
+    "NCCL",
+    "ProcessGroup",
+    "pair closure",
+    "Connection closed",
+    "Connection reset",
+    "Timed out",
+)
 """Words of the errors a collective raises when a peer is gone (gloo's are plain RuntimeErrors,
 some without its name, e.g. "Application timeout caused pair closure")."""
 
@@ -97,16 +109,20 @@ def is_peer_failure(exc: BaseException) -> bool:
 
 
 def peer_failure(exc: BaseException, where: str) -> TrainingError:
-    return TrainingError(f"process {rank()} of {world_size()} lost the others {where}: {first_line(exc)}. Another "
-                         "process failed, was killed or hung past train.dist_timeout; its own log says why")
+    return TrainingError(
+        f"process {rank()} of {world_size()} lost the others {where}: {first_line(exc)}. Another "
+        "process failed, was killed or hung past train.dist_timeout; its own log says why"
+    )
 
 
 def check_batch(batch_size: int) -> int:
     """The per-process share of the global ``batch_size``."""
     world = world_size()
     if batch_size % world:
-        raise ConfigError(f"the batch size is the global batch and must divide evenly over the {world} processes; "
-                          f"got {batch_size} (try {batch_size - batch_size % world or world})")
+        raise ConfigError(
+            f"the batch size is the global batch and must divide evenly over the {world} processes; "
+            f"got {batch_size} (try {batch_size - batch_size % world or world})"
+        )
     return batch_size // world
 
 
@@ -131,7 +147,7 @@ class _Gather(torch.autograd.Function):
         grad = grad.contiguous()
         dist.all_reduce(grad)
         start = dist.get_rank() * ctx.rows
-        return grad[start:start + ctx.rows]
+        return grad[start : start + ctx.rows]
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +201,7 @@ class _GlobalBatchNormFunction(torch.autograd.Function):
         count = torch.full((1,), x.numel() / x.shape[1], dtype=torch.float32, device=x.device)
         stats = _all_gather(torch.cat([mean, var, count])[None])
         channels = len(mean)
-        means, variances, counts = stats[:, :channels], stats[:, channels:2 * channels], stats[:, -1:]
+        means, variances, counts = stats[:, :channels], stats[:, channels : 2 * channels], stats[:, -1:]
         total = counts.sum()
         mean = (means * counts).sum(dim=0) / total
         var = ((variances + (means - mean) ** 2) * counts).sum(dim=0) / total
@@ -208,10 +224,16 @@ class _GlobalBatchNormFunction(torch.autograd.Function):
         sum_dy, sum_dy_xmu = sums.chunk(2)
         scale = invstd if weight is None else invstd * weight.float()
         grad_input = None
-        if ctx.needs_input_grad[0]:  # (dy − Σdy/N − (x − μ)·invstd²·Σdy(x − μ)/N)·invstd·γ, in place in ``centred``
-            grad_input = centred.mul_((-invstd ** 2 * sum_dy_xmu / ctx.total).view(shape)).add_(grad_f)
+        if ctx.needs_input_grad[
+            0
+        ]:  # (dy − Σdy/N − (x − μ)·invstd²·Σdy(x − μ)/N)·invstd·γ, in place in ``centred``
+            grad_input = centred.mul_((-(invstd**2) * sum_dy_xmu / ctx.total).view(shape)).add_(grad_f)
             grad_input = grad_input.sub_((sum_dy / ctx.total).view(shape)).mul_(scale.view(shape)).to(x.dtype)
-        grad_weight = (local_dy_xmu * invstd).to(weight.dtype) if weight is not None and ctx.needs_input_grad[1] else None
+        grad_weight = (
+            (local_dy_xmu * invstd).to(weight.dtype)
+            if weight is not None and ctx.needs_input_grad[1]
+            else None
+        )
         grad_bias = local_dy.to(weight.dtype) if weight is not None and ctx.needs_input_grad[2] else None
         return grad_input, grad_weight, grad_bias, None, None
 
@@ -253,8 +275,9 @@ def convert_sync_batch_norm(module: nn.Module, device: torch.device) -> nn.Modul
 
 def _to_global_batch_norm(module: nn.Module) -> nn.Module:
     if isinstance(module, _BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        converted = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                    module.track_running_stats)
+        converted = GlobalBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
         converted.weight, converted.bias = module.weight, module.bias
         for name in ("running_mean", "running_var", "num_batches_tracked"):
             setattr(converted, name, getattr(module, name))

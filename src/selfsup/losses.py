@@ -84,8 +84,13 @@ def barlow_twins_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor
     return (torch.diagonal(c) - 1).pow(2).sum(), _off_diagonal(c).pow(2).sum()
 
 
-def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
-                cov_weight: float = 1.0) -> torch.Tensor:
+def vicreg_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    sim_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+) -> torch.Tensor:
     """VICReg (Bardes, Ponce & LeCun 2022, Eq. 1-6), as in the official code (facebookresearch/vicreg):
 
         invariance  s = mean over N×D of (z1 − z2)²
@@ -113,7 +118,9 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torc
     return invariance, variance, covariance
 
 
-def margin_contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def margin_contrastive_loss(
+    x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor, margin: float = 1.0
+) -> torch.Tensor:
     """Margin contrastive loss of a Siamese pair (Hadsell, Chopra & LeCun 2006): with the Euclidean
     distance d = ‖x1 − x2‖ and y = 1 for a similar pair, 0 for a dissimilar one, the mean over pairs of
 
@@ -126,7 +133,9 @@ def margin_contrastive_loss(x1: torch.Tensor, x2: torch.Tensor, same: torch.Tens
     return (y * distance.pow(2) + (1 - y) * F.relu(margin - distance).pow(2)).mean()
 
 
-def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def triplet_loss(
+    anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 1.0
+) -> torch.Tensor:
     """Triplet loss (Schroff, Kalenichenko & Philbin 2015): mean over triplets of
     max(0, ‖a − p‖ − ‖a − n‖ + m), Euclidean distances. Each argument is N×D."""
     to_positive = torch.linalg.vector_norm(_upcast(anchor) - _upcast(positive), dim=1)
@@ -134,7 +143,9 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     return F.relu(to_positive - to_negative + margin).mean()
 
 
-def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+def moco_loss(
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2
+) -> torch.Tensor:
     """InfoNCE of MoCo (He et al. 2020, Eq. 1): for each query q with its key k⁺ and the K queued
     negatives k⁻ (all L2-normalised here),
 
@@ -143,7 +154,11 @@ def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature
     mean over the batch. ``q``, ``k``: N×D; ``queue``: K×D. Keys carry no gradient in MoCo
     (the caller computes them with the momentum encoder under no_grad).
     """
-    q, k, queue = F.normalize(_upcast(q), dim=1), F.normalize(_upcast(k), dim=1), F.normalize(_upcast(queue), dim=1)
+    q, k, queue = (
+        F.normalize(_upcast(q), dim=1),
+        F.normalize(_upcast(k), dim=1),
+        F.normalize(_upcast(queue), dim=1),
+    )
     positive = (q * k).sum(dim=1, keepdim=True)
     logits = torch.cat([positive, q @ queue.T], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
@@ -162,8 +177,13 @@ def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 1.0) -> 
     return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
-def dino_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, center: torch.Tensor,
-              student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+def dino_loss(
+    student_out: torch.Tensor,
+    teacher_out: torch.Tensor,
+    center: torch.Tensor,
+    student_temp: float = 0.1,
+    teacher_temp: float = 0.04,
+) -> torch.Tensor:
     """DINO's cross-entropy between teacher and student distributions (Caron et al. 2021, Eq. 1):
 
         P_t = softmax((t − center) / τ_t),  log P_s = log_softmax(s / τ_s),
@@ -195,7 +215,9 @@ def bits_per_dim(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(_upcast(logits), targets) / math.log(2.0)
 
 
-def standardize_patches(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def standardize_patches(
+    patches: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each patch (last dimension) minus its mean, over √(its unbiased variance + eps), as MAE's
     official code does; also the means and scales, to map predictions back to pixels."""
     mean = patches.mean(dim=-1, keepdim=True)
@@ -203,8 +225,13 @@ def standardize_patches(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch
     return (patches - mean) / scale, mean, scale
 
 
-def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                      normalize_target: bool = True, eps: float = 1e-6) -> torch.Tensor:
+def masked_patch_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    normalize_target: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """MAE's reconstruction loss (He et al. 2022, Sec. 3; official ``forward_loss``).
 
     ``pred``, ``target``: N×L×P predicted and true pixels of each of L patches; ``mask``: N×L, 1

@@ -21,26 +21,51 @@ REFERENCE = Path(__file__).with_name("losses.json")
 TIMING = ("seconds", "images_per_s")
 """Fields of metrics.jsonl that measure the machine, not the run."""
 
-COMMON = ["train.device=cpu", "train.precision=fp32", "train.seed=3", "train.pictures=2", "optim.warmup_epochs=1"]
+COMMON = [
+    "train.device=cpu",
+    "train.precision=fp32",
+    "train.seed=3",
+    "train.pictures=2",
+    "optim.warmup_epochs=1",
+]
 RUNS: dict[str, list[str]] = {
     "simclr": ["model.width=8", "method.proj_dim=16", "train.batch_size=256"],
     "byol": ["model.width=8", "method.proj_dim=16", "train.batch_size=256"],
     "moco_v2": ["model.width=8", "method.proj_dim=16", "train.batch_size=256", "method.queue_size=512"],
     "dino": ["model.width=8", "train.batch_size=256"],
-    "mae": ["model.width=32", "model.depth=2", "method.decoder_dim=32", "method.decoder_depth=1",
-            "train.batch_size=256"],
-    "mlm": ["model.width=32", "model.depth=1", "text.tokenizer=char", "text.max_length=24", "train.batch_size=16",
-            "method.next_sentence=true"],
+    "mae": [
+        "model.width=32",
+        "model.depth=2",
+        "method.decoder_dim=32",
+        "method.decoder_depth=1",
+        "train.batch_size=256",
+    ],
+    "mlm": [
+        "model.width=32",
+        "model.depth=1",
+        "text.tokenizer=char",
+        "text.max_length=24",
+        "train.batch_size=16",
+        "method.next_sentence=true",
+    ],
 }
 EPOCHS = 3
-SENTENCES = ["The cat sat on the mat.", "Stocks fell sharply today!", "Is the game on tonight?",
-             "Rain is expected tomorrow.", "The team won the cup.", "Oil prices rose again."]
+SENTENCES = [
+    "The cat sat on the mat.",
+    "Stocks fell sharply today!",
+    "Is the game on tonight?",
+    "Rain is expected tomorrow.",
+    "The team won the cup.",
+    "Oil prices rose again.",
+]
 
 
 def text_corpus(folder: Path) -> str:
     """A small labelled CSV of short news-like texts."""
-    rows = [f'"{1 + i % 2}","' + " ".join(SENTENCES[(i + k) % 6] for k in range(1 + i % 3)) + '"\n'
-            for i in range(96)]
+    rows = [
+        f'"{1 + i % 2}","' + " ".join(SENTENCES[(i + k) % 6] for k in range(1 + i % 3)) + '"\n'
+        for i in range(96)
+    ]
     path = folder / "news.csv"
     path.write_text("".join(rows))
     return str(path)
@@ -54,8 +79,15 @@ def run(method: str, folder: Path) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one summation order on any machine of this kind
     try:
-        result = api.pretrain(method, data, out=folder / method, epochs=EPOCHS, overrides=COMMON + RUNS[method],
-                              progress=False, report=False)
+        result = api.pretrain(
+            method,
+            data,
+            out=folder / method,
+            epochs=EPOCHS,
+            overrides=COMMON + RUNS[method],
+            progress=False,
+            report=False,
+        )
     finally:
         torch.set_num_threads(threads)
     history = [{k: v for k, v in record.items() if k not in TIMING} for record in result.history]
@@ -67,11 +99,19 @@ def differences(expected, actual, where: str = "", tolerance: float = 1e-6) -> l
     if isinstance(expected, dict):
         if set(expected) != set(actual):
             return [f"{where}: keys {sorted(set(expected) ^ set(actual))} differ"]
-        return [d for key in expected for d in differences(expected[key], actual[key], f"{where}.{key}", tolerance)]
+        return [
+            d
+            for key in expected
+            for d in differences(expected[key], actual[key], f"{where}.{key}", tolerance)
+        ]
     if isinstance(expected, list):
         if len(expected) != len(actual):
             return [f"{where}: {len(expected)} items expected, got {len(actual)}"]
-        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in differences(e, a, f"{where}[{i}]", tolerance)]
+        return [
+            d
+            for i, (e, a) in enumerate(zip(expected, actual))
+            for d in differences(e, a, f"{where}[{i}]", tolerance)
+        ]
     if isinstance(expected, float) or isinstance(actual, float):
         if math.isnan(expected) and math.isnan(actual):
             return []

@@ -35,7 +35,7 @@ def rand(n: int, generator: Generator, device, *shape: int) -> torch.Tensor:
     """Uniform [0, 1) numbers of shape n×shape, n being the number of images (rows)."""
     if isinstance(generator, BatchShard):
         draw = torch.rand((generator.total, *shape), generator=generator.generator, device=device)
-        return draw[generator.start:generator.start + n]
+        return draw[generator.start : generator.start + n]
     return torch.rand((n, *shape), generator=generator, device=device)
 
 
@@ -47,9 +47,16 @@ def bernoulli(n: int, p: float, generator: Generator, device) -> torch.Tensor:
     return rand(n, generator, device) < p
 
 
-def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float],
-                              ratio: tuple[float, float], generator: Generator, device,
-                              attempts: int = 10) -> torch.Tensor:
+def random_resized_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: Generator,
+    device,
+    attempts: int = 10,
+) -> torch.Tensor:
     """Integer crop boxes (top, left, h, w), shape n×4, drawn as torchvision's RandomResizedCrop does.
 
     Each image tries ``attempts`` (area share, log-uniform aspect ratio) draws and keeps the first
@@ -80,12 +87,15 @@ def random_resized_crop_boxes(n: int, height: int, width: int, scale: tuple[floa
     top = torch.floor(rand(n, generator, device) * (height - h + 1))
     left = torch.floor(rand(n, generator, device) * (width - w + 1))
     top = torch.where(any_fit, top, torch.full_like(top, 0) + torch.div(height - h, 2, rounding_mode="floor"))
-    left = torch.where(any_fit, left, torch.full_like(left, 0) + torch.div(width - w, 2, rounding_mode="floor"))
+    left = torch.where(
+        any_fit, left, torch.full_like(left, 0) + torch.div(width - w, 2, rounding_mode="floor")
+    )
     return torch.stack([top, left, h, w], dim=1)
 
 
-def _crop_axis(start: torch.Tensor, length: torch.Tensor, side: int, out: int,
-               sign: torch.Tensor | None = None) -> torch.Tensor:
+def _crop_axis(
+    start: torch.Tensor, length: torch.Tensor, side: int, out: int, sign: torch.Tensor | None = None
+) -> torch.Tensor:
     """Normalised input coordinates (N×out) of the ``out`` output pixel centres along one axis of
     a crop [start, start + length) of a ``side``-pixel axis, held on the crop's own pixel centres."""
     centres = (2 * torch.arange(out, dtype=start.dtype, device=start.device) + 1) / out - 1
@@ -96,8 +106,9 @@ def _crop_axis(start: torch.Tensor, length: torch.Tensor, side: int, out: int,
     return torch.maximum(torch.minimum(coord, high), low)
 
 
-def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
-                     size: tuple[int, int]) -> torch.Tensor:
+def crop_resize_flip(
+    images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
     """Crop each image to its box (top, left, h, w), resize bilinearly to ``size``, mirror where ``flip``.
 
     One ``grid_sample`` call does all three: the sampling grid maps output pixel centres to input
@@ -112,7 +123,9 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tens
     sign = 1.0 - 2.0 * flip.to(images.dtype)
     x = _crop_axis(left, w, width, size[1], sign)
     y = _crop_axis(top, h, height, size[0])
-    grid = torch.stack([x[:, None, :].expand(n, size[0], size[1]), y[:, :, None].expand(n, size[0], size[1])], dim=3)
+    grid = torch.stack(
+        [x[:, None, :].expand(n, size[0], size[1]), y[:, :, None].expand(n, size[0], size[1])], dim=3
+    )
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -122,6 +135,7 @@ def crop_resize_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tens
 # The colour operations therefore turn masks into uint8 (a free reinterpretation) before mixing
 # them with pixels, and per-image choices are made on the N-long parameter vectors or by indexing
 # the chosen images, not with masks over the pixels.
+
 
 def _mask(condition: torch.Tensor) -> torch.Tensor:
     return condition.view(torch.uint8)
@@ -142,7 +156,12 @@ def rgb_to_grayscale(images: torch.Tensor) -> torch.Tensor:
     if images.shape[1] == 1:
         return images
     r, g, b = images.unbind(1)
-    return torch.mul(r, GREY_WEIGHTS[0]).add_(g, alpha=GREY_WEIGHTS[1]).add_(b, alpha=GREY_WEIGHTS[2]).unsqueeze(1)
+    return (
+        torch.mul(r, GREY_WEIGHTS[0])
+        .add_(g, alpha=GREY_WEIGHTS[1])
+        .add_(b, alpha=GREY_WEIGHTS[2])
+        .unsqueeze(1)
+    )
 
 
 def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -207,7 +226,9 @@ def to_grayscale(images: torch.Tensor, apply: torch.Tensor, inplace: bool = Fals
     """Replace the images where ``apply`` by their luma, kept as C channels."""
     if images.shape[1] == 1:
         return images
-    return replace_chosen(images, apply, lambda chosen, _: rgb_to_grayscale(chosen).expand_as(chosen), inplace)
+    return replace_chosen(
+        images, apply, lambda chosen, _: rgb_to_grayscale(chosen).expand_as(chosen), inplace
+    )
 
 
 @dataclass
@@ -221,23 +242,41 @@ class JitterDraw:
     order: torch.Tensor
 
 
-def draw_jitter(n: int, brightness: float, contrast: float, saturation: float, hue: float, p: float,
-                generator: Generator, device) -> JitterDraw:
+def draw_jitter(
+    n: int,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    p: float,
+    generator: Generator,
+    device,
+) -> JitterDraw:
     """Factors uniform in [max(0, 1 − s), 1 + s] (hue shift in [−hue, hue]), a uniformly random
     order of the four operations, and RandomApply's coin with probability p, per image."""
     apply = bernoulli(n, p, generator, device)
-    factors = torch.stack([
-        uniform(n, max(0.0, 1 - brightness), 1 + brightness, generator, device),
-        uniform(n, max(0.0, 1 - contrast), 1 + contrast, generator, device),
-        uniform(n, max(0.0, 1 - saturation), 1 + saturation, generator, device),
-        uniform(n, -hue, hue, generator, device),
-    ], dim=1)
+    factors = torch.stack(
+        [
+            uniform(n, max(0.0, 1 - brightness), 1 + brightness, generator, device),
+            uniform(n, max(0.0, 1 - contrast), 1 + contrast, generator, device),
+            uniform(n, max(0.0, 1 - saturation), 1 + saturation, generator, device),
+            uniform(n, -hue, hue, generator, device),
+        ],
+        dim=1,
+    )
     order = torch.argsort(rand(n, generator, device, 4), dim=1)
     return JitterDraw(apply, factors, order)
 
 
-def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-                 p: float, generator: Generator) -> torch.Tensor:
+def color_jitter(
+    images: torch.Tensor,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    p: float,
+    generator: Generator,
+) -> torch.Tensor:
     """torchvision's ColorJitter wrapped in RandomApply(p), with each image's own factors and order.
 
     The operations of one position in the order run on the whole batch at once: brightness,
@@ -251,11 +290,14 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float, satur
     return apply_jitter(images.clone(), draw, (brightness, contrast, saturation, hue))
 
 
-def apply_jitter(out: torch.Tensor, draw: JitterDraw, strengths: tuple[float, float, float, float]) -> torch.Tensor:
+def apply_jitter(
+    out: torch.Tensor, draw: JitterDraw, strengths: tuple[float, float, float, float]
+) -> torch.Tensor:
     """The colour jitter of ``draw`` written into ``out``; operations of strength 0 are skipped."""
     grey_input = out.shape[1] == 1  # saturation and hue leave grey images as they are
-    enabled = torch.tensor([s != 0 and not (grey_input and i >= 2) for i, s in enumerate(strengths)],
-                           device=out.device)
+    enabled = torch.tensor(
+        [s != 0 and not (grey_input and i >= 2) for i, s in enumerate(strengths)], device=out.device
+    )
     for position in range(4):
         operation = draw.order[:, position]
         active = draw.apply & enabled[operation]
@@ -305,37 +347,50 @@ def solarize(images: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (_mask(images >= threshold) - images).abs_()  # |1 − x| where at or above, |−x| elsewhere
 
 
-def draw_blur(n: int, p: float, sigma: tuple[float, float], generator: Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_blur(
+    n: int, p: float, sigma: tuple[float, float], generator: Generator, device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Which of n images are blurred (probability ``p``) and each image's σ, uniform in ``sigma``."""
     return bernoulli(n, p, generator, device), uniform(n, sigma[0], sigma[1], generator, device)
 
 
-def blur_chosen(images: torch.Tensor, apply: torch.Tensor, sigmas: torch.Tensor, kernel_size: int,
-                inplace: bool = False) -> torch.Tensor:
+def blur_chosen(
+    images: torch.Tensor, apply: torch.Tensor, sigmas: torch.Tensor, kernel_size: int, inplace: bool = False
+) -> torch.Tensor:
     """``gaussian_blur`` on the images where ``apply``, each with its own σ (``sigmas``, N)."""
-    return replace_chosen(images, apply, lambda chosen, rows: gaussian_blur(chosen, sigmas[rows], kernel_size), inplace)
+    return replace_chosen(
+        images, apply, lambda chosen, rows: gaussian_blur(chosen, sigmas[rows], kernel_size), inplace
+    )
 
 
-def random_blur(images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int,
-                generator: Generator) -> torch.Tensor:
+def random_blur(
+    images: torch.Tensor, p: float, sigma: tuple[float, float], kernel_size: int, generator: Generator
+) -> torch.Tensor:
     """``gaussian_blur`` on the images chosen with probability ``p``, σ uniform in ``sigma``."""
     return blur_chosen(images, *draw_blur(images.shape[0], p, sigma, generator, images.device), kernel_size)
 
 
-def solarize_chosen(images: torch.Tensor, apply: torch.Tensor, threshold: float, inplace: bool = False) -> torch.Tensor:
+def solarize_chosen(
+    images: torch.Tensor, apply: torch.Tensor, threshold: float, inplace: bool = False
+) -> torch.Tensor:
     """``solarize`` on the images where ``apply``."""
     return replace_chosen(images, apply, lambda chosen, _: solarize(chosen, threshold), inplace)
 
 
 # Corruptions of a denoising auto-encoder's input (Vincent et al. 2008, 2010): images in [0, 1].
 
-def gaussian_noise(images: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+
+def gaussian_noise(
+    images: torch.Tensor, std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Additive isotropic Gaussian noise of standard deviation ``std``, clipped to [0, 1]."""
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return (images + std * noise).clamp(0.0, 1.0)
 
 
-def mask_patches(images: torch.Tensor, ratio: float, patch: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+def mask_patches(
+    images: torch.Tensor, ratio: float, patch: int = 1, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Zero a random share ``ratio`` of each image's ``patch``×``patch`` squares (patch 1: pixels),
     all channels together; each square is masked independently."""
     n, _, height, width = images.shape
@@ -345,7 +400,9 @@ def mask_patches(images: torch.Tensor, ratio: float, patch: int = 1, generator: 
     return images * keep.to(images.dtype)
 
 
-def salt_and_pepper(images: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def salt_and_pepper(
+    images: torch.Tensor, share: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Set a random share ``share`` of each image's pixels (all channels) to 0 or 1 with equal odds."""
     n, _, height, width = images.shape
     draw = torch.rand(n, 1, height, width, generator=generator, device=images.device)

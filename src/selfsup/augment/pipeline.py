@@ -73,16 +73,28 @@ class ViewAugmenter:
     def __init__(self, config: AugmentConfig):
         self.config = config
 
-    def draw(self, n: int, height: int, width: int, generator: ops.Generator, device, index: int = 0,
-             local: bool = False) -> ViewDraw:
+    def draw(
+        self,
+        n: int,
+        height: int,
+        width: int,
+        generator: ops.Generator,
+        device,
+        index: int = 0,
+        local: bool = False,
+    ) -> ViewDraw:
         """The parameters of view number ``index`` (it picks the per-view blur and solarisation
         probabilities), or of a local view (``local_crop_scale``, ``local_blur_p``)."""
         c = self.config
-        boxes = ops.random_resized_crop_boxes(n, height, width, c.local_crop_scale if local else c.crop_scale,
-                                              c.crop_ratio, generator, device)
+        boxes = ops.random_resized_crop_boxes(
+            n, height, width, c.local_crop_scale if local else c.crop_scale, c.crop_ratio, generator, device
+        )
         flip = ops.bernoulli(n, c.flip_p, generator, device)
-        jitter = (ops.draw_jitter(n, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator, device)
-                  if c.jitter_p > 0 else None)
+        jitter = (
+            ops.draw_jitter(n, c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p, generator, device)
+            if c.jitter_p > 0
+            else None
+        )
         grey = ops.bernoulli(n, c.grayscale_p, generator, device) if c.grayscale_p > 0 else None
         blur_p = c.local_blur_p if local else c.blur_p[min(index, len(c.blur_p) - 1)]
         blur = ops.draw_blur(n, blur_p, c.blur_sigma, generator, device) if blur_p > 0 else None
@@ -95,34 +107,49 @@ class ViewAugmenter:
         resized to ``size``, stacked view after view: float (len(draws)·N)×C×size in [0, 1]."""
         c = self.config
         views, (n, _, height, width) = len(draws), images.shape
-        x = images.repeat(views, 1, 1, 1) if views > 1 else images  # repeated while still uint8: 4× less to copy
+        x = (
+            images.repeat(views, 1, 1, 1) if views > 1 else images
+        )  # repeated while still uint8: 4× less to copy
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
         boxes = torch.cat([d.boxes for d in draws])
         flip = torch.cat([d.flip for d in draws])
-        if not (size == (height, width) and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
-                and not flip.any()):  # the identity (whole image, no flip) leaves the pixels exact
+        if not (
+            size == (height, width)
+            and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
+            and not flip.any()
+        ):  # the identity (whole image, no flip) leaves the pixels exact
             x = ops.crop_resize_flip(x, boxes, flip, size)
         elif x is images:
             x = x.clone()  # the caller's float images are never written into
         # x is these views' own buffer from here on: the operations write into it (no new
         # allocations, which on the CPU cost more than the arithmetic: fresh pages fault in)
         if draws[0].jitter is not None:
-            jitter = ops.JitterDraw(*(torch.cat(parts) for parts in zip(*(
-                (d.jitter.apply, d.jitter.factors, d.jitter.order) for d in draws))))
+            jitter = ops.JitterDraw(
+                *(
+                    torch.cat(parts)
+                    for parts in zip(*((d.jitter.apply, d.jitter.factors, d.jitter.order) for d in draws))
+                )
+            )
             x = ops.apply_jitter(x, jitter, (c.brightness, c.contrast, c.saturation, c.hue))
         if draws[0].grey is not None:
             x = ops.to_grayscale(x, torch.cat([d.grey for d in draws]), inplace=True)
         off = torch.zeros(n, dtype=torch.bool, device=x.device)  # a view without the step: no image chosen
         if any(d.blur is not None for d in draws):
-            apply, sigmas = (torch.cat(parts) for parts in zip(*(d.blur or (off, off.float()) for d in draws)))
-            x = ops.blur_chosen(x, apply, sigmas, c.blur_kernel or ops.blur_kernel_size(min(size)), inplace=True)
+            apply, sigmas = (
+                torch.cat(parts) for parts in zip(*(d.blur or (off, off.float()) for d in draws))
+            )
+            x = ops.blur_chosen(
+                x, apply, sigmas, c.blur_kernel or ops.blur_kernel_size(min(size)), inplace=True
+            )
         if any(d.solarize is not None for d in draws):
             apply = torch.cat([off if d.solarize is None else d.solarize for d in draws])
             x = ops.solarize_chosen(x, apply, c.solarize_threshold, inplace=True)
         return x
 
-    def view(self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False) -> torch.Tensor:
+    def view(
+        self, images: torch.Tensor, generator: ops.Generator, index: int = 0, local: bool = False
+    ) -> torch.Tensor:
         """One view of a uint8 (or float in [0, 1]) batch: view number ``index``, or a local view."""
         n, _, height, width = images.shape
         size = (self.config.local_side(height), self.config.local_side(width)) if local else (height, width)
@@ -132,8 +159,12 @@ class ViewAugmenter:
     def __call__(self, images: torch.Tensor, generator: ops.Generator) -> list[torch.Tensor]:
         c = self.config
         n, _, height, width = images.shape
-        global_draws = [self.draw(n, height, width, generator, images.device, index=i) for i in range(c.views)]
-        local_draws = [self.draw(n, height, width, generator, images.device, local=True) for _ in range(c.local_views)]
+        global_draws = [
+            self.draw(n, height, width, generator, images.device, index=i) for i in range(c.views)
+        ]
+        local_draws = [
+            self.draw(n, height, width, generator, images.device, local=True) for _ in range(c.local_views)
+        ]
         out = list(self.apply(images, global_draws, (height, width)).split(n)) if global_draws else []
         if local_draws:
             out += self.apply(images, local_draws, (c.local_side(height), c.local_side(width))).split(n)

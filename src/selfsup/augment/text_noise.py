@@ -36,8 +36,14 @@ def word_starts(ids: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
     return table[ids] | after_break
 
 
-def mlm_mask(ids: torch.Tensor, vocab: Vocabulary, prob: float = 0.15, mask_token: float = 0.8,
-             random_token: float = 0.1, whole_word: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def mlm_mask(
+    ids: torch.Tensor,
+    vocab: Vocabulary,
+    prob: float = 0.15,
+    mask_token: float = 0.8,
+    random_token: float = 0.1,
+    whole_word: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's corruption: ``(inputs, targets)``, both N×L; ``targets`` holds the original id where a
     token was selected and ``IGNORE`` elsewhere. Special and padding tokens are never selected; with
     ``whole_word`` all tokens of a word are selected together. At least one token is selected."""
@@ -101,7 +107,9 @@ def span_lengths(budget: int, poisson_lambda: float, rng: np.random.Generator) -
     return lengths
 
 
-def infill(body: list[int], ratio: float, poisson_lambda: float, mask: int, rng: np.random.Generator) -> list[int]:
+def infill(
+    body: list[int], ratio: float, poisson_lambda: float, mask: int, rng: np.random.Generator
+) -> list[int]:
     """Text infilling: spans with Poisson(λ) lengths, covering ``ceil(ratio·n)`` tokens in total,
     each replaced by one ``[MASK]``; a span of length 0 inserts a ``[MASK]``."""
     n = len(body)
@@ -114,7 +122,7 @@ def infill(body: list[int], ratio: float, poisson_lambda: float, mask: int, rng:
     for start, length in zip(starts, lengths):
         if length == 0:
             insert[start] = True
-        covered[start:start + length] = True
+        covered[start : start + length] = True
     out = []
     for i, token in enumerate(body):
         if insert[i] and not (out and out[-1] == mask):
@@ -127,8 +135,9 @@ def infill(body: list[int], ratio: float, poisson_lambda: float, mask: int, rng:
     return out
 
 
-def noise_document(body: list[int], vocab: Vocabulary, noise: BartNoise, rng: np.random.Generator,
-                   ends: np.ndarray) -> list[int]:
+def noise_document(
+    body: list[int], vocab: Vocabulary, noise: BartNoise, rng: np.random.Generator, ends: np.ndarray
+) -> list[int]:
     """One document's tokens (without ``[CLS]``/``[SEP]``) through the chosen noising functions, in
     fairseq's order: permutation, masking, deletion, infilling, rotation."""
     if noise.sentence_permutation:
@@ -149,12 +158,16 @@ def bart_noise(ids: torch.Tensor, vocab: Vocabulary, noise: BartNoise, max_lengt
     """Noised copies of the documents N×L (``[CLS] … [SEP]``, padded) as N×L' ids, at most ``max_length``."""
     rng = numpy_generator()
     ends = vocab.ends_sentence.numpy()
-    rows = [[vocab.cls] + noise_document(body, vocab, noise, rng, ends)[:max_length - 2] + [vocab.sep]
-            for body in document_bodies(ids, vocab)]
+    rows = [
+        [vocab.cls] + noise_document(body, vocab, noise, rng, ends)[: max_length - 2] + [vocab.sep]
+        for body in document_bodies(ids, vocab)
+    ]
     return pad_rows(rows).to(ids.device)
 
 
-def next_sentence_pairs(ids: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def next_sentence_pairs(
+    ids: torch.Tensor, vocab: Vocabulary
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BERT's next-sentence prediction: each document is cut at a sentence end (else at a random
     token) into A and B; for half the rows B is replaced by the B of another document. Returns ids
     ``[CLS] A [SEP] B [SEP]`` N×L' (no longer than the input), segment ids (0 for A, 1 for B) and ``is_next`` (1: B follows A)."""
@@ -164,7 +177,11 @@ def next_sentence_pairs(ids: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Ten
     firsts, seconds = [], []
     for body in bodies:
         cuts = sentence_cuts(body, ends)
-        cut = int(rng.choice(cuts)) if cuts else (int(rng.integers(1, len(body))) if len(body) > 1 else len(body))
+        cut = (
+            int(rng.choice(cuts))
+            if cuts
+            else (int(rng.integers(1, len(body))) if len(body) > 1 else len(body))
+        )
         firsts.append(body[:cut])
         seconds.append(body[cut:])
     n = len(bodies)
@@ -174,6 +191,11 @@ def next_sentence_pairs(ids: torch.Tensor, vocab: Vocabulary) -> tuple[torch.Ten
         second = seconds[i] if is_next[i] else seconds[(i + 1 + int(rng.integers(n - 1))) % n]
         rows.append([vocab.cls] + firsts[i] + [vocab.sep] + second + [vocab.sep])
         segments.append([0] * (len(firsts[i]) + 2) + [1] * (len(second) + 1))
-    length = min(max(len(r) for r in rows), ids.shape[1])  # one [SEP] more than the input: B loses its last token
-    return (pad_rows(rows, length).to(ids.device), pad_rows(segments, length).to(ids.device),
-            torch.as_tensor(is_next, dtype=torch.long, device=ids.device))
+    length = min(
+        max(len(r) for r in rows), ids.shape[1]
+    )  # one [SEP] more than the input: B loses its last token
+    return (
+        pad_rows(rows, length).to(ids.device),
+        pad_rows(segments, length).to(ids.device),
+        torch.as_tensor(is_next, dtype=torch.long, device=ids.device),
+    )

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from selfsup.errors import DataError
+
+if TYPE_CHECKING:
+    from selfsup.data.text import TextDataset
 
 UNLABELLED = -1
 """The label of an item without one: negative labels mean unlabelled (STL-10's convention). Such
@@ -40,7 +44,11 @@ class LabelledData:
 
     def present_classes(self) -> torch.Tensor:
         """The class indices that label at least one item (sorted)."""
-        return torch.unique(self.labels[self.labels >= 0]) if self.labels is not None else torch.zeros(0, dtype=torch.long)
+        return (
+            torch.unique(self.labels[self.labels >= 0])
+            if self.labels is not None
+            else torch.zeros(0, dtype=torch.long)
+        )
 
     def labelled_index(self) -> torch.Tensor:
         """Indices of the items that have a label (none without labels)."""
@@ -74,7 +82,9 @@ class ImageDataset(LabelledData):
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise DataError(f"images must be uint8 N×C×H×W, got {self.images.dtype} of shape {tuple(self.images.shape)}")
+            raise DataError(
+                f"images must be uint8 N×C×H×W, got {self.images.dtype} of shape {tuple(self.images.shape)}"
+            )
         if self.labels is not None and len(self.labels) != len(self.images):
             raise DataError(f"{len(self.labels)} labels for {len(self.images)} images")
 
@@ -89,7 +99,7 @@ class ImageDataset(LabelledData):
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
 
-    def subset(self, index: torch.Tensor | np.ndarray) -> "ImageDataset":
+    def subset(self, index: torch.Tensor | np.ndarray) -> ImageDataset:
         index = torch.as_tensor(index, dtype=torch.long)
         return ImageDataset(
             images=self.images[index],
@@ -98,20 +108,30 @@ class ImageDataset(LabelledData):
             names=None if self.names is None else [self.names[i] for i in index.tolist()],
         )
 
-    def join(self, other: "ImageDataset") -> "ImageDataset":
+    def join(self, other: ImageDataset) -> ImageDataset:
         """This set followed by ``other`` (same image shape, same classes); items of a set without
         labels are unlabelled in the result."""
         if other.images.shape[1:] != self.images.shape[1:]:
-            raise DataError(f"cannot join images of shape {tuple(other.images.shape[1:])} to {tuple(self.images.shape[1:])}")
+            raise DataError(
+                f"cannot join images of shape {tuple(other.images.shape[1:])} to {tuple(self.images.shape[1:])}"
+            )
         labels = None
         if self.labels is not None or other.labels is not None:
-            labels = torch.cat([d.labels if d.labels is not None else torch.full((len(d),), UNLABELLED)
-                                for d in (self, other)])
+            labels = torch.cat(
+                [
+                    d.labels if d.labels is not None else torch.full((len(d),), UNLABELLED)
+                    for d in (self, other)
+                ]
+            )
         names = self.names + other.names if self.names is not None and other.names is not None else None
-        return ImageDataset(torch.cat([self.images, other.images]), labels, self.classes or other.classes, names)
+        return ImageDataset(
+            torch.cat([self.images, other.images]), labels, self.classes or other.classes, names
+        )
 
     @classmethod
-    def from_arrays(cls, images: np.ndarray | torch.Tensor, labels=None, classes=None, names=None) -> "ImageDataset":
+    def from_arrays(
+        cls, images: np.ndarray | torch.Tensor, labels=None, classes=None, names=None
+    ) -> ImageDataset:
         """Build a data set from arrays of shape N×H×W, N×H×W×C or N×C×H×W (C in 1, 3).
 
         uint8 arrays are taken as they are, other integer arrays holding only 0..255 too, except
@@ -141,8 +161,8 @@ class DataSplits:
     """The training split (for pretraining and labelled subsets) and the held-out test split
     (:class:`ImageDataset` or :class:`selfsup.data.text.TextDataset`)."""
 
-    train: "ImageDataset | TextDataset"
-    test: "ImageDataset | TextDataset | None"
+    train: ImageDataset | TextDataset
+    test: ImageDataset | TextDataset | None
     source: str
     note: str = ""
     unused: str = ""  # what the source held that is not used (:class:`selfsup.data.layout.Unused`), or ""
@@ -154,13 +174,22 @@ class DataSplits:
         if self.test is not None:
             parts.append(f"test {_count(self.test, unit)}")
         if self.train.classes:
-            counts = torch.bincount(torch.cat([d.labels[d.labels >= 0] for d in (self.train, self.test)
-                                               if d is not None and d.labels is not None]),
-                                    minlength=len(self.train.classes)).tolist()
+            counts = torch.bincount(
+                torch.cat(
+                    [
+                        d.labels[d.labels >= 0]
+                        for d in (self.train, self.test)
+                        if d is not None and d.labels is not None
+                    ]
+                ),
+                minlength=len(self.train.classes),
+            ).tolist()
             listed = ", ".join(f"{c} {n}" for c, n in zip(self.train.classes[:10], counts))
             more = f", … ({len(self.train.classes) - 10} more)" if len(self.train.classes) > 10 else ""
-            parts.append(f"{len(self.train.classes)} class{'es' if len(self.train.classes) != 1 else ''} "
-                         f"({listed}{more})")
+            parts.append(
+                f"{len(self.train.classes)} class{'es' if len(self.train.classes) != 1 else ''} "
+                f"({listed}{more})"
+            )
         if unit == "images":
             parts.append("×".join(str(s) for s in self.train.images.shape[1:]) + " uint8")
         return "; ".join(parts)
@@ -194,7 +223,9 @@ def _to_uint8_nchw(array: np.ndarray) -> torch.Tensor:
     elif array.ndim == 4 and array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
         array = array.transpose(0, 3, 1, 2)
     elif not (array.ndim == 4 and array.shape[1] in (1, 3)):
-        raise DataError(f"images must have shape N×H×W, N×H×W×C or N×C×H×W with C in (1, 3), got {array.shape}")
+        raise DataError(
+            f"images must have shape N×H×W, N×H×W×C or N×C×H×W with C in (1, 3), got {array.shape}"
+        )
     if array.dtype == np.bool_:  # a binary picture, as a 1-bit image file shows it
         array = array.astype(np.uint8) * 255
     if array.dtype == np.uint8 or array.size == 0:
@@ -202,23 +233,32 @@ def _to_uint8_nchw(array: np.ndarray) -> torch.Tensor:
     low, high = array.min(), array.max()
     if array.dtype == np.uint16:
         if high <= 255:
-            warnings.warn(f"uint16 images read as 16-bit pictures (value / 257), but none is above {high}: they look "
-                          "nearly black; if they are 8-bit pictures, save them as uint8")
+            warnings.warn(
+                f"uint16 images read as 16-bit pictures (value / 257), but none is above {high}: they look "
+                "nearly black; if they are 8-bit pictures, save them as uint8"
+            )
         array = np.round(array / 257.0).astype(np.uint8)
     elif array.dtype.kind in "iu" and low >= 0 and high <= 255:
         array = array.astype(np.uint8)
     elif array.dtype.kind == "f":
         if np.isnan(array).any() or low < 0 or high > 1:
-            raise DataError(f"float images must hold values in [0, 1], got [{low:g}, {high:g}]"
-                            + (" and NaN" if np.isnan(array).any() else "") + "; divide 0..255 values by 255")
+            raise DataError(
+                f"float images must hold values in [0, 1], got [{low:g}, {high:g}]"
+                + (" and NaN" if np.isnan(array).any() else "")
+                + "; divide 0..255 values by 255"
+            )
         array = np.round(array * 255).astype(np.uint8)
     else:
-        raise DataError(f"images of dtype {array.dtype} must hold values in 0..255 (they span {low}..{high}); "
-                        "give uint8, uint16 (16 bits) or floats in [0, 1]")
+        raise DataError(
+            f"images of dtype {array.dtype} must hold values in 0..255 (they span {low}..{high}); "
+            "give uint8, uint16 (16 bits) or floats in [0, 1]"
+        )
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(
+    labels: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded, class-stratified train/test split (each class split in the same proportion)."""
     generator = torch.Generator().manual_seed(seed)
     train_parts, test_parts = [], []
@@ -231,7 +271,9 @@ def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> t
     return torch.sort(torch.cat(train_parts)).values, torch.sort(torch.cat(test_parts)).values
 
 
-def held_out_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out_split(
+    labels: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`stratified_split` of the labelled items; every unlabelled item stays in the training part."""
     labelled = torch.nonzero(labels >= 0).flatten()
     train_part, test_part = stratified_split(labels[labelled], test_fraction, seed)
@@ -243,4 +285,6 @@ def train_subset(splits: DataSplits, count: int, seed: int = 0) -> DataSplits:
     """A class-balanced, seeded subset of ``count`` training images with the same test split, e.g. to
     pretrain on part of a large set (the test split serves the generative methods' test metrics)."""
     keep, _ = stratified_split(splits.train.labels, 1 - count / len(splits.train), seed=seed)
-    return DataSplits(splits.train.subset(keep), splits.test, source=f"{splits.source} (train subset of {len(keep)})")
+    return DataSplits(
+        splits.train.subset(keep), splits.test, source=f"{splits.source} (train subset of {len(keep)})"
+    )

@@ -52,7 +52,9 @@ def viewer_array(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         return _scaled_grey(image, tiff_tags)
-    if mode in ("P", "L", "RGB") and "transparency" in image.info:  # a transparent palette entry, grey or colour
+    if (
+        mode in ("P", "L", "RGB") and "transparency" in image.info
+    ):  # a transparent palette entry, grey or colour
         mode = "LA" if mode == "L" else "RGBA"
         image = image.convert(mode)
     elif mode == "P":
@@ -84,22 +86,27 @@ def _scaled_grey(image: Image.Image, tags: dict) -> np.ndarray:
     if image.mode == "F":
         low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
         if np.isnan(pixels).any() or low < 0 or high > 1:
-            raise UnmappableImage(f"float greyscale pixels span [{low:g}, {high:g}] (or hold NaN); only [0, 1] has a "
-                                  "standard picture: scale the file to [0, 1], 8 or 16 bits")
+            raise UnmappableImage(
+                f"float greyscale pixels span [{low:g}, {high:g}] (or hold NaN); only [0, 1] has a "
+                "standard picture: scale the file to [0, 1], 8 or 16 bits"
+            )
         return np.round(pixels * 255.0).astype(np.uint8)
     if image.mode.startswith("I;16"):
         bits = 16
     else:
         if _first(tags.get(TIFF_SAMPLE_FORMAT)) == TIFF_SIGNED:
-            raise UnmappableImage("signed integer pixels have no standard picture (their display range is not fixed); "
-                                  "convert the file to unsigned 8 or 16 bits")
+            raise UnmappableImage(
+                "signed integer pixels have no standard picture (their display range is not fixed); "
+                "convert the file to unsigned 8 or 16 bits"
+            )
         # mode I is a 32-bit container: TIFF names the depth, Pillow's PNM reader scales to 16 bits
         bits = int(_first(tags.get(TIFF_BITS_PER_SAMPLE)) or 16)
     pixels = pixels.astype(np.float64)
-    top = 2.0 ** bits - 1
+    top = 2.0**bits - 1
     if pixels.min() < 0 or pixels.max() > top:
-        raise UnmappableImage(f"{bits}-bit greyscale pixels span [{pixels.min():g}, {pixels.max():g}], outside "
-                              f"0..{top:g}")
+        raise UnmappableImage(
+            f"{bits}-bit greyscale pixels span [{pixels.min():g}, {pixels.max():g}], outside 0..{top:g}"
+        )
     return np.round(pixels * (255.0 / top)).astype(np.uint8)
 
 

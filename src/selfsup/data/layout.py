@@ -26,13 +26,41 @@ from pathlib import PurePosixPath
 
 from selfsup.errors import DataError
 
-IMAGE_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi", ".jp2", ".j2k", ".avif",
-})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".apng",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".qoi",
+        ".jp2",
+        ".j2k",
+        ".avif",
+    }
+)
 """Raster formats Pillow decodes without extra software."""
-SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test", "val": "val", "valid": "val",
-               "validation": "val"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "test": "test",
+    "testing": "test",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+}
 SKIPPED_FOLDERS = frozenset({"__MACOSX"})  # resource forks macOS adds to the archives it makes
 
 
@@ -71,7 +99,7 @@ def hidden_prefix(name: str) -> str | None:
     parts = name.split("/")
     for i, part in enumerate(parts):
         if part.startswith(".") or part in SKIPPED_FOLDERS:
-            return "/".join(parts[:i + 1])
+            return "/".join(parts[: i + 1])
     return None
 
 
@@ -106,13 +134,18 @@ def place(names: list[str], source: str, unused: Unused) -> list[Placed]:
     of this module; images that are not used are counted in ``unused``."""
     if not names:
         found = f"; not used: {unused.counts()}" if unused.reasons else ""
-        raise DataError(f"no images found in {source} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}{found})")
+        raise DataError(
+            f"no images found in {source} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}{found})"
+        )
     parts_of = {name: name.split("/") for name in names}
     depth = 0  # folders looked through: each held everything, and sub-folders
     while True:
         tops = {parts[depth] for parts in parts_of.values()}
-        if len(tops) != 1 or next(iter(tops)).lower() in SPLIT_NAMES \
-                or all(len(parts) <= depth + 2 for parts in parts_of.values()):
+        if (
+            len(tops) != 1
+            or next(iter(tops)).lower() in SPLIT_NAMES
+            or all(len(parts) <= depth + 2 for parts in parts_of.values())
+        ):
             break
         depth += 1
     rel = {name: parts[depth:] for name, parts in parts_of.items()}
@@ -120,8 +153,10 @@ def place(names: list[str], source: str, unused: Unused) -> list[Placed]:
     splits = {folder: SPLIT_NAMES[folder.lower()] for folder in folders if folder.lower() in SPLIT_NAMES}
     if folders and len(splits) == len(folders):
         if "train" not in splits.values():
-            raise DataError(f"{source} holds the split folders {', '.join(sorted(folders))} but no train/ folder: "
-                            "name the training images' folder train/")
+            raise DataError(
+                f"{source} holds the split folders {', '.join(sorted(folders))} but no train/ folder: "
+                "name the training images' folder train/"
+            )
         test = next((f for f in sorted(splits, key=_test_preference) if splits[f] != "train"), None)
         grouped: dict[str, list[tuple[str, list[str]]]] = {}
         for name, parts in rel.items():
@@ -135,9 +170,11 @@ def place(names: list[str], source: str, unused: Unused) -> list[Placed]:
                 unused.add(f"images in {parts[0]}/ ({test}/ is the test split)", name)
     else:
         if splits:
-            unused.remarks.append(f"{', '.join(sorted(f + '/' for f in splits))} beside other folders "
-                                  f"({', '.join(sorted(f + '/' for f in folders - set(splits)))}): every folder is "
-                                  "read as a class; a split layout has split folders only")
+            unused.remarks.append(
+                f"{', '.join(sorted(f + '/' for f in splits))} beside other folders "
+                f"({', '.join(sorted(f + '/' for f in folders - set(splits)))}): every folder is "
+                "read as a class; a split layout has split folders only"
+            )
         grouped = {"train": [(name, parts) for name, parts in rel.items()]}
     placed = []
     for split, items in grouped.items():

@@ -15,9 +15,9 @@ import re
 import tarfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -34,8 +34,14 @@ HELD_OUT_SEED = 0
 CACHE_FORMAT = 2  # 2: pixels as a viewer shows them (bit depth, EXIF orientation, alpha, colour profiles)
 
 
-def load_data(spec: str, *, image_size: int | None = None, skip_bad_images: bool = False,
-              cache: bool = True, text_options: dict | None = None) -> DataSplits:
+def load_data(
+    spec: str,
+    *,
+    image_size: int | None = None,
+    skip_bad_images: bool = False,
+    cache: bool = True,
+    text_options: dict | None = None,
+) -> DataSplits:
     """Load ``digits``, an ImageFolder directory, a tar or zip archive of one, a .npy/.npz file, or a
     text corpus (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
 
@@ -56,13 +62,17 @@ def load_data(spec: str, *, image_size: int | None = None, skip_bad_images: bool
         raise DataError(f"data path not found: {spec}")
     name = path.name.lower()
     if is_text_path(name):
-        return load_text(path, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **(text_options or {}))
+        return load_text(
+            path, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **(text_options or {})
+        )
     if name.endswith((".npy", ".npz")):
         return _finish(_load_arrays(path), spec)
     if path.is_dir() or name.endswith(ARCHIVE_SUFFIXES):
         return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
-    raise DataError(f"unsupported data file: {spec} (expected a folder, {', '.join(ARCHIVE_SUFFIXES)}, .npy, .npz, "
-                    ".txt, .csv, .tsv or 'digits')")
+    raise DataError(
+        f"unsupported data file: {spec} (expected a folder, {', '.join(ARCHIVE_SUFFIXES)}, .npy, .npz, "
+        ".txt, .csv, .tsv or 'digits')"
+    )
 
 
 def load_digits() -> DataSplits:
@@ -85,15 +95,21 @@ def _finish(splits: dict[str, ImageDataset], source: str, unused: str = "") -> D
         raise DataError(f"{source}: no training images found")
     if test is None and len(train.present_classes()) > 1:  # one class: nothing to evaluate, pretrain on all
         train_idx, test_idx = held_out_split(train.labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
-        note = (f"no test split in {source}: held out {len(test_idx)} labelled images (20%, stratified, seed 0) "
-                "for evaluation")
-        return DataSplits(train.subset(train_idx), train.subset(test_idx), source=source, note=note, unused=unused)
+        note = (
+            f"no test split in {source}: held out {len(test_idx)} labelled images (20%, stratified, seed 0) "
+            "for evaluation"
+        )
+        return DataSplits(
+            train.subset(train_idx), train.subset(test_idx), source=source, note=note, unused=unused
+        )
     if test is not None and test.labelled:
         missing = sorted(set(test.present_classes().tolist()) - set(train.present_classes().tolist()))
         if missing:
             counts = ", ".join(f"{test.classes[c]} ×{int((test.labels == c).sum())}" for c in missing[:5])
-            warnings.warn(f"{source}: the test split has classes the training split lacks ({counts}): they are "
-                          "scored, and no classifier can predict them")
+            warnings.warn(
+                f"{source}: the test split has classes the training split lacks ({counts}): they are "
+                "scored, and no classifier can predict them"
+            )
     return DataSplits(train, test, source=source, unused=unused)
 
 
@@ -121,8 +137,10 @@ def _load_arrays(path: Path) -> dict[str, ImageDataset]:
                 if test:
                     out["test"] = split(test)
             else:
-                raise DataError(f"{path}: an .npz needs 'images' (and optionally 'labels'), "
-                                f"or 'train_images'/'test_images'; found {sorted(keys)}")
+                raise DataError(
+                    f"{path}: an .npz needs 'images' (and optionally 'labels'), "
+                    f"or 'train_images'/'test_images'; found {sorted(keys)}"
+                )
             extra = next((k for k in ("unlabelled_images", "unlabeled_images") if k in keys), None)
             if extra:
                 out["unlabelled"] = ImageDataset.from_arrays(arrays[extra])
@@ -143,10 +161,14 @@ def _share_classes(splits: dict[str, ImageDataset]) -> None:
     labelled = [d for d in splits.values() if d.classes is not None]
     if not labelled:
         return
-    union = sorted({c for d in labelled for c in d.classes}, key=lambda c: (len(c), c) if c.isdigit() else (0, c))
+    union = sorted(
+        {c for d in labelled for c in d.classes}, key=lambda c: (len(c), c) if c.isdigit() else (0, c)
+    )
     position = {c: i for i, c in enumerate(union)}
     for data in labelled:
-        remap = torch.tensor([position[c] for c in data.classes] + [UNLABELLED])  # index -1: the unlabelled mark
+        remap = torch.tensor(
+            [position[c] for c in data.classes] + [UNLABELLED]
+        )  # index -1: the unlabelled mark
         data.labels = remap[data.labels]
         data.classes = union
 
@@ -183,7 +205,9 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
             splits = {name: ImageDataset(**fields) for name, fields in stored["splits"].items()}
             return _finish(splits, str(path), unused=stored["unused"])
         except Exception as exc:  # noqa: BLE001 - a damaged cache file is decoded again, whatever its fault
-            warnings.warn(f"ignored the damaged cache file {cache_file} ({type(exc).__name__}); decoding again")
+            warnings.warn(
+                f"ignored the damaged cache file {cache_file} ({type(exc).__name__}); decoding again"
+            )
     splits, unused = _read_images(path, image_size=image_size, skip_bad_images=skip_bad_images)
     if cache:
         tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
@@ -194,12 +218,16 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            warnings.warn(f"could not cache the decoded images in {cache_dir()} ({exc.strerror or exc}); the next run "
-                          "decodes them again (set SELFSUP_CACHE_DIR to a writable folder)")
+            warnings.warn(
+                f"could not cache the decoded images in {cache_dir()} ({exc.strerror or exc}); the next run "
+                "decodes them again (set SELFSUP_CACHE_DIR to a writable folder)"
+            )
     return _finish(splits, str(path), unused=unused)
 
 
-def _read_images(path: Path, *, image_size: int | None, skip_bad_images: bool) -> tuple[dict[str, ImageDataset], str]:
+def _read_images(
+    path: Path, *, image_size: int | None, skip_bad_images: bool
+) -> tuple[dict[str, ImageDataset], str]:
     """Decode the images of a folder or archive by its layout (:mod:`selfsup.data.layout`); also
     the line that counts what was not used ("" where everything was)."""
     unused = Unused()
@@ -216,21 +244,27 @@ def _read_images(path: Path, *, image_size: int | None, skip_bad_images: bool) -
             if contents[name] is None:
                 raise OSError("a link to a file the archive does not hold")
             return contents[name]
+
     grouped: dict[str, list[Placed]] = {}
     for item in placed:
         grouped.setdefault(item.split, []).append(item)
-    decoded = {split: _decode_split(items, read, str(path), image_size, skip_bad_images)
-               for split, items in grouped.items()}
+    decoded = {
+        split: _decode_split(items, read, str(path), image_size, skip_bad_images)
+        for split, items in grouped.items()
+    }
     _share_classes(decoded)
     sizes = {d.image_size for d in decoded.values()}
     channels = {d.channels for d in decoded.values()}
     if len(sizes) > 1:
-        raise DataError(f"{path}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize")
+        raise DataError(
+            f"{path}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize"
+        )
     if len(channels) > 1:
         for name, data in decoded.items():
             if data.channels == 1:
-                decoded[name] = ImageDataset(data.images.expand(-1, 3, -1, -1).contiguous(), data.labels, data.classes,
-                                             data.names)
+                decoded[name] = ImageDataset(
+                    data.images.expand(-1, 3, -1, -1).contiguous(), data.labels, data.classes, data.names
+                )
     return decoded, unused.message(str(path))
 
 
@@ -298,16 +332,22 @@ def _member_name(name: str) -> str:
     return name
 
 
-def _decode_split(items: list[Placed], read: Callable[[str], bytes], source: str, image_size: int | None,
-                  skip_bad_images: bool) -> ImageDataset:
+def _decode_split(
+    items: list[Placed],
+    read: Callable[[str], bytes],
+    source: str,
+    image_size: int | None,
+    skip_bad_images: bool,
+) -> ImageDataset:
     def decode(item: Placed):
         try:
             data = read(item.name)
         except OSError as exc:
             if skip_bad_images:
                 return None
-            raise DataError(f"cannot read {source}/{item.name} ({exc}); pass --skip-bad-images to skip such files") \
-                from None
+            raise DataError(
+                f"cannot read {source}/{item.name} ({exc}); pass --skip-bad-images to skip such files"
+            ) from None
         try:
             array = decode_image(data)
             if image_size is not None:
@@ -316,27 +356,35 @@ def _decode_split(items: list[Placed], read: Callable[[str], bytes], source: str
         except UnmappableImage as exc:
             if skip_bad_images:
                 return None
-            raise DataError(f"{source}/{item.name}: {exc}; or pass --skip-bad-images to skip such files") from None
+            raise DataError(
+                f"{source}/{item.name}: {exc}; or pass --skip-bad-images to skip such files"
+            ) from None
         except Exception as exc:  # PIL raises many types for corrupt or truncated files
             if skip_bad_images:
                 return None
             why = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))  # Pillow names its buffer
-            raise DataError(f"corrupt or truncated image: {source}/{item.name} ({type(exc).__name__}: {why}); "
-                            "pass --skip-bad-images to skip such files") from None
+            raise DataError(
+                f"corrupt or truncated image: {source}/{item.name} ({type(exc).__name__}: {why}); "
+                "pass --skip-bad-images to skip such files"
+            ) from None
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         arrays = list(pool.map(decode, items))
     bad = [item.name for item, array in zip(items, arrays) if array is None]
     if bad:
-        warnings.warn(f"{source}: skipped {len(bad)} corrupt image(s) or images without a faithful 8-bit picture, "
-                      f"first: {bad[0]}")
+        warnings.warn(
+            f"{source}: skipped {len(bad)} corrupt image(s) or images without a faithful 8-bit picture, "
+            f"first: {bad[0]}"
+        )
     kept = [(item, array) for item, array in zip(items, arrays) if array is not None]
     if not kept:
         raise DataError(f"{source}: no readable images")
     shapes = {array.shape[:2] for _, array in kept}
     if len(shapes) > 1:
-        raise DataError(f"{source}: images have different sizes ({len(shapes)} sizes, e.g. {sorted(shapes)[:3]}); "
-                        "pass data.image_size=N to resize and centre-crop them to N×N")
+        raise DataError(
+            f"{source}: images have different sizes ({len(shapes)} sizes, e.g. {sorted(shapes)[:3]}); "
+            "pass data.image_size=N to resize and centre-crop them to N×N"
+        )
     rgb = any(array.ndim == 3 for _, array in kept)
     stack = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a for _, a in kept])
     names = [item.name for item, _ in kept]
@@ -345,7 +393,9 @@ def _decode_split(items: list[Placed], read: Callable[[str], bytes], source: str
     class_names = [item.label for item, _ in kept]
     classes = sorted(set(class_names))
     index = {c: i for i, c in enumerate(classes)}
-    return ImageDataset.from_arrays(stack, np.array([index[c] for c in class_names]), classes=classes, names=names)
+    return ImageDataset.from_arrays(
+        stack, np.array([index[c] for c in class_names]), classes=classes, names=names
+    )
 
 
 def _resize_center_crop(array: np.ndarray, size: int) -> np.ndarray:

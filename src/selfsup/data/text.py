@@ -15,11 +15,45 @@ from selfsup.data.dataset import UNLABELLED, DataSplits, LabelledData, held_out_
 from selfsup.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
-LABEL_NAMES = ("label", "labels", "class", "class_index", "category", "target", "y", "sentiment", "polarity", "topic",
-               "intent", "emotion", "tag")
-TEXT_NAMES = ("text", "texts", "sentence", "sentence1", "sentence2", "review", "content", "body", "document", "tweet",
-              "title", "description", "comment", "question", "answer", "message", "abstract", "headline", "utterance",
-              "article", "summary", "passage")
+LABEL_NAMES = (
+    "label",
+    "labels",
+    "class",
+    "class_index",
+    "category",
+    "target",
+    "y",
+    "sentiment",
+    "polarity",
+    "topic",
+    "intent",
+    "emotion",
+    "tag",
+)
+TEXT_NAMES = (
+    "text",
+    "texts",
+    "sentence",
+    "sentence1",
+    "sentence2",
+    "review",
+    "content",
+    "body",
+    "document",
+    "tweet",
+    "title",
+    "description",
+    "comment",
+    "question",
+    "answer",
+    "message",
+    "abstract",
+    "headline",
+    "utterance",
+    "article",
+    "summary",
+    "passage",
+)
 """Column names that mark a CSV's first row as a header (case-insensitive)."""
 UNLABELLED_HELD_OUT = 0.1  # share of an unlabelled corpus (its last documents) held out for test metrics
 PARAGRAPH_SHARE = 0.05  # auto: paragraphs where blank lines separate documents twice and once per 20 lines
@@ -42,19 +76,30 @@ class TextDataset(LabelledData):
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, index) -> "TextDataset":
+    def subset(self, index) -> TextDataset:
         index = torch.as_tensor(index, dtype=torch.long)
-        return TextDataset([self.texts[i] for i in index.tolist()],
-                           None if self.labels is None else self.labels[index], self.classes)
+        return TextDataset(
+            [self.texts[i] for i in index.tolist()],
+            None if self.labels is None else self.labels[index],
+            self.classes,
+        )
 
 
 def is_text_path(spec: str) -> bool:
     return spec.lower().endswith(TEXT_SUFFIXES)
 
 
-def load_text(path: Path, *, text_column: str = "auto", label_column: str = "auto", header: str = "auto",
-              documents: str = "auto", line_break: str = "\\", held_out_seed: int = 0,
-              held_out_fraction: float = 0.2) -> DataSplits:
+def load_text(
+    path: Path,
+    *,
+    text_column: str = "auto",
+    label_column: str = "auto",
+    header: str = "auto",
+    documents: str = "auto",
+    line_break: str = "\\",
+    held_out_seed: int = 0,
+    held_out_fraction: float = 0.2,
+) -> DataSplits:
     """Read a corpus into train/test splits.
 
     Encoding: UTF-8, or UTF-16/UTF-32 where a byte-order mark says so; Windows and old Mac line
@@ -96,46 +141,64 @@ def load_text(path: Path, *, text_column: str = "auto", label_column: str = "aut
     texts = [texts[i] for i in kept]
     if labels is not None:
         labels = [labels[i] for i in kept]
-        named = sorted({c for c in labels if not marks_unlabelled(c)},
-                       key=lambda c: (0, int(c), c) if re.fullmatch(r"-?\d+", c) else (1, 0, c))
+        named = sorted(
+            {c for c in labels if not marks_unlabelled(c)},
+            key=lambda c: (0, int(c), c) if re.fullmatch(r"-?\d+", c) else (1, 0, c),
+        )
         if len(named) == 1:
-            raise DataError(f"{path}: the label column holds one class ('{named[0]}'); it cannot be learned or "
-                            "evaluated (pass data.label_column=none to read the texts unlabelled)")
+            raise DataError(
+                f"{path}: the label column holds one class ('{named[0]}'); it cannot be learned or "
+                "evaluated (pass data.label_column=none to read the texts unlabelled)"
+            )
         if not named:  # every label marks an unlabelled text
             labels, found = None, found + " [the label column marks every text unlabelled]"
     if labels is None:
         cut = len(texts) - int(len(texts) * UNLABELLED_HELD_OUT)
-        note = (f"unlabelled corpus{found}: {len(texts)} documents, its last {len(texts) - cut} (10%) held out for the "
-                "test metrics" if cut < len(texts) else f"unlabelled corpus{found}: {len(texts)} documents")
+        note = (
+            f"unlabelled corpus{found}: {len(texts)} documents, its last {len(texts) - cut} (10%) held out for the "
+            "test metrics"
+            if cut < len(texts)
+            else f"unlabelled corpus{found}: {len(texts)} documents"
+        )
         test = TextDataset(texts[cut:]) if cut < len(texts) else None
         return DataSplits(TextDataset(texts[:cut]), test, source=str(path), note=note)
     position = {c: i for i, c in enumerate(named)}
     full = TextDataset(texts, torch.tensor([position.get(c, UNLABELLED) for c in labels]), named)
     train_idx, test_idx = held_out_split(full.labels, held_out_fraction, held_out_seed)
-    note = (f"labelled corpus{found}: held out {len(test_idx)} labelled texts ({held_out_fraction:.0%}, stratified, "
-            f"seed {held_out_seed}) for evaluation")
+    note = (
+        f"labelled corpus{found}: held out {len(test_idx)} labelled texts ({held_out_fraction:.0%}, stratified, "
+        f"seed {held_out_seed}) for evaluation"
+    )
     return DataSplits(full.subset(train_idx), full.subset(test_idx), source=str(path), note=note)
 
 
 def _decode(raw: bytes, path: Path) -> str:
     text = _decoded(raw, path)
     if "\x00" in text:  # NUL is no character of text: UTF-16 without a byte-order mark, or a binary file
-        raise DataError(f"{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark, or not a "
-                        "text file); convert it to UTF-8 with e.g. `iconv -f utf-16 -t utf-8`")
+        raise DataError(
+            f"{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark, or not a "
+            "text file); convert it to UTF-8 with e.g. `iconv -f utf-16 -t utf-8`"
+        )
     return text
 
 
 def _decoded(raw: bytes, path: Path) -> str:
     """The file's text: UTF-32 or UTF-16 where a byte-order mark says so (UTF-32 LE's begins with
     UTF-16 LE's, so it is tried first), else UTF-8 (with or without one)."""
-    boms = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
-            (b"\xfe\xff", "utf-16"))
+    boms = (
+        (b"\xff\xfe\x00\x00", "utf-32"),
+        (b"\x00\x00\xfe\xff", "utf-32"),
+        (b"\xff\xfe", "utf-16"),
+        (b"\xfe\xff", "utf-16"),
+    )
     encoding = next((name for bom, name in boms if raw.startswith(bom)), "utf-8-sig")
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not {encoding.replace('-sig', '').upper()} text (undecodable byte at offset "
-                        f"{exc.start}); convert it with e.g. `iconv -t utf-8`") from None
+        raise DataError(
+            f"{path} is not {encoding.replace('-sig', '').upper()} text (undecodable byte at offset "
+            f"{exc.start}); convert it with e.g. `iconv -t utf-8`"
+        ) from None
 
 
 def _documents(content: str, documents: str) -> tuple[list[str], str]:
@@ -145,14 +208,18 @@ def _documents(content: str, documents: str) -> tuple[list[str], str]:
     blocks = [block for block in re.split(r"\n(?:[ \t]*\n)+", content) if block.strip()]
     lines = sum(1 for line in content.split("\n") if line.strip())
     separators = len(blocks) - 1
-    if documents == "paragraph" or (documents == "auto" and separators >= 2 and separators >= PARAGRAPH_SHARE * lines):
-        return [block.strip("\n") for block in blocks], (" (paragraphs: blank lines separate the documents; "
-                                                          "data.documents=line reads one per line)")
+    if documents == "paragraph" or (
+        documents == "auto" and separators >= 2 and separators >= PARAGRAPH_SHARE * lines
+    ):
+        return [block.strip("\n") for block in blocks], (
+            " (paragraphs: blank lines separate the documents; data.documents=line reads one per line)"
+        )
     return content.split("\n"), " (one document per line)"
 
 
-def _read_table(content: str, path: Path, text_column: str, label_column: str, header: str,
-                line_break: str) -> tuple[list[str], list[str] | None, str]:
+def _read_table(
+    content: str, path: Path, text_column: str, label_column: str, header: str, line_break: str
+) -> tuple[list[str], list[str] | None, str]:
     def parse(delimiter: str) -> list[list[str]]:
         try:
             return [row for row in csv.reader(io.StringIO(content), delimiter=delimiter) if row]
@@ -196,13 +263,17 @@ def _read_table(content: str, path: Path, text_column: str, label_column: str, h
         named = [i for i, n in enumerate(names) if n.strip().lower() in LABEL_NAMES] if has_header else []
         categorical = [i for i in range(width) if _categorical([row[i] for row in body])] if width > 1 else []
         label_index = named[0] if named else categorical[0] if len(categorical) == 1 else None
-    if text_column == "auto":  # every other column, except columns of numbers (ids, scores) where text remains
+    if (
+        text_column == "auto"
+    ):  # every other column, except columns of numbers (ids, scores) where text remains
         others = [i for i in range(width) if i != label_index]
         text_indices = [i for i in others if not all(_number(row[i]) for row in body)] or others
     else:
         text_indices = [column(part.strip()) for part in text_column.split(",") if part.strip()]
     if not text_indices:
-        raise DataError(f"{path}: no text column (columns: {', '.join(names)}); name one with data.text_column")
+        raise DataError(
+            f"{path}: no text column (columns: {', '.join(names)}); name one with data.text_column"
+        )
 
     def clean(field: str) -> str:
         return field.replace(line_break, "\n") if line_break else field
@@ -212,8 +283,11 @@ def _read_table(content: str, path: Path, text_column: str, label_column: str, h
 
     texts = ["\n".join(clean(row[i]).strip() for i in text_indices) for row in body]
     labels = None if label_index is None else [row[label_index].strip() for row in body]
-    found = (f" ({'header row; ' if has_header else 'no header; '}text: {', '.join(quoted(i) for i in text_indices)}"
-             + (f"; label: {quoted(label_index)}" if label_index is not None else "") + ")")
+    found = (
+        f" ({'header row; ' if has_header else 'no header; '}text: {', '.join(quoted(i) for i in text_indices)}"
+        + (f"; label: {quoted(label_index)}" if label_index is not None else "")
+        + ")"
+    )
     return texts, labels, found
 
 
@@ -236,8 +310,10 @@ def _has_header(rows: list[list[str]]) -> bool:
 def _categorical(values: list[str]) -> bool:
     """Whether a column holds categories: short values, each seen twice or more on average."""
     distinct = set(values)
-    return (0 < len(distinct) <= min(MAX_CLASSES, len(values) / 2)
-            and max(len(v) for v in distinct) <= MAX_LABEL_CHARS)
+    return (
+        0 < len(distinct) <= min(MAX_CLASSES, len(values) / 2)
+        and max(len(v) for v in distinct) <= MAX_LABEL_CHARS
+    )
 
 
 def _number(value: str) -> bool:

@@ -20,18 +20,24 @@ SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in this order
 TOKENIZER_FILE = "tokenizer.json"
 KINDS = ("wordpiece", "bpe", "char")
 SENTENCE_END = ".!?"
-MASK_MARK = "<mask>"  # how texts show [MASK], and how a user writes one where masks are meant (`selfsup denoise`)
+MASK_MARK = (
+    "<mask>"  # how texts show [MASK], and how a user writes one where masks are meant (`selfsup denoise`)
+)
 
 
 def _tokenizers():
     try:
         import tokenizers
     except ImportError:
-        raise SelfsupError("text methods need the 'tokenizers' package: pip install 'selfsup[text]'") from None
+        raise SelfsupError(
+            "text methods need the 'tokenizers' package: pip install 'selfsup[text]'"
+        ) from None
     return tokenizers
 
 
-def train_tokenizer(texts: list[str], kind: str = "wordpiece", vocab_size: int = 8000, lowercase: bool = True):
+def train_tokenizer(
+    texts: list[str], kind: str = "wordpiece", vocab_size: int = 8000, lowercase: bool = True
+):
     """A ``tokenizers.Tokenizer`` of ``kind`` trained on ``texts`` with at most ``vocab_size`` tokens
     (``char``: every character of the corpus, whatever ``vocab_size``)."""
     tk = _tokenizers()
@@ -42,22 +48,30 @@ def train_tokenizer(texts: list[str], kind: str = "wordpiece", vocab_size: int =
         tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=lowercase)
         tokenizer.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = tk.decoders.WordPiece()
-        trainer = tk.trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        trainer = tk.trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+        )
     elif kind == "bpe":
         tokenizer = tk.Tokenizer(tk.models.BPE())
         if lowercase:
             tokenizer.normalizer = tk.normalizers.Lowercase()
         tokenizer.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = tk.decoders.ByteLevel()
-        trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                         initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
+        trainer = tk.trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=SPECIAL_TOKENS,
+            show_progress=False,
+            initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
+        )
     else:
         tokenizer = tk.Tokenizer(tk.models.BPE(unk_token=UNK))
         if lowercase:
             tokenizer.normalizer = tk.normalizers.Lowercase()
         tokenizer.pre_tokenizer = tk.pre_tokenizers.Split(tk.Regex(r"[\s\S]"), "isolated")
         tokenizer.decoder = tk.decoders.Fuse()
-        trainer = tk.trainers.BpeTrainer(vocab_size=1, special_tokens=SPECIAL_TOKENS, show_progress=False)  # no merges
+        trainer = tk.trainers.BpeTrainer(
+            vocab_size=1, special_tokens=SPECIAL_TOKENS, show_progress=False
+        )  # no merges
     tokenizer.train_from_iterator(texts, trainer)
     if [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
         raise SelfsupError("the trained tokenizer did not give the special tokens ids 0-4")
@@ -101,10 +115,14 @@ class Vocabulary:
     specials: int = len(SPECIAL_TOKENS)  # ids below this are special; random replacements are drawn above it
 
     @classmethod
-    def of(cls, tokenizer, kind: str) -> "Vocabulary":
+    def of(cls, tokenizer, kind: str) -> Vocabulary:
         size = tokenizer.get_vocab_size()
-        starts, space, ends, chars = (torch.zeros(size, dtype=torch.bool), torch.zeros(size, dtype=torch.bool),
-                                      torch.zeros(size, dtype=torch.bool), torch.zeros(size))
+        starts, space, ends, chars = (
+            torch.zeros(size, dtype=torch.bool),
+            torch.zeros(size, dtype=torch.bool),
+            torch.zeros(size, dtype=torch.bool),
+            torch.zeros(size),
+        )
         for token, index in tokenizer.get_vocab().items():
             if index < len(SPECIAL_TOKENS):
                 continue
@@ -135,7 +153,7 @@ def encode_documents(tokenizer, texts: list[str], max_length: int) -> torch.Tens
     token then being ``[SEP]``), right-padded with ``[PAD]`` (0) to the longest document."""
     if max_length < 3:
         raise ConfigError(f"text.max_length must be at least 3, got {max_length}")
-    return pad_rows([[2] + ids[:max_length - 2] + [3] for ids in token_lists(tokenizer, texts)])
+    return pad_rows([[2] + ids[: max_length - 2] + [3] for ids in token_lists(tokenizer, texts)])
 
 
 def encode_marked_masks(tokenizer, text: str, max_length: int) -> torch.Tensor:
@@ -144,7 +162,7 @@ def encode_marked_masks(tokenizer, text: str, max_length: int) -> torch.Tensor:
     ids = []
     for i, piece in enumerate(token_lists(tokenizer, text.split(MASK_MARK))):
         ids += ([4] if i else []) + piece
-    return pad_rows([[2] + ids[:max_length - 2] + [3]])
+    return pad_rows([[2] + ids[: max_length - 2] + [3]])
 
 
 def pad_rows(rows: list[list[int]], length: int | None = None) -> torch.Tensor:
@@ -154,7 +172,7 @@ def pad_rows(rows: list[list[int]], length: int | None = None) -> torch.Tensor:
     out = torch.zeros(len(rows), length, dtype=torch.long)
     for i, row in enumerate(rows):
         row = row[:length]
-        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return out
 
 
@@ -166,12 +184,14 @@ def pack_documents(tokenizer, texts: list[str], block: int) -> torch.Tensor:
         stream += ids + [3]
     count = len(stream) // block
     if count == 0:
-        raise ConfigError(f"the corpus has {len(stream)} tokens, fewer than one block of text.max_length={block}")
-    return torch.tensor(stream[:count * block]).view(count, block)
+        raise ConfigError(
+            f"the corpus has {len(stream)} tokens, fewer than one block of text.max_length={block}"
+        )
+    return torch.tensor(stream[: count * block]).view(count, block)
 
 
 def trim_padding(ids: torch.Tensor, pad: int = 0) -> torch.Tensor:
     """Drop the trailing columns that are padding in every row (a batch is only as long as its
     longest text): everything up to each row's last non-padding token is kept."""
     used = (ids != pad).any(dim=0).nonzero()
-    return ids[:, :max(int(used[-1]) + 1 if len(used) else 0, 1)]
+    return ids[:, : max(int(used[-1]) + 1 if len(used) else 0, 1)]

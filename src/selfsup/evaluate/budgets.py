@@ -31,7 +31,9 @@ def parse_budget(text: str) -> Budget:
     try:
         fraction = float(text)
     except ValueError:
-        raise ConfigError(f"invalid label budget '{text}' (use a fraction in (0, 1] such as 0.01, or N/class such as 10/class)") from None
+        raise ConfigError(
+            f"invalid label budget '{text}' (use a fraction in (0, 1] such as 0.01, or N/class such as 10/class)"
+        ) from None
     if not 0 < fraction <= 1:
         raise ConfigError(f"invalid label budget '{text}': a fraction must lie in (0, 1]")
     return Budget(text, fraction=fraction)
@@ -51,8 +53,10 @@ def select_labelled(labels: torch.Tensor, budget: Budget, seed: int) -> torch.Te
         if budget.per_class is not None:
             take = budget.per_class
             if take > len(members):
-                raise ConfigError(f"label budget '{budget.text}' asks for {take} images of class {int(value)}, "
-                                  f"which has only {len(members)} in the training split")
+                raise ConfigError(
+                    f"label budget '{budget.text}' asks for {take} images of class {int(value)}, "
+                    f"which has only {len(members)} in the training split"
+                )
         else:
             take = max(1, round(budget.fraction * len(members)))
         chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])

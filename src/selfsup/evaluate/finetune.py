@@ -28,9 +28,16 @@ class Classifier(nn.Module):
         return self.head(self.encoder(images))
 
 
-def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                     config: EvalConfig, device: torch.device, amp_dtype: torch.dtype | None,
-                     seed: int) -> Classifier:
+def train_classifier(
+    encoder: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    config: EvalConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    seed: int,
+) -> Classifier:
     """Train encoder + linear head with cross-entropy on the labelled images (or token ids).
 
     SGD (momentum 0.9, Nesterov) or AdamW (``finetune_optimizer``) with a 10% linear warm-up then
@@ -47,27 +54,44 @@ def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Ten
     batch_size = min(config.finetune_batch_size, len(images))
     steps_per_epoch = math.ceil(len(images) / batch_size)
     total = max(config.finetune_min_steps, config.finetune_epochs * steps_per_epoch)
-    optimizer = build_optimizer(model, config.finetune_optimizer, config.finetune_lr, 0.9, config.finetune_weight_decay)
+    optimizer = build_optimizer(
+        model, config.finetune_optimizer, config.finetune_lr, 0.9, config.finetune_weight_decay
+    )
     if config.finetune_optimizer == "sgd":
         for group in optimizer.param_groups:
             group["nesterov"] = True
-    augmenter = ViewAugmenter(AugmentConfig(views=1, crop_scale=config.finetune_crop_scale,
-                                            flip_p=0.5 if config.finetune_flip else 0.0, jitter_p=0.0, grayscale_p=0.0))
+    augmenter = ViewAugmenter(
+        AugmentConfig(
+            views=1,
+            crop_scale=config.finetune_crop_scale,
+            flip_p=0.5 if config.finetune_flip else 0.0,
+            jitter_p=0.0,
+            grayscale_p=0.0,
+        )
+    )
     generator = torch.Generator(device=device).manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed)
     images, labels = images.to(device), labels.to(device)
     model.train()
     order, position = torch.randperm(len(images), generator=order_gen), 0
-    guard = BatchNormGuard(model, batch_size, lambda layer, values, least: (
-        f"fine-tuning (or training from scratch) on {len(images)} labelled images: BatchNorm layer '{layer}' would "
-        f"normalise {values} value{'s' if values > 1 else ''} per channel in a batch of {batch_size} (it needs "
-        f"{MIN_BATCH_NORM_VALUES} or more); "
-        + (f"set eval.finetune_batch_size={least} or more" if least <= len(images) else
-           f"give a label budget of at least {least} images, or use knn/linear")))
+    guard = BatchNormGuard(
+        model,
+        batch_size,
+        lambda layer, values, least: (
+            f"fine-tuning (or training from scratch) on {len(images)} labelled images: BatchNorm layer '{layer}' would "
+            f"normalise {values} value{'s' if values > 1 else ''} per channel in a batch of {batch_size} (it needs "
+            f"{MIN_BATCH_NORM_VALUES} or more); "
+            + (
+                f"set eval.finetune_batch_size={least} or more"
+                if least <= len(images)
+                else f"give a label budget of at least {least} images, or use knn/linear"
+            )
+        ),
+    )
     for step in range(total):
         if position + batch_size > len(images):
             order, position = torch.randperm(len(images), generator=order_gen), 0
-        index = order[position:position + batch_size].to(device)
+        index = order[position : position + batch_size].to(device)
         position += batch_size
         set_lr(optimizer, lr_at(step, total, max(1, total // 10), config.finetune_lr))
         if text:
@@ -85,6 +109,7 @@ def train_classifier(encoder: nn.Module, images: torch.Tensor, labels: torch.Ten
     return model.eval()
 
 
-def classifier_predict(model: Classifier, images: torch.Tensor, device: torch.device,
-                       amp_dtype: torch.dtype | None) -> torch.Tensor:
+def classifier_predict(
+    model: Classifier, images: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None
+) -> torch.Tensor:
     return extract_features(model, images, device, amp_dtype).argmax(dim=1)

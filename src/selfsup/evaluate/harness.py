@@ -43,8 +43,14 @@ def check_protocols(protocols: list[str]) -> None:
         raise ConfigError(f"unknown protocol '{unknown[0]}' (choose from {', '.join(PROTOCOLS)})")
 
 
-def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config: EvalConfig, device: torch.device,
-                     amp_dtype: torch.dtype | None = None, progress: bool = True) -> dict:
+def evaluate_encoder(
+    encoder: Encoder | TextEncoder,
+    splits: DataSplits,
+    config: EvalConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> dict:
     """Score ``encoder`` under each protocol, label budget and seed of ``config``.
 
     Returns ``{"results": [{"protocol", "labels", "mean", "std", "seeds", "accuracies", ...}], ...}``;
@@ -57,27 +63,37 @@ def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config:
         raise DataError(f"{splits.source} has no labels to evaluate with; pass a labelled --data")
     classes = train.present_classes()
     if len(classes) < 2:
-        raise DataError(f"{splits.source}: the training labels hold one class ('{train.classes[int(classes[0])]}'); "
-                        "it cannot be evaluated (kNN, probes and classifiers need at least 2 classes)")
+        raise DataError(
+            f"{splits.source}: the training labels hold one class ('{train.classes[int(classes[0])]}'); "
+            "it cannot be evaluated (kNN, probes and classifiers need at least 2 classes)"
+        )
     if test is None or not test.labelled:
-        raise DataError(f"{splits.source} has no labelled test images or texts to score on; pass a labelled --data")
+        raise DataError(
+            f"{splits.source} has no labelled test images or texts to score on; pass a labelled --data"
+        )
     if len(test.labelled_index()) < len(test):  # unlabelled test items cannot be scored
         test = test.subset(test.labelled_index())
     text = isinstance(encoder, TextEncoder)
     wrong = set(config.protocols) & (IMAGE_ONLY if text else TEXT_ONLY)
     if wrong:
-        raise ConfigError(f"protocol '{sorted(wrong)[0]}' is for {'images' if text else 'text'}; "
-                          f"this encoder was trained on {'text' if text else 'images'}")
+        raise ConfigError(
+            f"protocol '{sorted(wrong)[0]}' is for {'images' if text else 'text'}; "
+            f"this encoder was trained on {'text' if text else 'images'}"
+        )
     train_inputs, test_inputs = encoder.inputs(train), encoder.inputs(test)
     if not text:
         if train.images.shape[1:] != test.images.shape[1:]:
             raise DataError(f"{splits.source}: train and test images differ in shape")
         expected = (encoder.spec["in_channels"],)
         if train.images.shape[1:2] != expected or min(train.images.shape[2:]) != encoder.spec["image_size"]:
-            raise DataError(f"{splits.source} has images of shape {tuple(train.images.shape[1:])}, but the encoder "
-                            f"was trained on {encoder.spec['in_channels']}-channel images of side {encoder.spec['image_size']}")
+            raise DataError(
+                f"{splits.source} has images of shape {tuple(train.images.shape[1:])}, but the encoder "
+                f"was trained on {encoder.spec['in_channels']}-channel images of side {encoder.spec['image_size']}"
+            )
     num_classes = train.num_classes
-    subsets = {(b.text, s): select_labelled(train.labels, b, seed=s) for b in budgets for s in range(config.seeds)}
+    subsets = {
+        (b.text, s): select_labelled(train.labels, b, seed=s) for b in budgets for s in range(config.seeds)
+    }
     encoder = encoder.to(device).eval()
 
     needed = torch.unique(torch.cat(list(subsets.values())))
@@ -88,7 +104,10 @@ def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config:
         started = time.perf_counter()
         train_features = extract_features(encoder, train_inputs[needed], device, amp_dtype)
         test_features = extract_features(encoder, test_inputs, device, amp_dtype)
-        _say(progress, f"features of {len(needed)} labelled + {len(test)} test items in {time.perf_counter() - started:.1f}s")
+        _say(
+            progress,
+            f"features of {len(needed)} labelled + {len(test)} test items in {time.perf_counter() - started:.1f}s",
+        )
     if "tfidf" in config.protocols:
         tfidf_train, tfidf_test = tfidf_features(train.texts, test.texts)
     test_labels = test.labels
@@ -103,25 +122,43 @@ def evaluate_encoder(encoder: Encoder | TextEncoder, splits: DataSplits, config:
                 y = train.labels[index]
                 extra = {}
                 if protocol == "knn":
-                    predicted = knn_predict(train_features[position[index]], y, test_features, num_classes,
-                                            k=config.knn_k, temperature=config.knn_temperature)
+                    predicted = knn_predict(
+                        train_features[position[index]],
+                        y,
+                        test_features,
+                        num_classes,
+                        k=config.knn_k,
+                        temperature=config.knn_temperature,
+                    )
                 elif protocol == "linear":
                     predicted, extra = linear_probe(train_features[position[index]], y, test_features, seed)
                 elif protocol == "pixels":
-                    predicted, extra = linear_probe(_pixels(train.images[index]), y, _pixels(test.images), seed)
+                    predicted, extra = linear_probe(
+                        _pixels(train.images[index]), y, _pixels(test.images), seed
+                    )
                 elif protocol == "tfidf":
                     predicted, extra = tfidf_probe(tfidf_train[index.numpy()], y, tfidf_test, seed)
                 else:
                     start = copy.deepcopy(encoder) if protocol == "finetune" else _fresh_like(encoder, seed)
-                    model = train_classifier(start, train_inputs[index], y, num_classes, config, device, amp_dtype, seed)
+                    model = train_classifier(
+                        start, train_inputs[index], y, num_classes, config, device, amp_dtype, seed
+                    )
                     predicted = classifier_predict(model, test_inputs, device, amp_dtype)
                 accuracies.append(float((predicted == test_labels).float().mean()))
                 details.append(extra)
             rows.append(_row(protocol, budget.text, accuracies, len(subsets[(budget.text, 0)]), details))
-            _say(progress, f"{PROTOCOLS[protocol]:<20} {budget.text:>9}: {rows[-1]['mean']:.4f} ± {rows[-1]['std']:.4f} "
-                           f"({config.seeds} seeds, {time.perf_counter() - started:.1f}s)")
-    return {"results": rows, "data": splits.source, "test_images": len(test), "note": splits.note,
-            "knn": {"k": config.knn_k, "temperature": config.knn_temperature}}
+            _say(
+                progress,
+                f"{PROTOCOLS[protocol]:<20} {budget.text:>9}: {rows[-1]['mean']:.4f} ± {rows[-1]['std']:.4f} "
+                f"({config.seeds} seeds, {time.perf_counter() - started:.1f}s)",
+            )
+    return {
+        "results": rows,
+        "data": splits.source,
+        "test_images": len(test),
+        "note": splits.note,
+        "knn": {"k": config.knn_k, "temperature": config.knn_temperature},
+    }
 
 
 def _pixels(images: torch.Tensor) -> torch.Tensor:
@@ -134,9 +171,15 @@ def _fresh_like(encoder: Encoder | TextEncoder, seed: int) -> Encoder | TextEnco
 
 
 def _row(protocol: str, labels: str, accuracies: list[float], labelled: int, details: list[dict]) -> dict:
-    row = {"protocol": protocol, "labels": labels, "mean": float(np.mean(accuracies)),
-           "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
-           "seeds": len(accuracies), "accuracies": accuracies, "labelled_images": labelled}
+    row = {
+        "protocol": protocol,
+        "labels": labels,
+        "mean": float(np.mean(accuracies)),
+        "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
+        "seeds": len(accuracies),
+        "accuracies": accuracies,
+        "labelled_images": labelled,
+    }
     if any(details):
         row["probe"] = details
     return row
@@ -147,7 +190,11 @@ def result_grid(results: list[dict]) -> tuple[list[str], list[str], dict[tuple[s
     (protocol, budget)'s ``mean ± std``."""
     budgets = list(dict.fromkeys(r["labels"] for r in results))
     protocols = list(dict.fromkeys(r["protocol"] for r in results))
-    return budgets, protocols, {(r["protocol"], r["labels"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in results}
+    return (
+        budgets,
+        protocols,
+        {(r["protocol"], r["labels"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in results},
+    )
 
 
 def format_table(evaluation: dict) -> str:
@@ -157,7 +204,9 @@ def format_table(evaluation: dict) -> str:
     width = max(len(PROTOCOLS[p]) for p in protocols)
     lines = [f"{'protocol':<{width}}  " + "  ".join(f"{b:>13}" for b in budgets)]
     for p in protocols:
-        lines.append(f"{PROTOCOLS[p]:<{width}}  " + "  ".join(f"{cell.get((p, b), '-'):>13}" for b in budgets))
+        lines.append(
+            f"{PROTOCOLS[p]:<{width}}  " + "  ".join(f"{cell.get((p, b), '-'):>13}" for b in budgets)
+        )
     seeds = rows[0]["seeds"] if rows else 0
     lines.append(f"(test accuracy, mean ± std over {seeds} seeds of the labelled subset)")
     return "\n".join(lines)

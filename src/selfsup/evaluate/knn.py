@@ -6,8 +6,15 @@ import torch
 import torch.nn.functional as F
 
 
-def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                num_classes: int, k: int = 200, temperature: float = 0.1, chunk: int = 1024) -> torch.Tensor:
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """Predicted labels of ``test_features``.
 
     Each test point takes its k most cosine-similar training points (k capped by their count);
@@ -18,7 +25,7 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     test = F.normalize(test_features.float(), dim=1)
     predictions = []
     for start in range(0, len(test), chunk):
-        similarity = test[start:start + chunk] @ train.T
+        similarity = test[start : start + chunk] @ train.T
         top_sim, top_idx = similarity.topk(k, dim=1)
         weights = (top_sim / temperature).exp()
         votes = torch.zeros(len(top_sim), num_classes, dtype=weights.dtype)

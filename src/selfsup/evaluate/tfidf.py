@@ -14,7 +14,12 @@ from sklearn.linear_model import LogisticRegression
 
 from selfsup.evaluate.linear import stratified_folds
 
-TFIDF_C_GRID = (0.1, 1.0, 10.0, 100.0)  # sparse TF-IDF rows have unit norm: they need weaker regularisation than standardised features
+TFIDF_C_GRID = (
+    0.1,
+    1.0,
+    10.0,
+    100.0,
+)  # sparse TF-IDF rows have unit norm: they need weaker regularisation than standardised features
 DEFAULT_C = 10.0  # where the subset is too small to hold out a fold
 
 
@@ -34,7 +39,10 @@ def tfidf_probe(train_x, labels: torch.Tensor, test_x, seed: int) -> tuple[torch
     ``train_x`` (see :func:`tfidf_features`) with their ``labels``."""
     y = labels.numpy()
     if len(np.unique(y)) < 2:
-        return torch.full((test_x.shape[0],), int(y[0]), dtype=torch.long), {"C": None, "selection": "single class"}
+        return torch.full((test_x.shape[0],), int(y[0]), dtype=torch.long), {
+            "C": None,
+            "selection": "single class",
+        }
     folds = stratified_folds(y, seed)
     if folds is None:
         c, how = DEFAULT_C, "default"
@@ -42,7 +50,13 @@ def tfidf_probe(train_x, labels: torch.Tensor, test_x, seed: int) -> tuple[torch
         scores = np.zeros(len(TFIDF_C_GRID))
         for fit_idx, val_idx in folds:
             for i, c in enumerate(TFIDF_C_GRID):
-                scores[i] += float((_fit(train_x[fit_idx], y[fit_idx], c).predict(train_x[val_idx]) == y[val_idx]).mean())
+                scores[i] += float(
+                    (_fit(train_x[fit_idx], y[fit_idx], c).predict(train_x[val_idx]) == y[val_idx]).mean()
+                )
         c, how = TFIDF_C_GRID[int(np.argmax(scores))], "cross-validated"
     predicted = _fit(train_x, y, c).predict(test_x)
-    return torch.as_tensor(predicted, dtype=torch.long), {"C": c, "selection": how, "features": train_x.shape[1]}
+    return torch.as_tensor(predicted, dtype=torch.long), {
+        "C": c,
+        "selection": how,
+        "features": train_x.shape[1],
+    }

@@ -41,14 +41,19 @@ class ConvDecoder(nn.Module):
     def __init__(self, in_dim: int, channels: int, height: int, width: int, hidden: int = 64):
         super().__init__()
         self.size, self.start = (height, width), (math.ceil(height / 4), math.ceil(width / 4))
-        self.project = nn.Sequential(nn.Linear(in_dim, 2 * hidden * self.start[0] * self.start[1]), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(
+            nn.Linear(in_dim, 2 * hidden * self.start[0] * self.start[1]), nn.ReLU(inplace=True)
+        )
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(2 * hidden, hidden, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(hidden),
-            nn.ReLU(inplace=True), nn.ConvTranspose2d(hidden, channels, 4, stride=2, padding=1))
+            nn.ConvTranspose2d(2 * hidden, hidden, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(hidden, channels, 4, stride=2, padding=1),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.project(z).view(len(z), -1, *self.start)
-        return self.up(x)[:, :, :self.size[0], :self.size[1]]
+        return self.up(x)[:, :, : self.size[0], : self.size[1]]
 
 
 class DenoisingAutoencoder(Method):
@@ -67,7 +72,9 @@ class DenoisingAutoencoder(Method):
             raise ConfigError("method.noise_std must be 0 or more and method.mask_patch at least 1")
         self.params = params
         side = encoder.spec["image_size"]
-        self.decoder = ConvDecoder(encoder.out_dim, encoder.spec["in_channels"], side, side, params.decoder_width)
+        self.decoder = ConvDecoder(
+            encoder.out_dim, encoder.spec["in_channels"], side, side, params.decoder_width
+        )
 
     def corrupt(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         p = self.params
@@ -92,11 +99,14 @@ class DenoisingAutoencoder(Method):
     def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
         generator = torch.Generator(device=images.device).manual_seed(0)
         _, reconstruction = self.reconstruct(self.corrupt(images, generator))
-        return {"reconstruction_mse": F.mse_loss(self.encoder.denormalize(reconstruction), images.float()).item()}
+        return {
+            "reconstruction_mse": F.mse_loss(self.encoder.denormalize(reconstruction), images.float()).item()
+        }
 
     @torch.no_grad()
-    def pictures(self, images: torch.Tensor, generator: torch.Generator,
-                 labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+    def pictures(
+        self, images: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, list[torch.Tensor]]:
         noisy = self.corrupt(images, generator)
         _, reconstruction = self.reconstruct(noisy)
         return {"reconstructions": [noisy, self.encoder.denormalize(reconstruction), images]}

@@ -39,18 +39,25 @@ class PixelAutoregressive(Method):
         super().__init__(encoder)
         model = encoder.backbone
         if not isinstance(model, PixelModel) or encoder.spec["backbone"] != self.backbone_name:
-            raise ConfigError(f"{type(self).__name__.lower()} needs model.backbone={self.backbone_name}, "
-                              f"got '{encoder.spec['backbone']}'")
+            raise ConfigError(
+                f"{type(self).__name__.lower()} needs model.backbone={self.backbone_name}, "
+                f"got '{encoder.spec['backbone']}'"
+            )
         if params.classes < 0:
-            raise ConfigError(f"method.classes must be 0 (unconditional) or the number of classes, got {params.classes}")
+            raise ConfigError(
+                f"method.classes must be 0 (unconditional) or the number of classes, got {params.classes}"
+            )
         self.params = params
         self.needs_labels = params.classes > 0
-        self.condition = (nn.Embedding(params.classes, len(model.layers) * model.condition_size)
-                          if params.classes else None)
+        self.condition = (
+            nn.Embedding(params.classes, len(model.layers) * model.condition_size) if params.classes else None
+        )
         if self.condition is not None:
             nn.init.zeros_(self.condition.weight)
 
-    def logits(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits N×256×C×H×W for float images in [0, 1] (and their classes when conditional), and
         the backbone's pooled intermediate features N×width."""
         model: PixelModel = self.encoder.backbone
@@ -63,7 +70,9 @@ class PixelAutoregressive(Method):
             biases = self.condition(labels).view(len(labels), len(model.layers), model.condition_size)
         return model.logits(self.encoder.normalize(images), biases)
 
-    def forward(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         images = views[0]
         logits, features = self.logits(images, labels)
         return {"loss": bits_per_dim(logits, quantize(images)), "embedding": features.detach()}
@@ -73,9 +82,17 @@ class PixelAutoregressive(Method):
         return {"bits_per_dim": bits_per_dim(self.logits(images, labels)[0], quantize(images)).item()}
 
     @torch.no_grad()
-    def sample(self, count: int, shape: tuple[int, int, int], generator: torch.Generator, *,
-               labels: torch.Tensor | None = None, prefix: torch.Tensor | None = None, start_row: int = 0,
-               device: torch.device | str = "cpu") -> torch.Tensor:
+    def sample(
+        self,
+        count: int,
+        shape: tuple[int, int, int],
+        generator: torch.Generator,
+        *,
+        labels: torch.Tensor | None = None,
+        prefix: torch.Tensor | None = None,
+        start_row: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
         """Draw images in [0, 1] (N×C×H×W) one sub-pixel at a time, in raster then channel order.
 
         With ``prefix`` (images in [0, 1]), rows above ``start_row`` are kept and the rest completed.
@@ -89,26 +106,33 @@ class PixelAutoregressive(Method):
         for row in range(start_row, height):
             for col in range(width):
                 for channel in range(channels):
-                    logits = self.logits(x[:, :, :row + 1], labels)[0][:, :, channel, row, col].float()
+                    logits = self.logits(x[:, :, : row + 1], labels)[0][:, :, channel, row, col].float()
                     value = torch.multinomial(logits.softmax(dim=1).cpu(), 1, generator=generator).squeeze(1)
                     x[:, channel, row, col] = value.to(device).float() / (LEVELS - 1)
         return x
 
     @torch.no_grad()
-    def pictures(self, images: torch.Tensor, generator: torch.Generator,
-                 labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+    def pictures(
+        self, images: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, list[torch.Tensor]]:
         """``samples``: draws from the model (a class-conditional one draws classes 0, 1, ...);
         ``completions``: held-out images with the bottom half hidden, completed, and the originals."""
         n, shape = len(images), tuple(images.shape[1:])
-        classes = (torch.arange(n, device=images.device) % self.params.classes) if self.params.classes else None
+        classes = (
+            (torch.arange(n, device=images.device) % self.params.classes) if self.params.classes else None
+        )
         samples = self.sample(n, shape, generator, labels=classes, device=images.device)
         half = shape[1] // 2
         occluded = images.clone()
         occluded[:, :, half:] = 0.5
-        completed = self.sample(n, shape, generator, labels=labels, prefix=images, start_row=half, device=images.device)
-        columns = max(1, int(n ** 0.5))
-        return {"samples": [samples[i::columns] for i in range(columns)],
-                "completions": [occluded, completed, images]}
+        completed = self.sample(
+            n, shape, generator, labels=labels, prefix=images, start_row=half, device=images.device
+        )
+        columns = max(1, int(n**0.5))
+        return {
+            "samples": [samples[i::columns] for i in range(columns)],
+            "completions": [occluded, completed, images],
+        }
 
 
 class PixelCNN(PixelAutoregressive):

@@ -32,8 +32,11 @@ class BarlowTwins(ProjectedPairMethod):
 
     @classmethod
     def batch_floor(cls, params) -> BatchFloor:
-        return BatchFloor(3, "it standardises each feature over the batch, and over 2 images every standardised value "
-                             "is ±1 whatever the input, so no gradient reaches the network")
+        return BatchFloor(
+            3,
+            "it standardises each feature over the batch, and over 2 images every standardised value "
+            "is ±1 whatever the input, so no gradient reaches the network",
+        )
 
     def __init__(self, encoder: Encoder, params: BarlowTwinsParams):
         super().__init__(encoder)
@@ -42,5 +45,8 @@ class BarlowTwins(ProjectedPairMethod):
 
     def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
         on_diagonal, off_diagonal = barlow_twins_terms(z1, z2)
-        return {"loss": on_diagonal + self.params.lambd * off_diagonal, "invariance_loss": on_diagonal.detach(),
-                "redundancy_loss": off_diagonal.detach()}
+        return {
+            "loss": on_diagonal + self.params.lambd * off_diagonal,
+            "invariance_loss": on_diagonal.detach(),
+            "redundancy_loss": off_diagonal.detach(),
+        }

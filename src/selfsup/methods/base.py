@@ -84,8 +84,9 @@ class Method(nn.Module):
         return metrics
 
     @torch.no_grad()
-    def pictures(self, images: torch.Tensor, generator: torch.Generator,
-                 labels: torch.Tensor | None = None) -> dict[str, list]:
+    def pictures(
+        self, images: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, list]:
         """Examples of what the pretext task does to a few held-out inputs: name -> columns of images,
         each n×C×H×W in [0, 1] (saved as ``NAME.png``), or, for text, lines (saved as ``NAME.txt``).
         Default: none."""

@@ -35,7 +35,9 @@ class BYOL(Method):
     def __init__(self, encoder: Encoder, params: BYOLParams, projector_output_bn: bool = False):
         super().__init__(encoder)
         self.params = params
-        self.projector = mlp_head(encoder.out_dim, params.proj_hidden_dim, params.proj_dim, output_bn=projector_output_bn)
+        self.projector = mlp_head(
+            encoder.out_dim, params.proj_hidden_dim, params.proj_dim, output_bn=projector_output_bn
+        )
         self.predictor = mlp_head(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
         self.target_encoder = frozen_copy(self.encoder)
         self.target_projector = frozen_copy(self.projector)

@@ -42,11 +42,20 @@ class DINOHead(nn.Module):
     """MLP (GELU) to a bottleneck, L2 normalisation, then a weight-normalised linear layer with its
     norm fixed to 1 (the official ``norm_last_layer=True``)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int, batch_norm: bool = False):
+    def __init__(
+        self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int, batch_norm: bool = False
+    ):
         super().__init__()
         norm = (lambda: nn.BatchNorm1d(hidden_dim)) if batch_norm else nn.Identity
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), norm(), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
-                                 norm(), nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            norm(),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            norm(),
+            nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
         for module in self.mlp:
             if isinstance(module, nn.Linear):  # as the official head
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -80,12 +89,15 @@ class DINO(Method):
         super().__init__(encoder)
         self.params = params
         self.skips_parameters = params.freeze_last_layer_epochs > 0  # the prototypes while they are frozen
-        self.head = DINOHead(encoder.out_dim, params.hidden_dim, params.bottleneck_dim, params.out_dim,
-                             params.head_batch_norm)
+        self.head = DINOHead(
+            encoder.out_dim, params.hidden_dim, params.bottleneck_dim, params.out_dim, params.head_batch_norm
+        )
         self.teacher_encoder = frozen_copy(self.encoder)
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(params.out_dim))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))  # checkpointed: resumes the schedules
+        self.register_buffer(
+            "steps_done", torch.zeros((), dtype=torch.long)
+        )  # checkpointed: resumes the schedules
         self.steps_per_epoch = 1
         self._pending_center: torch.Tensor | None = None
 
@@ -97,10 +109,14 @@ class DINO(Method):
         epoch = step / self.steps_per_epoch
         if epoch >= p.warmup_teacher_temp_epochs:
             return p.teacher_temp
-        return p.warmup_teacher_temp + (p.teacher_temp - p.warmup_teacher_temp) * epoch / p.warmup_teacher_temp_epochs
+        return (
+            p.warmup_teacher_temp
+            + (p.teacher_temp - p.warmup_teacher_temp) * epoch / p.warmup_teacher_temp_epochs
+        )
 
-    def _by_resolution(self, encoder: nn.Module, head: DINOHead, views: list[torch.Tensor],
-                       freeze_prototypes: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _by_resolution(
+        self, encoder: nn.Module, head: DINOHead, views: list[torch.Tensor], freeze_prototypes: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encoder features and head bottleneck of the first view, and head outputs V×N×K; one
         encoder pass per image size, so BatchNorm sees all views of a size together."""
         features: list[torch.Tensor] = []
@@ -129,8 +145,12 @@ class DINO(Method):
         loss = dino_loss(student, teacher, self.center, self.params.student_temp, temperature)
         self._pending_center = mean_over_processes(teacher.float().mean(dim=(0, 1)))
         assignments = F.softmax((teacher[0].float() - self.center) / temperature, dim=-1)
-        return {"loss": loss, "embedding": embedding.detach(), "projection": projection.detach(),
-                "assignments": assignments}
+        return {
+            "loss": loss,
+            "embedding": embedding.detach(),
+            "projection": projection.detach(),
+            "assignments": assignments,
+        }
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:

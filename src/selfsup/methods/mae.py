@@ -35,8 +35,9 @@ class MAEParams:
     norm_pix_loss: bool = True
 
 
-def random_masking(n: int, length: int, ratio: float, device, generator: torch.Generator | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_masking(
+    n: int, length: int, ratio: float, device, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample random masking: exactly ``length - int(length·(1-ratio))`` patches hidden per sample.
 
     Returns ``keep`` (N×K indices of the visible patches), ``restore`` (N×L: position of each patch
@@ -59,7 +60,7 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
 
 def unpatchify(patches: torch.Tensor, patch: int, channels: int) -> torch.Tensor:
     n, length, _ = patches.shape
-    grid = int(round(length ** 0.5))
+    grid = int(round(length**0.5))
     x = patches.reshape(n, grid, grid, patch, patch, channels)
     return x.permute(0, 5, 1, 3, 2, 4).reshape(n, channels, grid * patch, grid * patch)
 
@@ -73,24 +74,33 @@ class MAE(Method):
         if not isinstance(vit, VisionTransformer):
             raise ConfigError(f"mae needs model.backbone=vit, got '{encoder.spec['backbone']}'")
         if not 0 < params.mask_ratio < 1 or int(vit.num_patches * (1 - params.mask_ratio)) < 1:
-            raise ConfigError(f"method.mask_ratio must leave at least one of the {vit.num_patches} patches visible "
-                              f"and hide at least one, got {params.mask_ratio}")
+            raise ConfigError(
+                f"method.mask_ratio must leave at least one of the {vit.num_patches} patches visible "
+                f"and hide at least one, got {params.mask_ratio}"
+            )
         self.params = params
         dim, channels = vit.out_dim, encoder.spec["in_channels"]
         self.decoder_embed = nn.Linear(dim, params.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, params.decoder_dim))
-        self.register_buffer("decoder_pos", torch.cat([torch.zeros(1, 1, params.decoder_dim),
-                                                       sincos_positions(params.decoder_dim, vit.grid)], dim=1),
-                             persistent=False)
-        self.decoder_blocks = nn.ModuleList(transformer_block(params.decoder_dim, params.decoder_heads)
-                                            for _ in range(params.decoder_depth))
+        self.register_buffer(
+            "decoder_pos",
+            torch.cat(
+                [torch.zeros(1, 1, params.decoder_dim), sincos_positions(params.decoder_dim, vit.grid)], dim=1
+            ),
+            persistent=False,
+        )
+        self.decoder_blocks = nn.ModuleList(
+            transformer_block(params.decoder_dim, params.decoder_heads) for _ in range(params.decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(params.decoder_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(params.decoder_dim, vit.patch_size ** 2 * channels)
+        self.decoder_pred = nn.Linear(params.decoder_dim, vit.patch_size**2 * channels)
         for module in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             init_transformer(module)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def masked_prediction(self, images: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def masked_prediction(
+        self, images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Encode the visible patches of the standardised ``images`` and predict every patch.
 
         Returns ``pred`` and ``target`` (N×L×p²C, standardised pixels), ``mask`` (N×L, 1 = hidden)
@@ -103,7 +113,9 @@ class MAE(Method):
         latent = vit.encode(tokens.gather(1, keep[:, :, None].expand(-1, -1, dim)))
         y = self.decoder_embed(latent)
         hidden = self.mask_token.to(y.dtype).expand(n, length - keep.shape[1], -1)
-        patches = torch.cat([y[:, 1:], hidden], dim=1).gather(1, restore[:, :, None].expand(-1, -1, y.shape[-1]))
+        patches = torch.cat([y[:, 1:], hidden], dim=1).gather(
+            1, restore[:, :, None].expand(-1, -1, y.shape[-1])
+        )
         y = torch.cat([y[:, :1], patches], dim=1) + self.decoder_pos
         for block in self.decoder_blocks:
             y = block(y)
@@ -115,8 +127,9 @@ class MAE(Method):
         loss = masked_patch_loss(out["pred"], out["target"], out["mask"], self.params.norm_pix_loss)
         return {"loss": loss, "embedding": out["latent"][:, 1:].mean(dim=1).detach()}
 
-    def _reconstruction(self, images: torch.Tensor, out: dict[str, torch.Tensor]
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _reconstruction(
+        self, images: torch.Tensor, out: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images in [0, 1]: the input with its hidden patches predicted (a normalised-pixel
         prediction is mapped back with the true patch's mean and scale, as the official demo does),
         the input with its hidden patches grey, and the pixel mask N×C×H×W (1 = hidden)."""
@@ -136,12 +149,16 @@ class MAE(Method):
         out = self.masked_prediction(images, torch.Generator(device=images.device).manual_seed(0))
         filled, _, hidden = self._reconstruction(images, out)
         squared = (filled - images.float()) ** 2 * hidden
-        return {"masked_patch_loss": masked_patch_loss(out["pred"], out["target"], out["mask"],
-                                                       self.params.norm_pix_loss).item(),
-                "reconstruction_mse": (squared.sum() / hidden.sum()).item()}
+        return {
+            "masked_patch_loss": masked_patch_loss(
+                out["pred"], out["target"], out["mask"], self.params.norm_pix_loss
+            ).item(),
+            "reconstruction_mse": (squared.sum() / hidden.sum()).item(),
+        }
 
     @torch.no_grad()
-    def pictures(self, images: torch.Tensor, generator: torch.Generator,
-                 labels: torch.Tensor | None = None) -> dict[str, list[torch.Tensor]]:
+    def pictures(
+        self, images: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
+    ) -> dict[str, list[torch.Tensor]]:
         filled, masked, _ = self._reconstruction(images, self.masked_prediction(images, generator))
         return {"reconstructions": [masked, filled, images]}

@@ -71,11 +71,17 @@ class MoCoV2(Method):
         n = len(views[0])
         symmetric = self.params.symmetric
         # one view at a time, so that BatchNorm never mixes a query with its own key's image
-        h = torch.cat([self.split_encode(self.encoder, v, shuffle=False) for v in (views if symmetric else views[:1])])
+        h = torch.cat(
+            [self.split_encode(self.encoder, v, shuffle=False) for v in (views if symmetric else views[:1])]
+        )
         q = self.projector(h)
         with torch.no_grad():
-            keys = [F.normalize(self.key_projector(self.split_encode(self.key_encoder, v, shuffle=True)).float(), dim=1)
-                    for v in (views if symmetric else views[1:])]
+            keys = [
+                F.normalize(
+                    self.key_projector(self.split_encode(self.key_encoder, v, shuffle=True)).float(), dim=1
+                )
+                for v in (views if symmetric else views[1:])
+            ]
         t = self.params.temperature
         if symmetric:
             loss = (moco_loss(q[:n], keys[1], self.queue, t) + moco_loss(q[n:], keys[0], self.queue, t)) / 2

@@ -15,7 +15,6 @@ from selfsup.methods.base import BatchFloor, Method
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
-
 MINING = ("none", "hardest", "semi_hard")
 PAIRS = ("views", "labels")
 
@@ -48,8 +47,11 @@ class Siamese(Method):
 
     def __init__(self, encoder: Encoder, params: SiameseParams):
         super().__init__(encoder)
-        for key, value, allowed in (("loss", params.loss, ("contrastive", "triplet")),
-                                    ("mining", params.mining, MINING), ("pairs", params.pairs, PAIRS)):
+        for key, value, allowed in (
+            ("loss", params.loss, ("contrastive", "triplet")),
+            ("mining", params.mining, MINING),
+            ("pairs", params.pairs, PAIRS),
+        ):
             if value not in allowed:
                 raise ConfigError(f"option 'method.{key}' must be {' or '.join(allowed)}, got '{value}'")
         self.params = params
@@ -68,8 +70,13 @@ class Siamese(Method):
         return torch.multinomial(weights, 1).squeeze(1)
 
     @torch.no_grad()
-    def negatives(self, anchor: torch.Tensor, others: torch.Tensor, positive: torch.Tensor | None = None,
-                  labels: torch.Tensor | None = None) -> torch.Tensor:
+    def negatives(
+        self,
+        anchor: torch.Tensor,
+        others: torch.Tensor,
+        positive: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Index of each anchor's negative among ``others`` (never the anchor's own image, and with
         ``labels`` never its class): with mining ``none`` the next valid image of the batch; ``hardest``
         the closest; ``semi_hard`` the closest that is still farther than the positive
@@ -81,7 +88,10 @@ class Siamese(Method):
             valid &= different | ~different.any(dim=1, keepdim=True)  # a one-class batch keeps all others
         if self.params.mining == "none":
             # the first valid index after i, cyclically: rank columns by (j - i) mod n
-            shift = (torch.arange(n, device=anchor.device)[None, :] - torch.arange(n, device=anchor.device)[:, None]) % n
+            shift = (
+                torch.arange(n, device=anchor.device)[None, :]
+                - torch.arange(n, device=anchor.device)[:, None]
+            ) % n
             return torch.where(valid, shift, n).argmin(dim=1)
         distance = torch.cdist(anchor.float(), others.float())
         inf = torch.tensor(float("inf"), device=anchor.device)
@@ -95,7 +105,9 @@ class Siamese(Method):
         farthest = torch.where(valid, distance, -inf).argmax(dim=1)
         return torch.where(semi.any(dim=1), closest_farther, farthest)
 
-    def forward(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         if self.needs_labels and labels is None:
             raise ValueError("method.pairs=labels needs the batch's labels")
         h, local = self.encode_pair(views)

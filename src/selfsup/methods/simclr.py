@@ -28,7 +28,9 @@ class SimCLR(ProjectedPairMethod):
 
     @classmethod
     def batch_floor(cls, params) -> BatchFloor:
-        return BatchFloor(2, "NT-Xent contrasts each image with the other images of the batch, and one image has none")
+        return BatchFloor(
+            2, "NT-Xent contrasts each image with the other images of the batch, and one image has none"
+        )
 
     def __init__(self, encoder: Encoder, params: SimCLRParams):
         super().__init__(encoder)

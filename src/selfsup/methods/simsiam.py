@@ -22,7 +22,9 @@ class SimSiamParams:
     proj_layers: int = 3
     pred_hidden_dim: int = 512
     stop_gradient: bool = True  # switching it off collapses the embedding (paper, Fig. 2)
-    fix_pred_lr: bool = True  # the predictor's learning rate is not decayed (paper Sec. 4.2; official --fix-pred-lr)
+    fix_pred_lr: bool = (
+        True  # the predictor's learning rate is not decayed (paper Sec. 4.2; official --fix-pred-lr)
+    )
 
 
 class SimSiam(Method):
@@ -35,7 +37,9 @@ class SimSiam(Method):
     def __init__(self, encoder: Encoder, params: SimSiamParams):
         super().__init__(encoder)
         self.params = params
-        self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers, output_bn=True)
+        self.projector = mlp_head(
+            encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers, output_bn=True
+        )
         self.predictor = mlp_head(params.proj_dim, params.pred_hidden_dim, params.proj_dim)
 
     def fixed_lr_parameters(self) -> tuple[torch.nn.Parameter, ...]:

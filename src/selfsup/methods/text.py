@@ -32,8 +32,10 @@ class TextMethod(Method):
 
     def __init__(self, encoder: TextEncoder):
         if not isinstance(encoder, TextEncoder):
-            raise ConfigError(f"{type(self).__name__} learns from text: it needs text data (.txt, .csv, .tsv) "
-                              "and model.backbone=transformer")
+            raise ConfigError(
+                f"{type(self).__name__} learns from text: it needs text data (.txt, .csv, .tsv) "
+                "and model.backbone=transformer"
+            )
         super().__init__(encoder)
         self.vocab = encoder.vocab
 
@@ -53,21 +55,29 @@ class TextMethod(Method):
                     current = []
                 elif token >= self.vocab.specials or token == self.vocab.unk:
                     current.append(token)
-            joiner = " " if self.vocab.kind == "wordpiece" else ""  # byte-level and character tokens keep their spaces
-            texts.append(joiner.join(p for p in pieces + [self.encoder.tokenizer.decode(current)] if p).strip())
+            joiner = (
+                " " if self.vocab.kind == "wordpiece" else ""
+            )  # byte-level and character tokens keep their spaces
+            texts.append(
+                joiner.join(p for p in pieces + [self.encoder.tokenizer.decode(current)] if p).strip()
+            )
         return texts
 
 
 def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (nats) over the targets that are not ``IGNORE``; logits …×V, targets …."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE
+    )
 
 
 def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The training loss: the mean cross-entropy over the predicted tokens (not ``IGNORE``) of the
     global batch, whatever their number in each process (:func:`selfsup.distributed.global_mean`)."""
     flat = targets.reshape(-1)
-    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum")
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum"
+    )
     return global_mean(total, (flat != IGNORE).sum())
 
 
@@ -100,21 +110,31 @@ class MaskedLM(TextMethod):
     def batch_floor(cls, params: MaskedLMParams) -> BatchFloor | None:
         if not params.next_sentence:
             return None
-        return BatchFloor(2, "next-sentence prediction takes its random segments from the other documents of each "
-                             "process's batch", per_process=True)
+        return BatchFloor(
+            2,
+            "next-sentence prediction takes its random segments from the other documents of each "
+            "process's batch",
+            per_process=True,
+        )
 
     def __init__(self, encoder: TextEncoder, params: MaskedLMParams):
         super().__init__(encoder)
-        if not 0 < params.mask_prob < 1 or params.mask_token + params.random_token > 1 or \
-                min(params.mask_token, params.random_token) < 0:
-            raise ConfigError("method.mask_prob must lie in (0, 1) and method.mask_token + method.random_token in [0, 1]")
+        if (
+            not 0 < params.mask_prob < 1
+            or params.mask_token + params.random_token > 1
+            or min(params.mask_token, params.random_token) < 0
+        ):
+            raise ConfigError(
+                "method.mask_prob must lie in (0, 1) and method.mask_token + method.random_token in [0, 1]"
+            )
         if encoder.spec["causal"]:
             raise ConfigError("the masked LM needs a bidirectional encoder")
         self.params = params
         self.head = LMHead(encoder.backbone.embed.tokens, transform=True)
         dim = encoder.out_dim
-        self.next_sentence = (nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 2))
-                              if params.next_sentence else None)
+        self.next_sentence = (
+            nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 2)) if params.next_sentence else None
+        )
 
     @staticmethod
     def encoder_options(params: MaskedLMParams) -> dict:
@@ -145,8 +165,10 @@ class MaskedLM(TextMethod):
         inputs, targets = self.corrupt(ids)
         selected = targets != IGNORE
         logits, targets = self.head(self.encoder.backbone(inputs)[selected]), targets[selected]
-        return {"masked_token_nats": float(token_cross_entropy(logits, targets)),
-                "masked_token_accuracy": predicted_accuracy(logits, targets)}
+        return {
+            "masked_token_nats": float(token_cross_entropy(logits, targets)),
+            "masked_token_accuracy": predicted_accuracy(logits, targets),
+        }
 
     @torch.no_grad()
     def pictures(self, ids: torch.Tensor, generator: torch.Generator, labels=None) -> dict[str, list[str]]:
@@ -155,9 +177,18 @@ class MaskedLM(TextMethod):
         predicted = self.head(self.encoder.backbone(inputs)).argmax(dim=-1)
         filled = torch.where(targets != IGNORE, predicted, inputs)
         shown = torch.where(targets != IGNORE, torch.full_like(ids, self.vocab.mask), inputs)
-        return {"fill_in": [block for i in range(len(ids)) for block in (
-            f"original:  {self.decode(ids[i:i + 1])[0]}", f"masked:    {self.decode(shown[i:i + 1])[0]}",
-            f"predicted: {self.decode(filled[i:i + 1])[0]}", "")]}
+        return {
+            "fill_in": [
+                block
+                for i in range(len(ids))
+                for block in (
+                    f"original:  {self.decode(ids[i : i + 1])[0]}",
+                    f"masked:    {self.decode(shown[i : i + 1])[0]}",
+                    f"predicted: {self.decode(filled[i : i + 1])[0]}",
+                    "",
+                )
+            ]
+        }
 
 
 @dataclass
@@ -181,14 +212,21 @@ class BART(TextMethod):
             raise ConfigError(f"method.poisson_lambda must be positive, got {params.poisson_lambda}")
         self.params = params
         spec = encoder.spec
-        self.decoder = TextDecoder(encoder.backbone.embed.tokens, spec["dim"], params.decoder_depth or spec["depth"],
-                                   spec["heads"], spec["max_length"])
+        self.decoder = TextDecoder(
+            encoder.backbone.embed.tokens,
+            spec["dim"],
+            params.decoder_depth or spec["depth"],
+            spec["heads"],
+            spec["max_length"],
+        )
         self.head = LMHead(encoder.backbone.embed.tokens)
 
     def noise(self, ids: torch.Tensor) -> torch.Tensor:
         return bart_noise(ids, self.vocab, self.params, self.encoder.max_length)
 
-    def reconstruction_logits(self, noisy: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reconstruction_logits(
+        self, noisy: torch.Tensor, ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced decoder logits for the clean ``ids`` given ``noisy``; and the encoder's states."""
         memory = self.encoder.backbone(noisy)
         return self.head(self.decoder(ids[:, :-1], memory, noisy == 0)), memory
@@ -197,8 +235,10 @@ class BART(TextMethod):
         ids = views[0]
         noisy = self.noise(ids)
         logits, memory = self.reconstruction_logits(noisy, ids)
-        return {"loss": token_loss(logits, shifted_targets(ids)),
-                "embedding": self.encoder.pool(memory, noisy).detach().float()}
+        return {
+            "loss": token_loss(logits, shifted_targets(ids)),
+            "embedding": self.encoder.pool(memory, noisy).detach().float(),
+        }
 
     @torch.no_grad()
     def reconstruct(self, noisy: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
@@ -219,8 +259,10 @@ class BART(TextMethod):
     def test_metrics(self, ids: torch.Tensor, labels=None) -> dict[str, float]:
         logits, _ = self.reconstruction_logits(self.noise(ids), ids)
         targets = shifted_targets(ids)
-        return {"reconstruction_nats": float(token_cross_entropy(logits, targets)),
-                "reconstruction_token_accuracy": predicted_accuracy(logits, targets)}
+        return {
+            "reconstruction_nats": float(token_cross_entropy(logits, targets)),
+            "reconstruction_token_accuracy": predicted_accuracy(logits, targets),
+        }
 
     @torch.no_grad()
     def pictures(self, ids: torch.Tensor, generator: torch.Generator, labels=None) -> dict[str, list[str]]:
@@ -229,8 +271,12 @@ class BART(TextMethod):
         rebuilt = self.reconstruct(noisy, 2 * ids.shape[1])
         lines = []
         for i in range(len(ids)):
-            lines += [f"original:      {self.decode(ids[i:i + 1])[0]}", f"noised:        {self.decode(noisy[i:i + 1])[0]}",
-                      f"reconstructed: {self.decode(rebuilt[i:i + 1])[0]}", ""]
+            lines += [
+                f"original:      {self.decode(ids[i : i + 1])[0]}",
+                f"noised:        {self.decode(noisy[i : i + 1])[0]}",
+                f"reconstructed: {self.decode(rebuilt[i : i + 1])[0]}",
+                "",
+            ]
         return {"reconstructions": lines}
 
 
@@ -265,8 +311,10 @@ class CausalLM(TextMethod):
     def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         ids = views[0]
         logits, states = self.next_token_logits(ids)
-        return {"loss": token_loss(logits, shifted_targets(ids)),
-                "embedding": self.encoder.pool(states, ids).detach().float()}
+        return {
+            "loss": token_loss(logits, shifted_targets(ids)),
+            "embedding": self.encoder.pool(states, ids).detach().float(),
+        }
 
     @torch.no_grad()
     def test_metrics(self, ids: torch.Tensor, labels=None) -> dict[str, float]:
@@ -282,16 +330,25 @@ class CausalLM(TextMethod):
         return {**metrics, "perplexity": math.exp(metrics["nats_per_token"])}
 
     @torch.no_grad()
-    def generate(self, prompt: torch.Tensor, tokens: int, generator: torch.Generator | None = None,
-                 temperature: float | None = None, top_k: int | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        prompt: torch.Tensor,
+        tokens: int,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+    ) -> torch.Tensor:
         """Continue the prompts (ids N×P, no padding) by ``tokens`` sampled tokens: ids N×(P+tokens).
         The context is the last ``max_length`` tokens."""
         temperature = temperature or self.params.temperature
         top_k = self.params.top_k if top_k is None else top_k
         out = prompt
         for _ in range(tokens):
-            logits = self.head(self.encoder.backbone(out[:, -self.encoder.max_length:])[:, -1]).float() / temperature
-            logits[:, :self.vocab.specials] = -math.inf
+            logits = (
+                self.head(self.encoder.backbone(out[:, -self.encoder.max_length :])[:, -1]).float()
+                / temperature
+            )
+            logits[:, : self.vocab.specials] = -math.inf
             if top_k:
                 threshold = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
                 logits = logits.masked_fill(logits < threshold, -math.inf)
@@ -303,9 +360,13 @@ class CausalLM(TextMethod):
     @torch.no_grad()
     def pictures(self, ids: torch.Tensor, generator: torch.Generator, labels=None) -> dict[str, list[str]]:
         ids = ids[:EXAMPLES]
-        prompts = ids[:, :min(8, int((ids != 0).sum(dim=1).min()))]
+        prompts = ids[:, : min(8, int((ids != 0).sum(dim=1).min()))]
         samples = self.generate(prompts, self.params.sample_tokens, generator)
         lines = []
         for i in range(len(prompts)):
-            lines += [f"prompt: {self.decode(prompts[i:i + 1])[0]}", f"sample: {self.decode(samples[i:i + 1])[0]}", ""]
+            lines += [
+                f"prompt: {self.decode(prompts[i : i + 1])[0]}",
+                f"sample: {self.decode(samples[i : i + 1])[0]}",
+                "",
+            ]
         return {"samples": lines}

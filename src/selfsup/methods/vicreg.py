@@ -31,7 +31,9 @@ class VICReg(ProjectedPairMethod):
 
     @classmethod
     def batch_floor(cls, params) -> BatchFloor:
-        return BatchFloor(2, "its variance and covariance terms are statistics over the batch, undefined for one image")
+        return BatchFloor(
+            2, "its variance and covariance terms are statistics over the batch, undefined for one image"
+        )
 
     def __init__(self, encoder: Encoder, params: VICRegParams):
         super().__init__(encoder)
@@ -41,6 +43,9 @@ class VICReg(ProjectedPairMethod):
     def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
         p = self.params
         invariance, variance, covariance = vicreg_terms(z1, z2)
-        return {"loss": p.sim_weight * invariance + p.var_weight * variance + p.cov_weight * covariance,
-                "invariance_loss": invariance.detach(), "variance_loss": variance.detach(),
-                "covariance_loss": covariance.detach()}
+        return {
+            "loss": p.sim_weight * invariance + p.var_weight * variance + p.cov_weight * covariance,
+            "invariance_loss": invariance.detach(),
+            "variance_loss": variance.detach(),
+            "covariance_loss": covariance.detach(),
+        }

@@ -31,15 +31,24 @@ def channel_groups(count: int, channels: int) -> torch.Tensor:
     return torch.arange(count) * channels // count
 
 
-def causal_mask(out_groups: torch.Tensor, in_groups: torch.Tensor, kernel: tuple[int, int],
-                centre: tuple[int, int], mask_type: str) -> torch.Tensor:
+def causal_mask(
+    out_groups: torch.Tensor,
+    in_groups: torch.Tensor,
+    kernel: tuple[int, int],
+    centre: tuple[int, int],
+    mask_type: str,
+) -> torch.Tensor:
     """Weight mask out×in×kh×kw: kernel rows above ``centre`` and columns left of it on its row are
     open; at the centre (the current pixel) output group g reads input groups < g (mask "A") or ≤ g ("B")."""
     mask = torch.zeros(len(out_groups), len(in_groups), *kernel)
     ci, cj = centre
     mask[:, :, :ci, :] = 1
     mask[:, :, ci, :cj] = 1
-    order = out_groups[:, None] > in_groups[None, :] if mask_type == "A" else out_groups[:, None] >= in_groups[None, :]
+    order = (
+        out_groups[:, None] > in_groups[None, :]
+        if mask_type == "A"
+        else out_groups[:, None] >= in_groups[None, :]
+    )
     mask[:, :, ci, cj] = order.float()
     return mask
 
@@ -48,20 +57,33 @@ class MaskedConv2d(nn.Conv2d):
     """A convolution whose weights are multiplied by a causal mask; ``padding`` = (left, right, top,
     bottom) places the kernel's centre on the output pixel."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: tuple[int, int], centre: tuple[int, int],
-                 padding: tuple[int, int, int, int], mask_type: str, channels: int,
-                 out_groups: torch.Tensor | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int],
+        centre: tuple[int, int],
+        padding: tuple[int, int, int, int],
+        mask_type: str,
+        channels: int,
+        out_groups: torch.Tensor | None = None,
+    ):
         super().__init__(in_channels, out_channels, kernel)
         out_groups = channel_groups(out_channels, channels) if out_groups is None else out_groups
-        self.register_buffer("mask", causal_mask(out_groups, channel_groups(in_channels, channels), kernel, centre,
-                                                 mask_type), persistent=False)
+        self.register_buffer(
+            "mask",
+            causal_mask(out_groups, channel_groups(in_channels, channels), kernel, centre, mask_type),
+            persistent=False,
+        )
         self.pad = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.pad(x, self.pad), self.weight * self.mask, self.bias)
 
 
-def pointwise(in_channels: int, out_channels: int, channels: int, out_groups: torch.Tensor | None = None) -> MaskedConv2d:
+def pointwise(
+    in_channels: int, out_channels: int, channels: int, out_groups: torch.Tensor | None = None
+) -> MaskedConv2d:
     """A 1×1 convolution with mask B: each output group reads the current pixel's groups up to its own."""
     return MaskedConv2d(in_channels, out_channels, (1, 1), (0, 0), (0, 0, 0, 0), "B", channels, out_groups)
 
@@ -81,7 +103,9 @@ class RowsAboveConv2d(nn.Conv2d):
 def input_convolution(channels: int, width: int, kernel: int = 7) -> MaskedConv2d:
     """The first layer of both models: a k×k convolution with mask A."""
     half = kernel // 2
-    return MaskedConv2d(channels, width, (kernel, kernel), (half, half), (half, half, half, half), "A", channels)
+    return MaskedConv2d(
+        channels, width, (kernel, kernel), (half, half), (half, half, half, half), "A", channels
+    )
 
 
 class OutputHead(nn.Module):
@@ -119,8 +143,9 @@ class GatedLayer(nn.Module):
         gate_groups = channel_groups(width, channels).repeat(2)
         self.vertical = RowsAboveConv2d(width, 2 * width, kernel)
         self.vertical_to_horizontal = nn.Conv2d(2 * width, 2 * width, 1)
-        self.horizontal = MaskedConv2d(width, 2 * width, (1, half + 1), (0, half), (half, 0, 0, 0), "B", channels,
-                                       out_groups=gate_groups)
+        self.horizontal = MaskedConv2d(
+            width, 2 * width, (1, half + 1), (0, half), (half, 0, 0, 0), "B", channels, out_groups=gate_groups
+        )
         self.horizontal_out = pointwise(width, width, channels)
 
     def forward(self, state: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,8 +170,16 @@ class RowLSTMLayer(nn.Module):
     def __init__(self, channels: int, width: int):
         super().__init__()
         self.width = width
-        self.input_to_state = MaskedConv2d(width, 4 * width, (1, 3), (0, 1), (1, 1, 0, 0), "B", channels,
-                                           out_groups=channel_groups(width, channels).repeat(4))
+        self.input_to_state = MaskedConv2d(
+            width,
+            4 * width,
+            (1, 3),
+            (0, 1),
+            (1, 1, 0, 0),
+            "B",
+            channels,
+            out_groups=channel_groups(width, channels).repeat(4),
+        )
         self.state_to_state = nn.Conv1d(width, 4 * width, 3, padding=1)
         self.output = pointwise(width, width, channels)
 
@@ -169,11 +202,15 @@ class RowLSTMLayer(nn.Module):
 class PixelModel(nn.Module):
     """What the two pixel models share: masked input convolution -> ``layers`` -> output head."""
 
-    def __init__(self, channels: int, width: int, layers: list[nn.Module], condition_size: int, feature_layer: int = 0):
+    def __init__(
+        self, channels: int, width: int, layers: list[nn.Module], condition_size: int, feature_layer: int = 0
+    ):
         super().__init__()
         if width < channels:
-            raise ConfigError(f"model.width must give the pixel models at least one channel per colour ({channels}), "
-                              f"got {width}")
+            raise ConfigError(
+                f"model.width must give the pixel models at least one channel per colour ({channels}), "
+                f"got {width}"
+            )
         self.channels, self.width = channels, width
         self.input = input_convolution(channels, width)
         self.layers = nn.ModuleList(layers)
@@ -185,15 +222,21 @@ class PixelModel(nn.Module):
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
         return self.input(x)
 
-    def _layers(self, state: torch.Tensor, biases: torch.Tensor | None, start: int, stop: int) -> torch.Tensor:
+    def _layers(
+        self, state: torch.Tensor, biases: torch.Tensor | None, start: int, stop: int
+    ) -> torch.Tensor:
         for index in range(start, stop):
             state = self.layers[index](state, None if biases is None else biases[:, index])
         return state
 
     def _map(self, state: torch.Tensor) -> torch.Tensor:
-        return state[:, -self.width:]  # the Gated PixelCNN's state is [vertical, horizontal]: the horizontal stack
+        return state[
+            :, -self.width :
+        ]  # the Gated PixelCNN's state is [vertical, horizontal]: the horizontal stack
 
-    def logits(self, x: torch.Tensor, biases: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(
+        self, x: torch.Tensor, biases: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits N×256×C×H×W of every sub-pixel given the ones before it (``biases``:
         N×depth×condition_size), and on the way the representation N×width of ``forward``."""
         middle = self._layers(self.initial_state(x), biases, 0, self.feature_layer)
@@ -212,8 +255,12 @@ class GatedPixelCNN(PixelModel):
     stack only shifted down a row, and it must see whole rows (starting it from the masked
     convolution would hide the last channel of each row's last pixel from every row below)."""
 
-    def __init__(self, channels: int, width: int = 64, depth: int = 8, feature_layer: int = 0, kernel: int = 7):
-        super().__init__(channels, width, [GatedLayer(channels, width) for _ in range(depth)], 2 * width, feature_layer)
+    def __init__(
+        self, channels: int, width: int = 64, depth: int = 8, feature_layer: int = 0, kernel: int = 7
+    ):
+        super().__init__(
+            channels, width, [GatedLayer(channels, width) for _ in range(depth)], 2 * width, feature_layer
+        )
         self.input_vertical = RowsAboveConv2d(channels, width, kernel)
 
     def initial_state(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,4 +271,6 @@ class RowLSTM(PixelModel):
     """PixelRNN: masked 7×7 input convolution, ``depth`` Row LSTM layers, output head."""
 
     def __init__(self, channels: int, width: int = 64, depth: int = 4, feature_layer: int = 0):
-        super().__init__(channels, width, [RowLSTMLayer(channels, width) for _ in range(depth)], 4 * width, feature_layer)
+        super().__init__(
+            channels, width, [RowLSTMLayer(channels, width) for _ in range(depth)], 4 * width, feature_layer
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
         net.out_dim = net.fc.in_features
         net.fc = nn.Identity()
         return net
+
     return build
 
 
@@ -50,11 +51,19 @@ class SmallCNN(nn.Module):
         super().__init__()
 
         def block(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
 
         self.features = nn.Sequential(
-            *block(in_channels, width), *block(width, 2 * width), nn.MaxPool2d(2),
-            *block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *block(in_channels, width),
+            *block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.out_dim = 4 * width
 
@@ -72,15 +81,25 @@ def vit_patch_size(image_size: int, patch_size: int = 0) -> int:
     return patch_size or (4 if image_size >= 32 else 2)
 
 
-def _vit(in_channels: int, image_size: int, width: int = 192, depth: int = 0, patch_size: int = 0, **unused) -> nn.Module:
+def _vit(
+    in_channels: int, image_size: int, width: int = 192, depth: int = 0, patch_size: int = 0, **unused
+) -> nn.Module:
     from selfsup.models.vit import VisionTransformer
 
     del unused
-    return VisionTransformer(in_channels, image_size, vit_patch_size(image_size, patch_size), dim=width,
-                             depth=depth or 12, heads=max(1, width // 64))
+    return VisionTransformer(
+        in_channels,
+        image_size,
+        vit_patch_size(image_size, patch_size),
+        dim=width,
+        depth=depth or 12,
+        heads=max(1, width // 64),
+    )
 
 
-def _gated_pixelcnn(in_channels: int, image_size: int, width: int = 64, depth: int = 0, **unused) -> nn.Module:
+def _gated_pixelcnn(
+    in_channels: int, image_size: int, width: int = 64, depth: int = 0, **unused
+) -> nn.Module:
     from selfsup.models.autoregressive import GatedPixelCNN
 
     del image_size, unused
@@ -105,8 +124,15 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_backbone(name: str, in_channels: int, image_size: int, stem: str = "auto", width: int = 32,
-                   depth: int = 0, patch_size: int = 0) -> nn.Module:
+def build_backbone(
+    name: str,
+    in_channels: int,
+    image_size: int,
+    stem: str = "auto",
+    width: int = 32,
+    depth: int = 0,
+    patch_size: int = 0,
+) -> nn.Module:
     """Build a backbone by name (``resnet18``, ``resnet34``, ``resnet50``, ``small_cnn``, ``vit``,
     ``gated_pixelcnn``, ``row_lstm``).
 
@@ -124,4 +150,6 @@ def build_backbone(name: str, in_channels: int, image_size: int, stem: str = "au
         patch = vit_patch_size(image_size, patch_size)
         if image_size % patch:
             raise ConfigError(f"model.patch_size {patch} does not divide the image side {image_size}")
-    return BACKBONES[name](in_channels, image_size, stem=stem, width=width, depth=depth, patch_size=patch_size)
+    return BACKBONES[name](
+        in_channels, image_size, stem=stem, width=width, depth=depth, patch_size=patch_size
+    )

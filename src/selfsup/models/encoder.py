@@ -25,13 +25,33 @@ class Encoder(nn.Module):
     ``spec`` holds everything needed to rebuild it (see :func:`load_encoder`).
     """
 
-    def __init__(self, backbone: str, in_channels: int, image_size: int, mean: list[float], std: list[float],
-                 stem: str = "auto", width: int = 32, depth: int = 0, patch_size: int = 0):
+    def __init__(
+        self,
+        backbone: str,
+        in_channels: int,
+        image_size: int,
+        mean: list[float],
+        std: list[float],
+        stem: str = "auto",
+        width: int = 32,
+        depth: int = 0,
+        patch_size: int = 0,
+    ):
         super().__init__()
-        self.spec = dict(backbone=backbone, in_channels=in_channels, image_size=image_size,
-                         mean=list(mean), std=list(std), stem=stem, width=width, depth=depth, patch_size=patch_size)
-        self.backbone = build_backbone(backbone, in_channels, image_size, stem=stem, width=width, depth=depth,
-                                       patch_size=patch_size)
+        self.spec = dict(
+            backbone=backbone,
+            in_channels=in_channels,
+            image_size=image_size,
+            mean=list(mean),
+            std=list(std),
+            stem=stem,
+            width=width,
+            depth=depth,
+            patch_size=patch_size,
+        )
+        self.backbone = build_backbone(
+            backbone, in_channels, image_size, stem=stem, width=width, depth=depth, patch_size=patch_size
+        )
         self.out_dim: int = self.backbone.out_dim
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -53,7 +73,7 @@ class Encoder(nn.Module):
             raise SelfsupError("this encoder was trained on images; give it an image data set")
         return dataset.images
 
-    def fresh(self) -> "Encoder":
+    def fresh(self) -> Encoder:
         """An untrained encoder of the same architecture (the from-scratch baseline)."""
         return Encoder(**self.spec)
 
@@ -94,8 +114,10 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
     run_dir = Path(run_dir)
     weights, meta_path = run_dir / ENCODER_FILE, run_dir / ENCODER_META
     if not weights.exists() or not meta_path.exists():
-        raise SelfsupError(f"no trained encoder in {run_dir} (expected {ENCODER_FILE} and {ENCODER_META}; "
-                           "did the pretraining finish?)")
+        raise SelfsupError(
+            f"no trained encoder in {run_dir} (expected {ENCODER_FILE} and {ENCODER_META}; "
+            "did the pretraining finish?)"
+        )
     spec = json.loads(meta_path.read_text())["encoder"]
     if spec.get("modality") == "text":
         from selfsup.models.text import TextEncoder

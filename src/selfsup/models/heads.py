@@ -5,8 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 
-def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, layers: int = 2, output_bn: bool = False,
-             hidden_bn: bool = True) -> nn.Sequential:
+def mlp_head(
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    layers: int = 2,
+    output_bn: bool = False,
+    hidden_bn: bool = True,
+) -> nn.Sequential:
     """``layers`` linear layers with BatchNorm and ReLU between them (none after the last).
 
     With ``layers=2`` this is SimCLR's projection head g(h) = W2·ReLU(BN(W1·h)) and BYOL's

@@ -48,8 +48,10 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         if ids.shape[1] > self.max_length:
-            raise ValueError(f"sequence of {ids.shape[1]} tokens is longer than the model's {self.max_length}")
-        x = self.tokens(ids) + self.positions.weight[:ids.shape[1]]
+            raise ValueError(
+                f"sequence of {ids.shape[1]} tokens is longer than the model's {self.max_length}"
+            )
+        x = self.tokens(ids) + self.positions.weight[: ids.shape[1]]
         if self.segments is not None and segments is not None:
             x = x + self.segments(segments)
         return x
@@ -62,8 +64,16 @@ class TextTransformer(nn.Module):
     to every non-padding position. Padding (id 0) is never attended to.
     """
 
-    def __init__(self, vocab_size: int, dim: int, depth: int, heads: int, max_length: int, causal: bool = False,
-                 segments: int = 0):
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        max_length: int,
+        causal: bool = False,
+        segments: int = 0,
+    ):
         super().__init__()
         self.causal = causal
         self.embed = TokenEmbedding(vocab_size, dim, max_length, segments)
@@ -89,20 +99,35 @@ class TextDecoder(nn.Module):
         self.tokens = tokens
         self.positions = nn.Embedding(max_length, dim)
         self.blocks = nn.ModuleList(
-            nn.TransformerDecoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, activation="gelu",
-                                       batch_first=True, norm_first=True, layer_norm_eps=1e-6)
-            for _ in range(depth))
+            nn.TransformerDecoderLayer(
+                dim,
+                heads,
+                dim_feedforward=4 * dim,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+                layer_norm_eps=1e-6,
+            )
+            for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_text(self.blocks)
         nn.init.normal_(self.positions.weight, std=0.02)
 
     def forward(self, ids: torch.Tensor, memory: torch.Tensor, memory_padding: torch.Tensor) -> torch.Tensor:
-        x = self.tokens(ids) + self.positions.weight[:ids.shape[1]]
+        x = self.tokens(ids) + self.positions.weight[: ids.shape[1]]
         mask = causal_mask(ids.shape[1], ids.device)
         padding = padding_mask(ids)
         for block in self.blocks:
-            x = block(x, memory, tgt_mask=mask, tgt_key_padding_mask=padding, memory_key_padding_mask=memory_padding,
-                      tgt_is_causal=True)
+            x = block(
+                x,
+                memory,
+                tgt_mask=mask,
+                tgt_key_padding_mask=padding,
+                memory_key_padding_mask=memory_padding,
+                tgt_is_causal=True,
+            )
         return self.norm(x)
 
 
@@ -114,7 +139,9 @@ class LMHead(nn.Module):
         super().__init__()
         dim = tokens.embedding_dim
         self.tokens = tokens
-        self.transform = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim, eps=1e-12)) if transform else None
+        self.transform = (
+            nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim, eps=1e-12)) if transform else None
+        )
         self.bias = nn.Parameter(torch.zeros(tokens.num_embeddings))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
@@ -131,12 +158,31 @@ class TextEncoder(nn.Module):
     ``tokenizer.json`` (:meth:`attach_tokenizer`); :meth:`inputs` turns texts into ids.
     """
 
-    def __init__(self, vocab_size: int, dim: int, depth: int, heads: int, max_length: int, causal: bool = False,
-                 segments: int = 0, pooling: str = "mean", tokenizer_kind: str = "wordpiece"):
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        max_length: int,
+        causal: bool = False,
+        segments: int = 0,
+        pooling: str = "mean",
+        tokenizer_kind: str = "wordpiece",
+    ):
         super().__init__()
-        self.spec = dict(modality="text", vocab_size=vocab_size, dim=dim, depth=depth, heads=heads,
-                         max_length=max_length, causal=causal, segments=segments, pooling=pooling,
-                         tokenizer_kind=tokenizer_kind)
+        self.spec = dict(
+            modality="text",
+            vocab_size=vocab_size,
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            max_length=max_length,
+            causal=causal,
+            segments=segments,
+            pooling=pooling,
+            tokenizer_kind=tokenizer_kind,
+        )
         self.backbone = TextTransformer(vocab_size, dim, depth, heads, max_length, causal, segments)
         self.out_dim = dim
         self.max_length = max_length
@@ -144,17 +190,17 @@ class TextEncoder(nn.Module):
         self.tokenizer = None
         self.vocab: Vocabulary | None = None
 
-    def attach_tokenizer(self, tokenizer) -> "TextEncoder":
+    def attach_tokenizer(self, tokenizer) -> TextEncoder:
         self.tokenizer = tokenizer
         self.vocab = Vocabulary.of(tokenizer, self.spec["tokenizer_kind"])
         return self
 
     @classmethod
-    def from_spec(cls, spec: dict, tokenizer) -> "TextEncoder":
+    def from_spec(cls, spec: dict, tokenizer) -> TextEncoder:
         """An untrained encoder of a saved ``spec`` with ``tokenizer`` attached."""
         return cls(**{k: v for k, v in spec.items() if k != "modality"}).attach_tokenizer(tokenizer)
 
-    def fresh(self) -> "TextEncoder":
+    def fresh(self) -> TextEncoder:
         """An untrained encoder of the same architecture and tokenizer (the from-scratch baseline)."""
         return TextEncoder.from_spec(self.spec, self.tokenizer)
 

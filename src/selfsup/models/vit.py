@@ -19,11 +19,14 @@ def sincos_positions(dim: int, grid: int) -> torch.Tensor:
     """Fixed 2-D positions 1×grid²×dim: half the channels encode the row, half the column, each as
     sin and cos of the index times frequencies 1/10000^(k/(dim/4)) (MAE's ``get_2d_sincos_pos_embed``)."""
     if dim % 4:
-        raise ConfigError(f"the ViT's token dimension (model.width) must be a multiple of 4 for 2-D sine-cosine "
-                          f"positions, got {dim}")
+        raise ConfigError(
+            f"the ViT's token dimension (model.width) must be a multiple of 4 for 2-D sine-cosine "
+            f"positions, got {dim}"
+        )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
-    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
-                                indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
 
     def encode(positions: torch.Tensor) -> torch.Tensor:
         angles = positions.reshape(-1, 1) * omega
@@ -34,8 +37,16 @@ def sincos_positions(dim: int, grid: int) -> torch.Tensor:
 
 def transformer_block(dim: int, heads: int) -> nn.TransformerEncoderLayer:
     """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)), MLP 4× wide with GELU, no dropout (ViT/MAE)."""
-    return nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=0.0, activation="gelu",
-                                      batch_first=True, norm_first=True, layer_norm_eps=1e-6)
+    return nn.TransformerEncoderLayer(
+        dim,
+        heads,
+        dim_feedforward=4 * dim,
+        dropout=0.0,
+        activation="gelu",
+        batch_first=True,
+        norm_first=True,
+        layer_norm_eps=1e-6,
+    )
 
 
 def init_transformer(module: nn.Module) -> None:

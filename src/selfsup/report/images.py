@@ -33,6 +33,6 @@ def image_grid(columns: list[torch.Tensor], cell: int = 64):
         h, w = big.shape[-2:]
         for i in range(len(column)):
             top, left = i * (tile + 2) + 1 + (tile - h) // 2, j * (tile + 2) + 1 + (tile - w) // 2
-            grid[:, top:top + h, left:left + w] = big[i]
+            grid[:, top : top + h, left : left + w] = big[i]
     pixels = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(pixels)

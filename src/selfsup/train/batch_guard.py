@@ -10,7 +10,7 @@ it on the first training forward pass.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 from torch.nn.modules.batchnorm import SyncBatchNorm, _BatchNorm
@@ -25,7 +25,9 @@ error; with 2 every normalised value is ±1 whatever the input, so no gradient p
 the layers below it stop learning without any error."""
 
 
-def check_batch_floor(method: str, floor: BatchFloor | None, batch_size: int, local_batch: int, processes: int) -> None:
+def check_batch_floor(
+    method: str, floor: BatchFloor | None, batch_size: int, local_batch: int, processes: int
+) -> None:
     """Raise :class:`ConfigError` where the global batch (or, for a per-process floor, each
     process's share) is below ``floor``."""
     if floor is None:
@@ -34,8 +36,10 @@ def check_batch_floor(method: str, floor: BatchFloor | None, batch_size: int, lo
     if batch < floor.size:
         share = f" ({local_batch} per process)" if floor.per_process and processes > 1 else ""
         least = floor.size * (processes if floor.per_process else 1)
-        raise ConfigError(f"batch size {batch_size}{share} is too small for {method}: {floor.reason}; "
-                          f"use --batch-size {least} or more")
+        raise ConfigError(
+            f"batch size {batch_size}{share} is too small for {method}: {floor.reason}; "
+            f"use --batch-size {least} or more"
+        )
 
 
 class BatchNormGuard:
@@ -47,14 +51,18 @@ class BatchNormGuard:
     proportion to the batch). Call :meth:`remove` after the first forward pass: shapes do not
     change after it."""
 
-    def __init__(self, model: nn.Module, batch_size: int, message: Callable[[str, int, int], str],
-                 processes: int = 1):
+    def __init__(
+        self, model: nn.Module, batch_size: int, message: Callable[[str, int, int], str], processes: int = 1
+    ):
         self.handles = []
         for name, module in model.named_modules():
             if isinstance(module, _BatchNorm):
                 synced = isinstance(module, (SyncBatchNorm, GlobalBatchNorm))
-                self.handles.append(module.register_forward_pre_hook(
-                    self._hook(name, batch_size, message, processes if synced else 1)))
+                self.handles.append(
+                    module.register_forward_pre_hook(
+                        self._hook(name, batch_size, message, processes if synced else 1)
+                    )
+                )
 
     @staticmethod
     def _hook(name: str, batch_size: int, message: Callable[[str, int, int], str], processes: int):
@@ -66,6 +74,7 @@ class BatchNormGuard:
             if values < MIN_BATCH_NORM_VALUES:
                 least = math.ceil(batch_size * MIN_BATCH_NORM_VALUES / max(values, 1))
                 raise ConfigError(message(name.removeprefix("module."), values, least))
+
         return check
 
     def remove(self) -> None:

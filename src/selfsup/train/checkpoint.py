@@ -44,20 +44,28 @@ def check_resumable(state: dict, config, run_dir: Path) -> None:
     if saved is None and (Path(run_dir) / "config.yaml").exists():
         saved = read_yaml(Path(run_dir) / "config.yaml")
     if state.get("method") != config.method_name:
-        raise SelfsupError(f"{run_dir} holds a {state.get('method')} run, not {config.method_name}: "
-                           "pass --method " + str(state.get("method")) + " to resume it")
+        raise SelfsupError(
+            f"{run_dir} holds a {state.get('method')} run, not {config.method_name}: "
+            "pass --method " + str(state.get("method")) + " to resume it"
+        )
     saved = saved or {"model": {"backbone": state.get("backbone")}}
     old, new = (_flatten(settings) for settings in (saved, config.to_dict()))
     for settings in (old, new):  # runs of older versions saved the path as typed, relative to where they ran
         if settings.get("data.spec") not in (None, "digits"):
             settings["data.spec"] = os.path.abspath(os.path.expanduser(settings["data.spec"]))
-    differ = [key for key in sorted(set(old) & set(new))  # an option one side lacks came with another version
-              if key.startswith(RESUME_FIXED) and not key.endswith("_epochs")  # schedules follow train.epochs
-              and old[key] != new[key]]
+    differ = [
+        key
+        for key in sorted(set(old) & set(new))  # an option one side lacks came with another version
+        if key.startswith(RESUME_FIXED)
+        and not key.endswith("_epochs")  # schedules follow train.epochs
+        and old[key] != new[key]
+    ]
     if differ:
         changes = ", ".join(f"{key} {new[key]!r} (the checkpoint's: {old[key]!r})" for key in differ)
-        raise SelfsupError(f"cannot resume {run_dir} with other model settings: {changes}; resume with the run's own "
-                           "settings, or start a new run with --out")
+        raise SelfsupError(
+            f"cannot resume {run_dir} with other model settings: {changes}; resume with the run's own "
+            "settings, or start a new run with --out"
+        )
 
 
 def keep_schedules(state: dict, config) -> list[str]:
@@ -84,4 +92,3 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
         else:
             out[prefix + key] = list(value) if isinstance(value, tuple) else value
     return out
-

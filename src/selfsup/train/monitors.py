@@ -46,8 +46,10 @@ def collapse_metrics(out: dict[str, torch.Tensor]) -> dict[str, float]:
     """``embedding_std`` and ``embedding_rank`` of the encoder features, ``projection_std`` of the
     output the loss acts on where the method returns one, and the ``assignment_information`` of
     soft assignments (``out["assignments"]``) where the method returns them."""
-    metrics = {"embedding_std": normalized_embedding_std(out["embedding"]),
-               "embedding_rank": effective_rank(out["embedding"])}
+    metrics = {
+        "embedding_std": normalized_embedding_std(out["embedding"]),
+        "embedding_rank": effective_rank(out["embedding"]),
+    }
     if "projection" in out:
         metrics["projection_std"] = normalized_embedding_std(out["projection"])
     if "assignments" in out:
@@ -65,11 +67,15 @@ def collapse_message(out: dict[str, torch.Tensor], metrics: dict[str, float], th
             dim = out[name].shape[1]
             healthy = 1 / math.sqrt(dim)
             if metrics[f"{name}_std"] < threshold * healthy:
-                found.append(f"{name} collapse: std of the L2-normalised {name}s is {metrics[f'{name}_std']:.4g}, "
-                             f"below {threshold} × 1/√{dim} (healthy ≈ {healthy:.4g}); "
-                             f"effective rank {metrics['embedding_rank']:.1f}")
+                found.append(
+                    f"{name} collapse: std of the L2-normalised {name}s is {metrics[f'{name}_std']:.4g}, "
+                    f"below {threshold} × 1/√{dim} (healthy ≈ {healthy:.4g}); "
+                    f"effective rank {metrics['embedding_rank']:.1f}"
+                )
     if "assignment_information" in metrics and metrics["assignment_information"] < threshold:
-        found.append(f"assignment collapse: the outputs tell inputs apart by {metrics['assignment_information']:.3g} "
-                     f"× ln K nats (below {threshold}); mean entropy {metrics['assignment_entropy']:.3f} × ln K "
-                     f"({'near uniform' if metrics['assignment_entropy'] > 0.5 else 'one prototype'})")
+        found.append(
+            f"assignment collapse: the outputs tell inputs apart by {metrics['assignment_information']:.3g} "
+            f"× ln K nats (below {threshold}); mean entropy {metrics['assignment_entropy']:.3f} × ln K "
+            f"({'near uniform' if metrics['assignment_entropy'] > 0.5 else 'one prototype'})"
+        )
     return "; ".join(found) or None

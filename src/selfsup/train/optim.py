@@ -18,8 +18,12 @@ class LARS(torch.optim.Optimizer):
     normalisation parameters) get neither weight decay nor the trust ratio.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False))
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001
+    ):
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False)
+        )
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -32,7 +36,9 @@ class LARS(torch.optim.Optimizer):
                 if not group["lars_exclude"]:
                     grad = grad.add(p, alpha=group["weight_decay"])
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
                     grad = grad.mul(trust)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
@@ -43,8 +49,9 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float = 1.0,
-                 fixed_lr: tuple[nn.Parameter, ...] = ()) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, bias_lr_scale: float = 1.0, fixed_lr: tuple[nn.Parameter, ...] = ()
+) -> list[dict]:
     """Weights with decay; biases and 1-D normalisation parameters without (and excluded from LARS),
     at ``bias_lr_scale`` × the learning rate (Barlow Twins: 0.0048 / 0.2). Parameters in
     ``fixed_lr`` (SimSiam's predictor) keep the peak rate: no warm-up, no decay."""
@@ -53,19 +60,33 @@ def param_groups(model: nn.Module, weight_decay: float, bias_lr_scale: float = 1
     for param in model.parameters():
         if param.requires_grad:
             groups.setdefault((param.ndim <= 1, id(param) in fixed), []).append(param)
-    return [dict(params=params, weight_decay=0.0 if bias else weight_decay, lars_exclude=bias,
-                 lr_scale=bias_lr_scale if bias else 1.0, fixed_lr=is_fixed)
-            for (bias, is_fixed), params in sorted(groups.items())]
+    return [
+        dict(
+            params=params,
+            weight_decay=0.0 if bias else weight_decay,
+            lars_exclude=bias,
+            lr_scale=bias_lr_scale if bias else 1.0,
+            fixed_lr=is_fixed,
+        )
+        for (bias, is_fixed), params in sorted(groups.items())
+    ]
 
 
 def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
     return base_lr * batch_size / 256 if scaling == "linear" else base_lr
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float,
-                    eta: float = 0.001, bias_lr_scale: float = 1.0,
-                    fixed_lr: tuple[nn.Parameter, ...] = (), betas: tuple[float, float] = (0.9, 0.999)
-                    ) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    eta: float = 0.001,
+    bias_lr_scale: float = 1.0,
+    fixed_lr: tuple[nn.Parameter, ...] = (),
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay, bias_lr_scale, fixed_lr)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta)
