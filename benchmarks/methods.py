@@ -73,7 +73,7 @@ def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | Non
 
     started = time.perf_counter()
     out = ROOT / "runs" / f"bench-{Path(data).name.split('.')[0]}-{method}"
-    from selfsup.config import build_config
+    from selfsup.methods.recipes import build_config
 
     resnet = build_config(method, small_images=False).model.backbone.startswith("resnet")
     overrides = (

@@ -200,7 +200,8 @@ def test_blur_probability_is_respected():
 
 
 def test_presets_set_the_papers_pipelines():
-    from selfsup.config import build_config, preset_config
+    from selfsup.config import preset_config
+    from selfsup.methods.recipes import build_config
 
     byol = build_config("byol", small_images=False, overrides=["augment.preset=byol"]).augment
     assert byol.blur_p == [1.0, 0.1] and byol.solarize_p == [0.0, 0.2] and byol.preset == "byol"

@@ -19,8 +19,9 @@ import distributed_worker as worker
 from selfsup import distributed
 from selfsup.augment import ViewAugmenter
 from selfsup.augment.ops import BatchShard
-from selfsup.config import AugmentConfig, build_config
+from selfsup.config import AugmentConfig
 from selfsup.errors import ConfigError
+from selfsup.methods.recipes import build_config
 
 TESTS = Path(__file__).resolve().parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
