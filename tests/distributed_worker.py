@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from selfsup import distributed
-from selfsup.methods import get_method
+from selfsup.methods import MethodOutput, Progress, get_method
 from selfsup.methods.text import IGNORE, token_loss
 from selfsup.models.encoder import Encoder
 from selfsup.train.monitors import collapse_metrics
@@ -52,7 +52,7 @@ class TokenLoss(torch.nn.Module):
 
     def forward(self, views):
         features, targets = views
-        return {"loss": token_loss(self.layer(features), targets)}
+        return MethodOutput(token_loss(self.layer(features), targets))
 
 
 class BatchNormOnPoints(torch.nn.Module):
@@ -66,7 +66,7 @@ class BatchNormOnPoints(torch.nn.Module):
 
     def forward(self, views):
         x, target = views
-        return {"loss": ((self.norm(x) - target) ** 2).mean()}
+        return MethodOutput(((self.norm(x) - target) ** 2).mean())
 
 
 EXTRA_CASES = {"token_loss": TokenLoss, "batch_norm_on_points": BatchNormOnPoints}
@@ -111,12 +111,12 @@ def run_case(name: str) -> dict:
     share = GLOBAL_BATCH // world
     views = [v[rank * share : (rank + 1) * share] for v in global_inputs(name)]
     out = model(views)
-    out["loss"].backward()
+    out.loss.backward()
     if hasattr(method, "after_step"):
-        method.after_step(0, 10)
-    gathered = {key: distributed.gather(value) for key, value in out.items() if value.dim() > 0}
+        method.after_step(out, Progress(0, 10))
+    gathered = {key: distributed.gather(value) for key, value in out.monitored.items()}
     return {
-        "loss": float(distributed.mean_over_processes(out["loss"].detach())),
+        "loss": float(distributed.mean_over_processes(out.loss.detach())),
         "grads": {
             n: (p.grad.clone() if p.grad is not None else None)
             for n, p in method.named_parameters()
@@ -129,8 +129,8 @@ def run_case(name: str) -> dict:
 
 def fail(mode: str, run_dir: str) -> None:
     from selfsup import api
-    from selfsup.config import build_config
     from selfsup.data import load_data
+    from selfsup.methods.recipes import build_config
     from selfsup.train import pretrain
 
     def on_epoch_end(record, method):

@@ -94,7 +94,7 @@ def test_class_conditional_pixel_model_needs_labels():
     method = PixelRNN(encoder("row_lstm", channels=1, side=4, width=8, depth=1), PixelParams(classes=3))
     assert method.needs_labels
     images = torch.rand(2, 1, 4, 4)
-    assert torch.isfinite(method([images], labels=torch.tensor([0, 2]))["loss"])
+    assert torch.isfinite(method([images], labels=torch.tensor([0, 2])).loss)
     with pytest.raises(ConfigError, match="needs the labels"):
         method([images])
     with pytest.raises(ConfigError, match="0 .. 2"):

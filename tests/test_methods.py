@@ -8,7 +8,7 @@ import torch
 
 from conftest import TINY, digits_knn_accuracy
 from selfsup import api
-from selfsup.methods import METHODS
+from selfsup.methods import METHODS, Progress
 from selfsup.methods.momentum import cosine_momentum, ema_update
 
 TINY_GENERATIVE = {
@@ -89,7 +89,7 @@ def test_byol_target_differs_from_the_online_network_after_training(tmp_path):
 
 @pytest.mark.parametrize("method", IMAGE_METHODS)
 def test_every_method_has_both_recipes_and_they_name_their_source(method):
-    from selfsup.config import build_config
+    from selfsup.methods.recipes import build_config
 
     for small in (False, True):
         config = build_config(method, small_images=small)
@@ -114,9 +114,9 @@ def test_moco_v2_queue_takes_each_steps_keys_in_order_and_wraps_around():
     for step in range(3):  # 6 keys a step into a queue of 10: positions 0-5, 6-9 then 0-1, 2-7
         before = method.queue.clone()
         out = method(views)
-        keys = method._pending_keys.clone()
-        out["loss"].backward()
-        method.after_step(step, 3)
+        keys = out.update["keys"].clone()
+        out.loss.backward()
+        method.after_step(out, Progress(step, 3))
         index = (torch.arange(6) + 6 * step) % 10
         assert torch.allclose(method.queue[index], keys)
         untouched = torch.ones(10, dtype=torch.bool)
@@ -224,18 +224,46 @@ def test_dino_teacher_temperature_warms_up_and_centre_follows_the_teacher():
     method = DINO(
         encoder, DINOParams(out_dim=32, hidden_dim=16, bottleneck_dim=8, warmup_teacher_temp_epochs=2)
     )
-    method.set_steps_per_epoch(10)
-    assert method.teacher_temperature(0) == pytest.approx(0.04)
-    assert method.teacher_temperature(10) == pytest.approx(0.055)
-    assert method.teacher_temperature(25) == pytest.approx(0.07)
+    assert method.teacher_temperature(Progress(0, 100, 10)) == pytest.approx(0.04)
+    assert method.teacher_temperature(Progress(10, 100, 10)) == pytest.approx(0.055)
+    assert method.teacher_temperature(Progress(25, 100, 10)) == pytest.approx(0.07)
     views = [torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)]
     out = method(views)
     with torch.no_grad():
         _, _, teacher = method._by_resolution(method.teacher_encoder, method.teacher_head, views)
-    out["loss"].backward()
-    method.after_step(0, 100)
+    out.loss.backward()
+    method.after_step(out, Progress(0, 100, 10))
     assert torch.allclose(method.center, 0.1 * teacher.mean(dim=(0, 1)), atol=1e-6)
-    assert int(method.steps_done) == 1
+    # the step comes from the Progress; checkpoints of earlier versions, with their step count, still load
+    method.load_state_dict({**method.state_dict(), "steps_done": torch.tensor(1)})
+
+
+def test_dino_schedules_follow_the_progress():
+    """The teacher temperature and the frozen prototypes (1 epoch by default) read the step and
+    the epoch length from the training's Progress, not from state kept in the method."""
+    from selfsup.losses import dino_loss
+    from selfsup.methods.dino import DINO, DINOParams
+    from selfsup.models import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=4)
+    method = DINO(
+        encoder, DINOParams(out_dim=32, hidden_dim=16, bottleneck_dim=8, warmup_teacher_temp_epochs=2)
+    )
+    views = [torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)]
+    for step, frozen, temperature in ((0, True, 0.04), (9, True, 0.0535), (10, False, 0.055)):
+        method.zero_grad()
+        progress = Progress(step, 100, 10)
+        out = method(views, progress=progress)
+        out.loss.backward()
+        assert (method.head.prototypes.grad is None) == frozen, step
+        assert method.teacher_temperature(progress) == pytest.approx(temperature)
+        with torch.no_grad():
+            _, _, student = method._by_resolution(method.encoder, method.head, views)
+            _, _, teacher = method._by_resolution(method.teacher_encoder, method.teacher_head, views)
+        expected = dino_loss(student, teacher, method.center, 0.1, temperature)
+        assert torch.allclose(out.loss, expected), step
+    assert method(views).loss == method(views, progress=Progress()).loss  # no progress: step 0
 
 
 def test_dino_takes_local_views_of_another_size():
@@ -246,7 +274,7 @@ def test_dino_takes_local_views_of_another_size():
     method = DINO(encoder, DINOParams(out_dim=32, hidden_dim=16, bottleneck_dim=8))
     views = [torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8), torch.rand(4, 1, 4, 4), torch.rand(4, 1, 4, 4)]
     out = method(views)
-    assert torch.isfinite(out["loss"]) and out["embedding"].shape == (4, 16)
+    assert torch.isfinite(out.loss) and out.monitored["embedding"].shape == (4, 16)
 
 
 def test_moco_v2_split_batchnorm_keeps_order_and_normalises_each_part_alone():

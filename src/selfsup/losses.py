@@ -56,7 +56,8 @@ def simsiam_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def _batch_standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-dimension (z − mean) / sqrt(var + eps) over the batch, biased variance: BatchNorm1d without affine."""
+    """Per-dimension (z − mean) / sqrt(var + eps) over the batch, biased variance: BatchNorm1d
+    without affine."""
     return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
 
 
@@ -79,9 +80,16 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051)
 
 def barlow_twins_terms(z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Barlow Twins' two sums: invariance Σ_i (1 − C_ii)² and redundancy Σ_{i≠j} C_ij² (before λ)."""
-    n = z1.shape[0]
-    c = _batch_standardise(_upcast(z1)).T @ _batch_standardise(_upcast(z2)) / n
+    c = cross_correlation(z1, z2)
     return (torch.diagonal(c) - 1).pow(2).sum(), _off_diagonal(c).pow(2).sum()
+
+
+def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """Barlow Twins' D×D cross-correlation C_ij = Σ_b ẑ1_bi ẑ2_bj / N of the batch-standardised
+    N×D projections ``z1``, ``z2`` (float32 or wider): the identity when the views agree on every
+    dimension and the dimensions are decorrelated. The report draws it for Barlow Twins and VICReg."""
+    n = z1.shape[0]
+    return _batch_standardise(_upcast(z1)).T @ _batch_standardise(_upcast(z2)) / n
 
 
 def vicreg_loss(

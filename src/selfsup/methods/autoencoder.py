@@ -18,7 +18,7 @@ from torch import nn
 
 from selfsup.augment import ops
 from selfsup.errors import ConfigError
-from selfsup.methods.base import Method
+from selfsup.methods.base import PICTURES, TEST_METRICS, Method, MethodOutput, Progress
 from selfsup.models.encoder import Encoder
 
 NOISES = ("gaussian", "mask", "salt_pepper")
@@ -60,6 +60,7 @@ class DenoisingAutoencoder(Method):
     """Reconstruct the clean image from the pooled features of a corrupted one."""
 
     views = 1
+    offers = frozenset({TEST_METRICS, PICTURES})
 
     def __init__(self, encoder: Encoder, params: DAEParams):
         super().__init__(encoder)
@@ -89,11 +90,13 @@ class DenoisingAutoencoder(Method):
         h = self.encoder(noisy)
         return h, self.decoder(h)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         clean = views[0]
         h, reconstruction = self.reconstruct(self.corrupt(clean))
         loss = F.mse_loss(reconstruction.float(), self.encoder.normalize(clean).float())
-        return {"loss": loss, "embedding": h.detach()}
+        return MethodOutput(loss, monitored={"embedding": h.detach()})
 
     @torch.no_grad()
     def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from selfsup.errors import ConfigError
 from selfsup.losses import bits_per_dim
-from selfsup.methods.base import Method
+from selfsup.methods.base import PICTURES, TEST_METRICS, Method, MethodOutput, Progress
 from selfsup.models.autoregressive import LEVELS, PixelModel
 from selfsup.models.encoder import Encoder
 
@@ -33,6 +33,7 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 class PixelAutoregressive(Method):
     views = 1
+    offers = frozenset({TEST_METRICS, PICTURES})
     backbone_name = ""
 
     def __init__(self, encoder: Encoder, params: PixelParams):
@@ -71,11 +72,13 @@ class PixelAutoregressive(Method):
         return model.logits(self.encoder.normalize(images), biases)
 
     def forward(
-        self, views: list[torch.Tensor], labels: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         images = views[0]
         logits, features = self.logits(images, labels)
-        return {"loss": bits_per_dim(logits, quantize(images)), "embedding": features.detach()}
+        return MethodOutput(
+            bits_per_dim(logits, quantize(images)), monitored={"embedding": features.detach()}
+        )
 
     @torch.no_grad()
     def test_metrics(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
@@ -142,6 +145,7 @@ class PixelCNN(PixelAutoregressive):
 
 
 class PixelRNN(PixelAutoregressive):
-    """PixelRNN with Row LSTM layers (van den Oord, Kalchbrenner & Kavukcuoglu 2016, "Pixel Recurrent Neural Networks")."""
+    """PixelRNN with Row LSTM layers (van den Oord, Kalchbrenner & Kavukcuoglu 2016, "Pixel
+    Recurrent Neural Networks")."""
 
     backbone_name = "row_lstm"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import barlow_twins_terms
-from selfsup.methods.base import BatchFloor, ProjectedPairMethod
+from selfsup.methods.base import CROSS_CORRELATION, BatchFloor, ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -30,6 +30,8 @@ class BarlowTwins(ProjectedPairMethod):
     parameters; the projector's hidden layers carry their own BatchNorm.
     """
 
+    offers = frozenset({CROSS_CORRELATION})
+
     @classmethod
     def batch_floor(cls, params) -> BatchFloor:
         return BatchFloor(
@@ -43,10 +45,10 @@ class BarlowTwins(ProjectedPairMethod):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
 
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         on_diagonal, off_diagonal = barlow_twins_terms(z1, z2)
-        return {
-            "loss": on_diagonal + self.params.lambd * off_diagonal,
+        loss = on_diagonal + self.params.lambd * off_diagonal
+        return loss, {
             "invariance_loss": on_diagonal.detach(),
             "redundancy_loss": off_diagonal.detach(),
         }

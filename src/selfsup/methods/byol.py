@@ -1,4 +1,5 @@
-"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent"; official code: google-deepmind/deepmind-research/byol)."""
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent"; official code:
+google-deepmind/deepmind-research/byol)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import byol_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import Method, MethodOutput, Progress
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
@@ -42,19 +43,21 @@ class BYOL(Method):
         self.target_encoder = frozen_copy(self.encoder)
         self.target_projector = frozen_copy(self.projector)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         h, n = self.encode_pair(views)
         z = self.projector(h)
         p1, p2 = self.predictor(z).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target_projector(self.target_encoder(torch.cat(views))).chunk(2)
         loss = self.pair_loss(p1, t2) + self.pair_loss(p2, t1)
-        return {"loss": loss, "embedding": h[:n].detach(), "projection": z[:n].detach()}
+        return MethodOutput(loss, monitored={"embedding": h[:n].detach(), "projection": z[:n].detach()})
 
     def pair_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return byol_loss(prediction, target)
 
-    def after_step(self, step: int, total_steps: int) -> None:
-        momentum = cosine_momentum(self.params.tau_base, step + 1, total_steps)
+    def after_step(self, output: MethodOutput, progress: Progress) -> None:
+        momentum = cosine_momentum(self.params.tau_base, progress.step + 1, progress.total_steps)
         ema_update(self.target_encoder, self.encoder, momentum)
         ema_update(self.target_projector, self.projector, momentum)

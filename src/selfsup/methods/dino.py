@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup.distributed import mean_over_processes
 from selfsup.losses import dino_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import Method, MethodOutput, Progress
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
 
@@ -79,8 +79,10 @@ class DINOHead(nn.Module):
 class DINO(Method):
     """Self-distillation: the student's distribution over prototypes for every view matches the
     centred, sharpened distribution of the momentum teacher for the other global views. The
-    centre moves towards the mean teacher output of the global batch; BatchNorm (in a ResNet
-    backbone) is global, as the official code converts it to SyncBatchNorm."""
+    centre moves towards the mean teacher output of the global batch (``output.update["center"]``,
+    applied after the step); BatchNorm (in a ResNet backbone) is global, as the official code
+    converts it to SyncBatchNorm. The schedules given in epochs (teacher temperature, frozen
+    prototypes) read the training's :class:`Progress`; without one, they are at step 0."""
 
     views = None
     global_batch_norm = True
@@ -95,18 +97,18 @@ class DINO(Method):
         self.teacher_encoder = frozen_copy(self.encoder)
         self.teacher_head = frozen_copy(self.head)
         self.register_buffer("center", torch.zeros(params.out_dim))
-        self.register_buffer(
-            "steps_done", torch.zeros((), dtype=torch.long)
-        )  # checkpointed: resumes the schedules
-        self.steps_per_epoch = 1
-        self._pending_center: torch.Tensor | None = None
 
-    def set_steps_per_epoch(self, steps_per_epoch: int) -> None:
-        self.steps_per_epoch = steps_per_epoch
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints of earlier versions hold a step count (``steps_done``) for the schedules,
+        # which now come from the training's Progress; drop it so that those runs still load
+        state_dict.pop(prefix + "steps_done", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def teacher_temperature(self, step: int) -> float:
+    def teacher_temperature(self, progress: Progress) -> float:
+        """The teacher's temperature at ``progress``: linear from ``warmup_teacher_temp`` to
+        ``teacher_temp`` over ``warmup_teacher_temp_epochs``, then constant."""
         p = self.params
-        epoch = step / self.steps_per_epoch
+        epoch = progress.epoch
         if epoch >= p.warmup_teacher_temp_epochs:
             return p.teacher_temp
         return (
@@ -132,33 +134,34 @@ class DINO(Method):
         n = len(views[0])
         return h[:n], z[:n], head.logits(z, freeze_prototypes).view(len(views), n, -1)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         g = self.params.global_views
         if len(views) < g:
             raise ValueError(f"DINO needs at least {g} views (global crops first), got {len(views)}")
-        step = int(self.steps_done)
-        frozen = step < self.params.freeze_last_layer_epochs * self.steps_per_epoch
+        progress = progress or Progress()
+        frozen = progress.step < self.params.freeze_last_layer_epochs * progress.steps_per_epoch
         embedding, projection, student = self._by_resolution(self.encoder, self.head, views, frozen)
         with torch.no_grad():
             _, _, teacher = self._by_resolution(self.teacher_encoder, self.teacher_head, views[:g])
-        temperature = self.teacher_temperature(step)
+        temperature = self.teacher_temperature(progress)
         loss = dino_loss(student, teacher, self.center, self.params.student_temp, temperature)
-        self._pending_center = mean_over_processes(teacher.float().mean(dim=(0, 1)))
         assignments = F.softmax((teacher[0].float() - self.center) / temperature, dim=-1)
-        return {
-            "loss": loss,
-            "embedding": embedding.detach(),
-            "projection": projection.detach(),
-            "assignments": assignments,
-        }
+        return MethodOutput(
+            loss,
+            monitored={
+                "embedding": embedding.detach(),
+                "projection": projection.detach(),
+                "assignments": assignments,
+            },
+            update={"center": mean_over_processes(teacher.float().mean(dim=(0, 1)))},
+        )
 
     @torch.no_grad()
-    def after_step(self, step: int, total_steps: int) -> None:
-        self.steps_done.fill_(step + 1)
-        momentum = cosine_momentum(self.params.tau_base, step + 1, total_steps)
+    def after_step(self, output: MethodOutput, progress: Progress) -> None:
+        momentum = cosine_momentum(self.params.tau_base, progress.step + 1, progress.total_steps)
         ema_update(self.teacher_encoder, self.encoder, momentum)
         ema_update(self.teacher_head, self.head, momentum)
-        if self._pending_center is not None:
-            m = self.params.center_momentum
-            self.center.mul_(m).add_(self._pending_center, alpha=1 - m)
-            self._pending_center = None
+        m = self.params.center_momentum
+        self.center.mul_(m).add_(output.update["center"], alpha=1 - m)

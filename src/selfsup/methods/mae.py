@@ -18,7 +18,7 @@ from torch import nn
 
 from selfsup.errors import ConfigError
 from selfsup.losses import masked_patch_loss, standardize_patches
-from selfsup.methods.base import Method
+from selfsup.methods.base import PICTURES, TEST_METRICS, Method, MethodOutput, Progress
 from selfsup.models.encoder import Encoder
 from selfsup.models.vit import VisionTransformer, init_transformer, sincos_positions, transformer_block
 
@@ -67,6 +67,7 @@ def unpatchify(patches: torch.Tensor, patch: int, channels: int) -> torch.Tensor
 
 class MAE(Method):
     views = 1
+    offers = frozenset({TEST_METRICS, PICTURES})
 
     def __init__(self, encoder: Encoder, params: MAEParams):
         super().__init__(encoder)
@@ -122,10 +123,12 @@ class MAE(Method):
         pred = self.decoder_pred(self.decoder_norm(y))[:, 1:]
         return {"pred": pred, "target": patchify(x, vit.patch_size), "mask": mask, "latent": latent}
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         out = self.masked_prediction(views[0])
         loss = masked_patch_loss(out["pred"], out["target"], out["mask"], self.params.norm_pix_loss)
-        return {"loss": loss, "embedding": out["latent"][:, 1:].mean(dim=1).detach()}
+        return MethodOutput(loss, monitored={"embedding": out["latent"][:, 1:].mean(dim=1).detach()})
 
     def _reconstruction(
         self, images: torch.Tensor, out: dict[str, torch.Tensor]

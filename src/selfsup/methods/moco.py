@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from selfsup.distributed import gather, world_size
 from selfsup.losses import moco_loss, moco_v3_loss
-from selfsup.methods.base import BatchFloor, Method
+from selfsup.methods.base import BatchFloor, Method, MethodOutput, Progress
 from selfsup.methods.byol import BYOL
 from selfsup.methods.momentum import ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
@@ -38,12 +38,12 @@ class MoCoV2(Method):
     """Queries from the encoder, keys from its momentum copy; the negatives are a queue of past keys.
 
     The key encoder is updated after each optimiser step (equivalent to MoCo's update before the
-    keys of the next step) and this step's keys are enqueued then. MoCo shuffles the keys across
-    GPUs so that a query and its key never share BatchNorm statistics (a shortcut otherwise); on
-    one device both encoders normalise ``bn_splits`` parts of their batch separately and the keys
-    are shuffled before the split and put back in order after it. In several processes each
-    normalises ``bn_splits / processes`` parts of its own share (the same part size as one
-    process), and the keys of all processes are enqueued, in rank order.
+    keys of the next step) and this step's keys (``output.update["keys"]``) are enqueued then.
+    MoCo shuffles the keys across GPUs so that a query and its key never share BatchNorm
+    statistics (a shortcut otherwise); on one device both encoders normalise ``bn_splits`` parts
+    of their batch separately and the keys are shuffled before the split and put back in order
+    after it. In several processes each normalises ``bn_splits / processes`` parts of its own share
+    (the same part size as one process), and the keys of all processes are enqueued, in rank order.
     """
 
     def __init__(self, encoder: Encoder, params: MoCoV2Params):
@@ -55,7 +55,6 @@ class MoCoV2(Method):
         self.key_projector = frozen_copy(self.projector)
         self.register_buffer("queue", F.normalize(torch.randn(params.queue_size, params.proj_dim), dim=1))
         self.register_buffer("queue_position", torch.zeros((), dtype=torch.long))
-        self._pending_keys: torch.Tensor | None = None
 
     def split_encode(self, encoder: torch.nn.Module, images: torch.Tensor, shuffle: bool) -> torch.Tensor:
         """``encoder`` over ``bn_splits`` parts of ``images`` (each its own BatchNorm batch), in
@@ -65,7 +64,9 @@ class MoCoV2(Method):
         h = torch.cat([encoder(part) for part in x.chunk(max(1, self.params.bn_splits // world_size()))])
         return h[torch.argsort(order)] if order is not None else h
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         if len(views) != 2:
             raise ValueError(f"MoCoV2 takes exactly 2 views, got {len(views)}")
         n = len(views[0])
@@ -87,19 +88,20 @@ class MoCoV2(Method):
             loss = (moco_loss(q[:n], keys[1], self.queue, t) + moco_loss(q[n:], keys[0], self.queue, t)) / 2
         else:
             loss = moco_loss(q, keys[0], self.queue, t)
-        self._pending_keys = torch.cat([gather(k) for k in keys])
-        return {"loss": loss, "embedding": h[:n].detach(), "projection": q[:n].detach()}
+        return MethodOutput(
+            loss,
+            monitored={"embedding": h[:n].detach(), "projection": q[:n].detach()},
+            update={"keys": torch.cat([gather(k) for k in keys])},
+        )
 
     @torch.no_grad()
-    def after_step(self, step: int, total_steps: int) -> None:
+    def after_step(self, output: MethodOutput, progress: Progress) -> None:
         ema_update(self.key_encoder, self.encoder, self.params.momentum)
         ema_update(self.key_projector, self.projector, self.params.momentum)
-        if self._pending_keys is not None:
-            keys = self._pending_keys.to(self.queue.dtype)
-            index = (self.queue_position + torch.arange(len(keys), device=keys.device)) % len(self.queue)
-            self.queue[index] = keys
-            self.queue_position.copy_((self.queue_position + len(keys)) % len(self.queue))
-            self._pending_keys = None
+        keys = output.update["keys"].to(self.queue.dtype)
+        index = (self.queue_position + torch.arange(len(keys), device=keys.device)) % len(self.queue)
+        self.queue[index] = keys
+        self.queue_position.copy_((self.queue_position + len(keys)) % len(self.queue))
 
 
 @dataclass

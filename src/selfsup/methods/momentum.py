@@ -10,7 +10,8 @@ from torch import nn
 
 
 def cosine_momentum(base: float, step: int, total_steps: int) -> float:
-    """BYOL's schedule (Grill et al. 2020, Sec. 3.2): τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2, from τ_base to 1."""
+    """BYOL's schedule (Grill et al. 2020, Sec. 3.2): τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2, from
+    τ_base to 1."""
     return 1 - (1 - base) * (math.cos(math.pi * min(step, total_steps) / max(1, total_steps)) + 1) / 2
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from selfsup.distributed import gather
 from selfsup.errors import ConfigError
 from selfsup.losses import margin_contrastive_loss, triplet_loss
-from selfsup.methods.base import BatchFloor, Method
+from selfsup.methods.base import BatchFloor, Method, MethodOutput, Progress
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -106,8 +106,8 @@ class Siamese(Method):
         return torch.where(semi.any(dim=1), closest_farther, farthest)
 
     def forward(
-        self, views: list[torch.Tensor], labels: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         if self.needs_labels and labels is None:
             raise ValueError("method.pairs=labels needs the batch's labels")
         h, local = self.encode_pair(views)
@@ -124,4 +124,6 @@ class Siamese(Method):
         else:
             same = torch.cat([torch.ones(n), torch.zeros(n)]).to(e1.device)
             loss = margin_contrastive_loss(torch.cat([e1, e1]), torch.cat([positive, negative]), same, m)
-        return {"loss": loss, "embedding": h[:local].detach(), "projection": own[:local].detach()}
+        return MethodOutput(
+            loss, monitored={"embedding": h[:local].detach(), "projection": own[:local].detach()}
+        )

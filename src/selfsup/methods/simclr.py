@@ -38,5 +38,5 @@ class SimCLR(ProjectedPairMethod):
         hidden = params.proj_hidden_dim or encoder.out_dim
         self.projector = mlp_head(encoder.out_dim, hidden, params.proj_dim, params.proj_layers)
 
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return nt_xent_loss(z1, z2, self.params.temperature)
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return nt_xent_loss(z1, z2, self.params.temperature), {}

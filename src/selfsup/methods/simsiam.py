@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import simsiam_loss
-from selfsup.methods.base import Method
+from selfsup.methods.base import Method, MethodOutput, Progress
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -45,10 +45,12 @@ class SimSiam(Method):
     def fixed_lr_parameters(self) -> tuple[torch.nn.Parameter, ...]:
         return tuple(self.predictor.parameters()) if self.params.fix_pred_lr else ()
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         h, n = self.encode_pair(views)
         z = self.projector(h)
         p1, p2 = self.predictor(z).chunk(2)
         z1, z2 = (z.detach() if self.params.stop_gradient else z).chunk(2)
         loss = simsiam_loss(p1, z2) / 2 + simsiam_loss(p2, z1) / 2
-        return {"loss": loss, "embedding": h[:n].detach(), "projection": z[:n].detach()}
+        return MethodOutput(loss, monitored={"embedding": h[:n].detach(), "projection": z[:n].detach()})

@@ -18,7 +18,7 @@ from selfsup.augment.text_noise import IGNORE, BartNoise, bart_noise, mlm_mask, 
 from selfsup.data.tokenizer import MASK_MARK, trim_padding
 from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
-from selfsup.methods.base import BatchFloor, Method
+from selfsup.methods.base import PICTURES, TEST_METRICS, BatchFloor, Method, MethodOutput, Progress
 from selfsup.models.text import LMHead, TextDecoder, TextEncoder
 
 EXAMPLES = 4  # held-out documents shown in each method's examples file
@@ -106,6 +106,8 @@ class MaskedLM(TextMethod):
     layer (dense, GELU, LayerNorm, tied decoder) and the optional NSP head (pooler: dense + tanh on
     [CLS], then 2 classes) follow the paper's code."""
 
+    offers = frozenset({TEST_METRICS, PICTURES})
+
     @classmethod
     def batch_floor(cls, params: MaskedLMParams) -> BatchFloor | None:
         if not params.next_sentence:
@@ -144,7 +146,9 @@ class MaskedLM(TextMethod):
         p = self.params
         return mlm_mask(ids, self.vocab, p.mask_prob, p.mask_token, p.random_token, p.whole_word)
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         ids, segments = views[0], None
         if self.next_sentence is not None:
             ids, segments, is_next = next_sentence_pairs(ids, self.vocab)
@@ -152,13 +156,12 @@ class MaskedLM(TextMethod):
         states = self.encoder.backbone(inputs, segments)
         selected = targets != IGNORE
         loss = token_loss(self.head(states[selected]), targets[selected])
-        out = {"embedding": self.encoder.pool(states, inputs).detach().float()}
+        terms = {}
         if self.next_sentence is not None:
             nsp = F.cross_entropy(self.next_sentence(states[:, 0]).float(), is_next)
-            out["mlm_loss"], out["nsp_loss"] = loss.detach(), nsp.detach()
+            terms = {"mlm_loss": loss.detach(), "nsp_loss": nsp.detach()}
             loss = loss + nsp
-        out["loss"] = loss
-        return out
+        return MethodOutput(loss, terms, {"embedding": self.encoder.pool(states, inputs).detach().float()})
 
     @torch.no_grad()
     def test_metrics(self, ids: torch.Tensor, labels=None) -> dict[str, float]:
@@ -201,6 +204,8 @@ class BART(TextMethod):
     decoder (causal self-attention, cross-attention to the encoder) writes the clean one; the loss
     is the decoder's cross-entropy on the clean tokens. The encoder is what the evaluation keeps."""
 
+    offers = frozenset({TEST_METRICS, PICTURES})
+
     def __init__(self, encoder: TextEncoder, params: BARTParams):
         super().__init__(encoder)
         if encoder.spec["causal"]:
@@ -231,14 +236,16 @@ class BART(TextMethod):
         memory = self.encoder.backbone(noisy)
         return self.head(self.decoder(ids[:, :-1], memory, noisy == 0)), memory
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         ids = views[0]
         noisy = self.noise(ids)
         logits, memory = self.reconstruction_logits(noisy, ids)
-        return {
-            "loss": token_loss(logits, shifted_targets(ids)),
-            "embedding": self.encoder.pool(memory, noisy).detach().float(),
-        }
+        return MethodOutput(
+            token_loss(logits, shifted_targets(ids)),
+            monitored={"embedding": self.encoder.pool(memory, noisy).detach().float()},
+        )
 
     @torch.no_grad()
     def reconstruct(self, noisy: torch.Tensor, max_tokens: int | None = None) -> torch.Tensor:
@@ -291,6 +298,8 @@ class CausalLM(TextMethod):
     """A decoder-only language model (GPT; Radford et al. 2018): predict each token from the ones
     before it. Test metrics: nats per token, perplexity and nats per character."""
 
+    offers = frozenset({TEST_METRICS, PICTURES})
+
     def __init__(self, encoder: TextEncoder, params: CausalLMParams):
         super().__init__(encoder)
         if not encoder.spec["causal"]:
@@ -308,13 +317,15 @@ class CausalLM(TextMethod):
         states = self.encoder.backbone(ids)
         return self.head(states[:, :-1]), states
 
-    def forward(self, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> MethodOutput:
         ids = views[0]
         logits, states = self.next_token_logits(ids)
-        return {
-            "loss": token_loss(logits, shifted_targets(ids)),
-            "embedding": self.encoder.pool(states, ids).detach().float(),
-        }
+        return MethodOutput(
+            token_loss(logits, shifted_targets(ids)),
+            monitored={"embedding": self.encoder.pool(states, ids).detach().float()},
+        )
 
     @torch.no_grad()
     def test_metrics(self, ids: torch.Tensor, labels=None) -> dict[str, float]:

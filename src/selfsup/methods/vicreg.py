@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from selfsup.losses import vicreg_terms
-from selfsup.methods.base import BatchFloor, ProjectedPairMethod
+from selfsup.methods.base import CROSS_CORRELATION, BatchFloor, ProjectedPairMethod
 from selfsup.models.encoder import Encoder
 from selfsup.models.heads import mlp_head
 
@@ -29,6 +29,8 @@ class VICReg(ProjectedPairMethod):
     """Invariance between the views' expansions, a variance hinge per dimension and a covariance
     penalty, each branch regularised separately; no negatives, no momentum, no stop-gradient."""
 
+    offers = frozenset({CROSS_CORRELATION})
+
     @classmethod
     def batch_floor(cls, params) -> BatchFloor:
         return BatchFloor(
@@ -40,11 +42,11 @@ class VICReg(ProjectedPairMethod):
         self.params = params
         self.projector = mlp_head(encoder.out_dim, params.proj_dim, params.proj_dim, params.proj_layers)
 
-    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+    def pair_loss(self, z1: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
         invariance, variance, covariance = vicreg_terms(z1, z2)
-        return {
-            "loss": p.sim_weight * invariance + p.var_weight * variance + p.cov_weight * covariance,
+        loss = p.sim_weight * invariance + p.var_weight * variance + p.cov_weight * covariance
+        return loss, {
             "invariance_loss": invariance.detach(),
             "variance_loss": variance.detach(),
             "covariance_loss": covariance.detach(),
