@@ -600,8 +600,8 @@ def test_unlabelled_corpus_trains_and_has_test_metrics_but_cannot_be_evaluated(t
 
 @pytest.mark.parametrize("method, causal", [("mlm", False), ("bart", False), ("causal_lm", True)])
 def test_text_recipes_name_their_source_and_build_the_right_encoder(method, causal, news_csv):
-    from selfsup.config import build_config
-    from selfsup.train.loop import build_text_inputs
+    from selfsup.methods.recipes import build_config
+    from selfsup.train.modality import build_text_inputs
 
     config = build_config(method, small_images=False)
     assert (

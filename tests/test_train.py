@@ -84,11 +84,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
     original = SimCLR.forward
     calls = {"n": 0}
 
-    def nan_in_second_epoch(self, views):
+    def nan_in_second_epoch(self, views, labels=None, progress=None):
         calls["n"] += 1
-        out = original(self, views)
+        out = original(self, views, labels, progress)
         if calls["n"] > 10:  # 10 steps per epoch with batch 128
-            out["loss"] = out["loss"] * float("nan")
+            out.loss = out.loss * float("nan")
         return out
 
     monkeypatch.setattr(SimCLR, "forward", nan_in_second_epoch)
@@ -131,7 +131,8 @@ def test_simclr_trains_on_real_cifar10(cifar_tar, tmp_path):
 
 def test_resnet_views_that_reach_1x1_maps_train_in_float32_on_the_cpu():
     """bf16 convolutions on the CPU give garbage weight gradients for 3×3 kernels on 1×1 maps
-    (PyTorch 2.14, benchmarks/bf16_conv_grad.py: inf/NaN in the taps that only see padding); the loop avoids them."""
+    (PyTorch 2.14, benchmarks/bf16_conv_grad.py: inf/NaN in the taps that only see padding); the loop
+    avoids them."""
     from selfsup.models.backbones import resnet_last_stage_input_side
 
     assert resnet_last_stage_input_side(14, "imagenet") == 1  # DINO's local crops of 32-px images

@@ -1,8 +1,9 @@
 """The reference runs that pin the training loop's numbers: 3 epochs of SimCLR, BYOL, MoCo v2,
 DINO, MAE and MLM (with next-sentence prediction, for its loss terms) on tiny data, on the CPU in
 float32 with a fixed seed. MLM uses the character tokenizer: Hugging Face's WordPiece trainer
-numbers its vocabulary in an order that changes from one process to the next. ``losses.json`` holds what the loop wrote before its redesign
-(issue 17); ``tests/test_reference.py`` checks that the loop still writes the same to 1e-6.
+numbers its vocabulary in an order that changes from one process to the next. ``losses.json``
+holds what the loop wrote before its redesign (issue 17); ``tests/test_reference.py`` checks that
+the loop still writes the same to 1e-6.
 
     python tests/reference/runs.py   # rewrite losses.json (only when a change of numbers is meant)
 """

@@ -1,5 +1,18 @@
-"""Training: the loop, optimisers and schedules, checkpoints, device and precision."""
+"""Training: setup (:mod:`.run`), the loop and its step (:mod:`.loop`), callbacks, optimisers and
+schedules, checkpoints, device and precision."""
 
-from selfsup.train.loop import PretrainResult, pretrain
+from selfsup.train.callbacks import Callback, read_history
+from selfsup.train.loop import PretrainResult, fit, pretrain, step, train_one_epoch
+from selfsup.train.run import Run, build_run
 
-__all__ = ["PretrainResult", "pretrain"]
+__all__ = [
+    "Callback",
+    "PretrainResult",
+    "Run",
+    "build_run",
+    "fit",
+    "pretrain",
+    "read_history",
+    "step",
+    "train_one_epoch",
+]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from selfsup.config import read_yaml, schedule_keys
+from selfsup.config import CONFIG_FILE, read_yaml, schedule_keys
 from selfsup.errors import SelfsupError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -18,7 +18,8 @@ the schedules in epochs (``method.*_epochs``), which are fitted to ``train.epoch
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
-    """Write ``state`` so that a reader sees either the old checkpoint or the whole new one, never a torn file."""
+    """Write ``state`` so that a reader sees either the old checkpoint or the whole new one, never
+    a torn file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as handle:
@@ -41,8 +42,8 @@ def check_resumable(state: dict, config, run_dir: Path) -> None:
     ``config`` (a :class:`selfsup.config.Config`) differs from the checkpoint's run. The settings
     come from the checkpoint (``config``) or, for checkpoints without them, ``RUN_DIR/config.yaml``."""
     saved = state.get("config")
-    if saved is None and (Path(run_dir) / "config.yaml").exists():
-        saved = read_yaml(Path(run_dir) / "config.yaml")
+    if saved is None and (Path(run_dir) / CONFIG_FILE).exists():
+        saved = read_yaml(Path(run_dir) / CONFIG_FILE)
     if state.get("method") != config.method_name:
         raise SelfsupError(
             f"{run_dir} holds a {state.get('method')} run, not {config.method_name}: "

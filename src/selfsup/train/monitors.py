@@ -44,8 +44,9 @@ def assignment_information(probs: torch.Tensor) -> dict[str, float]:
 
 def collapse_metrics(out: dict[str, torch.Tensor]) -> dict[str, float]:
     """``embedding_std`` and ``embedding_rank`` of the encoder features, ``projection_std`` of the
-    output the loss acts on where the method returns one, and the ``assignment_information`` of
-    soft assignments (``out["assignments"]``) where the method returns them."""
+    output the loss acts on where the method monitors one, and the ``assignment_information`` of
+    soft assignments where it monitors them. ``out``: a :class:`MethodOutput`'s ``monitored``
+    tensors (``embedding`` N×D, optionally ``projection`` N×P and ``assignments`` N×K)."""
     metrics = {
         "embedding_std": normalized_embedding_std(out["embedding"]),
         "embedding_rank": effective_rank(out["embedding"]),

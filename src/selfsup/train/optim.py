@@ -99,6 +99,24 @@ def build_optimizer(
     raise ConfigError(f"unknown optimiser '{name}' (choose from lars, sgd, adamw)")
 
 
+def optimizer_for(
+    model: nn.Module, optim, lr: float, fixed_lr: tuple[nn.Parameter, ...] = ()
+) -> torch.optim.Optimizer:
+    """:func:`build_optimizer` of the ``optim`` section of a run's config
+    (:class:`selfsup.config.OptimConfig`) at the peak rate ``lr``."""
+    return build_optimizer(
+        model,
+        optim.name,
+        lr,
+        optim.momentum,
+        optim.weight_decay,
+        optim.lars_eta,
+        optim.bias_lr_scale,
+        fixed_lr,
+        optim.betas,
+    )
+
+
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float, schedule: str = "cosine") -> float:
     """Learning rate of optimiser step ``step`` (0-based): linear warm-up to ``peak_lr`` over
     ``warmup_steps``, then cosine decay to 0 at ``total_steps`` (or constant)."""

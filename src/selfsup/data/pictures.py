@@ -1,4 +1,5 @@
-"""Image grids as PNG files."""
+"""Image grids as PNG files: what a method does to a few images (held-out pictures), augmented
+views, retrieval (used by training, the `augment` verb and the report)."""
 
 from __future__ import annotations
 
