@@ -21,21 +21,24 @@ FUNCTION_LIMIT, FILE_LIMIT, LINE_LIMIT = 60, 400, 110
 LAYERS = [
     "errors",
     "jsonfile",
-    "config",
     "distributed",
     "data",
     "augment",
     "models",
+    "config",
     "losses",
     "methods",
     "train",
     "evaluate",
     "runs",
     "report",
+    "verbs",
     "api",
     "cli",
 ]
-"""The package's layers from the bottom up: a module imports only from its own layer or lower ones."""
+"""The package's layers from the bottom up: a module imports only from its own layer or lower ones.
+``selfsup`` itself (``__init__``, which re-exports) and ``selfsup.__main__`` stand outside them."""
+EXEMPT = ("selfsup", "selfsup.__main__")
 
 
 def module_name(path: Path) -> str:
@@ -48,16 +51,38 @@ def layer(module: str) -> str:
     return parts[1] if len(parts) > 1 else "selfsup"
 
 
+def _type_checking(node: ast.AST) -> bool:
+    """Whether ``node`` is ``if TYPE_CHECKING:`` (imports for type hints only, never run)."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(child for child in ast.iter_child_nodes(node) if not _type_checking(child))
+
+
 def imports(path: Path) -> set[str]:
-    """The ``selfsup`` modules ``path`` imports (at any depth: a deferred import counts too)."""
+    """The ``selfsup`` modules ``path`` imports when it runs (at any depth: a deferred import
+    counts too; one under ``if TYPE_CHECKING:`` does not). ``from selfsup.pkg import sub`` of a
+    submodule ``sub`` imports ``selfsup.pkg.sub``, and ``selfsup.pkg`` itself only where it also
+    takes a name defined there."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("selfsup"):
-            found.add(node.module)
-            for alias in node.names:  # `from selfsup import api`: the submodule itself
+            for alias in node.names:
                 sub = SRC.parent.joinpath(*node.module.split("."), alias.name)
                 if sub.with_suffix(".py").exists() or (sub / "__init__.py").exists():
-                    found.add(f"{node.module}.{alias.name}")
+                    found.add(f"{node.module}.{alias.name}")  # `from selfsup import api`: the submodule
+                else:
+                    found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("selfsup"))
     return found
@@ -112,6 +137,11 @@ def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
             if a in rank and b in rank and rank[b] > rank[a]:
                 bad.append((module, target))
     return sorted(bad)
+
+
+def unlayered(graph: dict[str, set[str]]) -> list[str]:
+    """The modules (not :data:`EXEMPT`) whose layer is not in :data:`LAYERS`."""
+    return sorted(m for m in graph if m not in EXEMPT and layer(m) not in LAYERS)
 
 
 def functions(path: Path) -> list[tuple[int, str, int, str]]:
@@ -169,6 +199,7 @@ def measure() -> dict:
         "module_cycles": cycles(graph),
         "layer_cycles": cycles({k: v for k, v in layer_graph.items()}),
         "upward_imports": [f"{a} -> {b}" for a, b in upward_imports(graph)],
+        "unlayered_modules": unlayered(graph),
     }
 
 
@@ -198,6 +229,8 @@ def main() -> None:
     print(f"upward imports (layer order {' < '.join(LAYERS)}): {len(figures['upward_imports'])}")
     for line in figures["upward_imports"]:
         print("  " + line)
+    if figures["unlayered_modules"]:
+        print("modules in no layer: " + ", ".join(figures["unlayered_modules"]))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -19,7 +19,8 @@ def run_cli(args, capsys):
 
 
 def assert_one_line_error(code, err, culprit):
-    """Exit code 2, the error on one line, last; before it only selfsup's own lines (what it found), no traceback."""
+    """Exit code 2, the error on one line, last; before it only selfsup's own lines (what it found),
+    no traceback."""
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("selfsup: error:"), err
@@ -247,3 +248,74 @@ def test_ablate_trains_the_full_pipeline_and_each_drop(tmp_path, capsys):
     assert "(+" in line or "(-" in line  # the change from the full pipeline
     code, _, err = run_cli(["ablate", "--data", "digits", "--drop", "crop,rotate"], capsys)
     assert_one_line_error(code, err, "rotate")
+
+
+def test_each_option_is_a_keyword_of_its_api_function():
+    """The options are written once (selfsup.verbs): each fills a keyword parameter of its verb's
+    api function, by the same name unless it says otherwise."""
+    import inspect
+
+    from selfsup import api
+    from selfsup.verbs import VERBS
+
+    for verb in VERBS.values():
+        parameters = inspect.signature(getattr(api, verb.api_function)).parameters
+        missing = [o.keyword for o in verb.options if o.keyword not in parameters]
+        assert missing == [], f"api.{verb.api_function} lacks {missing} of `selfsup {verb.name}`"
+
+
+def test_the_parser_and_the_api_flags_come_from_one_description(monkeypatch):
+    from selfsup import api, cli
+    from selfsup.verbs import EVALUATE, PRETRAIN
+
+    args = cli.parse(cli.build_parser(), ["pretrain", "--data", "digits", "--epochs", "3", "optim.lr=0.1"])
+    arguments = PRETRAIN.arguments(vars(args))
+    assert arguments["epochs"] == 3 and arguments["overrides"] == ["optim.lr=0.1"]
+    assert arguments["progress"] is True and arguments["report"] is True and arguments["resume"] is False
+    assert arguments["skip_bad_images"] is None and arguments["tensorboard"] is None  # the recipe's stand
+    args = cli.parse(cli.build_parser(), ["evaluate", "run", "--protocol", "knn, linear", "--quiet"])
+    assert EVALUATE.arguments(vars(args))["protocols"] == ["knn", "linear"]
+    assert EVALUATE.arguments(vars(args))["progress"] is False
+
+    seen = {}
+
+    def resolve(method, data, **settings):
+        seen.update(settings["flags"])
+        raise SystemExit("resolved")
+
+    monkeypatch.setattr(api, "resolve", resolve)
+    with pytest.raises(SystemExit, match="resolved"):
+        api.pretrain("simclr", "digits", epochs=3, backbone="small_cnn", tensorboard=True, progress=False)
+    assert seen == {
+        "model.backbone": "small_cnn",
+        "train.epochs": 3,
+        "train.batch_size": None,
+        "train.seed": None,
+        "train.device": None,
+        "data.skip_bad_images": None,
+        "train.tensorboard": True,
+    }
+
+
+def test_the_command_prints_what_the_api_returns(tmp_path, capsys, monkeypatch):
+    """The api returns values; the command prints them (here the demo's lines, without training)."""
+    from selfsup import api
+
+    evaluation = {"results": [{"protocol": "knn", "labels": "1/class", "mean": 0.5, "std": 0.1, "seeds": 2}]}
+    demo = {
+        **evaluation,
+        "wall_seconds": 61.2,
+        "peak_memory_mb": 812.0,
+        "pretrain_seconds": 40.4,
+        "pretrain_epochs": 30,
+        "run_dir": tmp_path / "demo",
+    }
+    monkeypatch.setattr(api, "demo", lambda out, overrides, progress: demo)
+    code, out, _ = run_cli(["demo", "--quiet"], capsys)
+    assert code == 0
+    assert out.splitlines()[-2:] == [
+        "wall time 61 s (pretraining 40 s, 30 epochs); peak memory 812 MB",
+        f"run files in {tmp_path / 'demo'}/ (report.html: open it in a browser; eval.json, metrics.jsonl, "
+        "config.yaml, encoder.safetensors)",
+    ]
+    assert "SSL + kNN" in out and "0.500 ± 0.100" in out

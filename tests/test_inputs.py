@@ -24,15 +24,15 @@ from PIL import Image, ImageCms
 
 from conftest import make_image_folder, make_tar, write_image
 from selfsup import api
-from selfsup.config import build_config
 from selfsup.data import load_data
 from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.tokenizer import encode_documents, encode_marked_masks, train_tokenizer, trim_padding
 from selfsup.errors import ConfigError, DataError
 from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
+from selfsup.methods.recipes import build_config
+from selfsup.train import read_history
 from selfsup.train.batch_guard import check_batch_floor
-from selfsup.train.loop import read_history
 from selfsup.train.optim import scaled_lr
 from test_cli import assert_one_line_error, run_cli
 
@@ -63,7 +63,8 @@ def test_16_bit_greyscale_folder_reads_all_grey_levels(tmp_path):
 
 
 def sideways_pair(tmp_path, fmt: str, suffix: str):
-    """The same picture stored upright and stored rotated with EXIF Orientation 6 (rotate 90° clockwise to view)."""
+    """The same picture stored upright and stored rotated with EXIF Orientation 6 (rotate 90°
+    clockwise to view)."""
     upright = np.zeros((6, 10, 3), dtype=np.uint8)
     upright[:, :3] = (250, 20, 20)  # a red band on the left
     upright[:, 3:] = (20, 20, 250)
@@ -507,7 +508,7 @@ def test_the_report_of_a_tiny_data_set(tmp_path, labels, monkeypatch):
 
 
 def test_report_map_shows_unlabelled_points_apart():
-    from selfsup.report.html import _scatter
+    from selfsup.report.figures import scatter as _scatter
 
     figure = _scatter(np.zeros((4, 2)), np.array([0, 1, -1, -1]), ["cat", "dog"], "map")
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]

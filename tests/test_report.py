@@ -80,7 +80,8 @@ def test_the_report_loads_in_a_real_browser_without_errors_and_shows_every_image
     failed loads, and each image's decoded and rendered size, into the DOM it then dumps."""
     probe = """<script>
       window.__errors = [];
-      addEventListener("error", e => __errors.push(String(e.message || (e.target && e.target.src || "").slice(0, 40))), true);
+      addEventListener("error",
+        e => __errors.push(String(e.message || (e.target && e.target.src || "").slice(0, 40))), true);
       for (const level of ["error", "warn"]) { const f = console[level];
         console[level] = (...a) => { __errors.push(a.join(" ")); f.apply(console, a); }; }
       addEventListener("load", () => document.body.setAttribute("data-probe", JSON.stringify({

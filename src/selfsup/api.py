@@ -1,4 +1,7 @@
-"""The verbs of the `selfsup` command as Python functions (the CLI only parses and calls these)."""
+"""The verbs of the `selfsup` command as Python functions: they return values and print only
+progress (on stderr, with ``progress``); :mod:`selfsup.cli` prints their results. The options of
+each verb are described once, in :mod:`selfsup.verbs`: the keyword parameters below that set a
+configuration key reach the configuration through :meth:`selfsup.verbs.Verb.flags`."""
 
 from __future__ import annotations
 
@@ -14,37 +17,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup import distributed
-from selfsup.config import SMALL_IMAGE_MAX_SIDE, Config, apply_overrides, build_config, load_run_config
-from selfsup.data import DataSplits, ImageDataset, load_data
+from selfsup import distributed, runs
+from selfsup.config import Config, apply_overrides
+from selfsup.data import DataSplits, ImageDataset
 from selfsup.errors import SelfsupError
-from selfsup.evaluate import evaluate_encoder, format_table
+from selfsup.evaluate import evaluate_encoder
 from selfsup.evaluate.features import extract_features
 from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
-from selfsup.models.encoder import load_encoder
-from selfsup.report import comparison, write_report
+from selfsup.methods.recipes import build_config
+from selfsup.report import comparison, format_ablation, write_report
+from selfsup.runs import EVAL_FILE, load_method, load_splits, resolve, small_images
 from selfsup.train import PretrainResult
 from selfsup.train import pretrain as run_pretraining
 from selfsup.train.device import resolve_device, resolve_precision
 from selfsup.train.machine import peak_memory_mb
-
-EVAL_FILE = "eval.json"
-
-
-def _load(config: Config, progress: bool = False) -> DataSplits:
-    """The data of ``config``; with ``progress``, print what was found (splits, classes, shape) and how it was read."""
-    splits = load_data(
-        config.data.spec,
-        image_size=config.data.image_size,
-        skip_bad_images=config.data.skip_bad_images,
-        text_options=config.data.text_options(),
-    )
-    if progress and distributed.is_main():
-        print(f"selfsup: data {splits.describe()}", file=sys.stderr)
-        if splits.note:
-            print(f"selfsup: {splits.note}", file=sys.stderr)
-    return splits
+from selfsup.verbs import ABLATE, EMBED, EVALUATE, PRETRAIN
 
 
 def _need_images(splits: DataSplits, verb: str) -> None:
@@ -52,38 +40,9 @@ def _need_images(splits: DataSplits, verb: str) -> None:
         raise SelfsupError(f"`selfsup {verb}` works on image augmentations; {splits.source} is a text corpus")
 
 
-def _small_images(splits: DataSplits) -> bool:
-    """Whether the data take the methods' ``_small`` recipes (small images; never text)."""
-    return isinstance(splits.train, ImageDataset) and max(splits.train.image_size) <= SMALL_IMAGE_MAX_SIDE
-
-
-def resolve(
-    method: str,
-    data: str,
-    *,
-    config: str | None = None,
-    overrides=(),
-    flags: dict | None = None,
-    progress: bool = False,
-) -> tuple[Config, DataSplits]:
-    """Load the data (its image size picks the recipe) and resolve the full configuration. A data
-    path is recorded absolute, so that the run's data are found from anywhere."""
-    path = Path(data).expanduser()
-    flags = {
-        "data.spec": os.path.abspath(path) if data != "digits" and path.exists() else data,
-        **(flags or {}),
-    }
-    data_config = build_config(
-        method, small_images=False, config_file=config, overrides=overrides, flags=flags, fit=False
-    )  # only how to read the data: the recipe depends on it
-    splits = _load(data_config, progress)
-    resolved = build_config(
-        method, small_images=_small_images(splits), config_file=config, overrides=overrides, flags=flags
-    )
-    if progress and distributed.is_main():
-        for adjustment in resolved.adjustments:
-            print(f"selfsup: {adjustment}", file=sys.stderr)
-    return resolved, splits
+def _data_name(data: str) -> str:
+    """A short name of the data for a default run directory: ``./pets.tar.gz`` -> ``pets``."""
+    return "digits" if data == "digits" else Path(data).name.split(".")[0]
 
 
 def pretrain(
@@ -106,22 +65,14 @@ def pretrain(
     tensorboard: bool | None = None,
 ) -> PretrainResult:
     """Pretrain an encoder with ``method`` on ``data`` (``digits`` or a path) and write its report;
-    see ``selfsup pretrain --help``."""
-    flags = {
-        "model.backbone": backbone,
-        "train.epochs": epochs,
-        "train.batch_size": batch_size,
-        "train.seed": seed,
-        "train.device": device,
-        "data.skip_bad_images": skip_bad_images,
-        "train.tensorboard": tensorboard,
-    }
+    see ``selfsup pretrain --help`` (an option given as None keeps the recipe's value). Raises
+    :class:`SelfsupError` for a bad option, data set or run directory."""
+    flags = PRETRAIN.flags(locals())
     resolved, splits = resolve(
         method, data, config=config, overrides=overrides, flags=flags, progress=progress
     )
     if out is None:
-        name = "digits" if data == "digits" else Path(data).name.split(".")[0]
-        out = Path("runs") / f"{method}-{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        out = Path("runs") / f"{method}-{_data_name(data)}-{datetime.now():%Y%m%d-%H%M%S}"
     result = run_pretraining(resolved, splits, out, resume=resume, overwrite=overwrite, progress=progress)
     if report and result.saved:
         _write_report(result.run_dir, device, progress)
@@ -146,13 +97,15 @@ def _write_report(run_dir: Path, device: str | None, progress: bool) -> None:
 
 
 def report(run_dir: str | Path, *, device: str | None = None) -> Path:
-    """(Re)write ``RUN_DIR/report.html`` from what the run directory holds."""
+    """(Re)write ``RUN_DIR/report.html`` from what the run directory holds; returns its path.
+    Raises :class:`SelfsupError` where ``run_dir`` is not a run directory."""
     return write_report(run_dir, device)
 
 
 def compare(run_dirs: list[str | Path], *, out: str | Path = "comparison.html") -> tuple[Path, str]:
     """Write a page comparing ``run_dirs`` (accuracy per label budget, wall time, curves overlaid)
-    to ``out``; returns its path and the table as Markdown."""
+    to ``out``; returns its path and the table as Markdown. Raises :class:`SelfsupError` without
+    runs or where one is not a run directory."""
     if len(run_dirs) < 1:
         raise SelfsupError("compare needs at least one run directory")
     return comparison(run_dirs, out)
@@ -171,38 +124,24 @@ def evaluate(
     report: bool = True,
 ) -> dict:
     """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content.
-    Under torchrun it runs in the process of rank 0 (the others return an empty dict)."""
+    Under torchrun it runs in the process of rank 0 (the others return an empty dict). Raises
+    :class:`SelfsupError` for a missing run or data, or a bad label budget or protocol."""
     if not distributed.is_main():
         return {}
+    flags = EVALUATE.flags(locals())
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SelfsupError(f"run directory not found: {run_dir}")
-    config = load_run_config(run_dir)
-    apply_overrides(
-        config,
-        overrides,
-        {
-            "eval.labels": labels,
-            "eval.seeds": seeds,
-            "eval.protocols": protocols,
-            "train.device": device,
-            "data.spec": data,
-        },
-    )
+    config = runs.load_run_config(run_dir)
+    apply_overrides(config, overrides, flags)
     if data is None and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
         raise SelfsupError(f"the run's data {config.data.spec} are not there any more; pass --data PATH")
-    splits = _load(config, progress)
+    splits = load_splits(config, progress)
     torch_device = resolve_device(config.train.device)
-    encoder = load_encoder(run_dir, torch_device)
+    encoder = runs.load_encoder(run_dir, torch_device)
     started = time.perf_counter()
-    evaluation = evaluate_encoder(
-        encoder,
-        splits,
-        config.eval,
-        torch_device,
-        resolve_precision(config.train.precision, torch_device),
-        progress=progress,
-    )
+    precision = resolve_precision(config.train.precision, torch_device)
+    evaluation = evaluate_encoder(encoder, splits, config.eval, torch_device, precision, progress=progress)
     evaluation["seconds"] = time.perf_counter() - started
     evaluation["eval_config"] = dataclasses.asdict(config.eval)
     (run_dir / EVAL_FILE).write_text(to_json(evaluation, indent=2))
@@ -224,54 +163,34 @@ def embed(
 
     Beside it, ``<out stem>.json`` gives each row's split, label (or null) and file name (or null),
     and the class names. Rows are the training split, then the test split. ``overrides``
-    (``key=value``) change how the data are read, e.g. ``data.image_size=32``.
+    (``key=value``) change how the data are read, e.g. ``data.image_size=32``. Raises
+    :class:`SelfsupError` for an ``out`` that is not a .npy file, or images the encoder cannot take.
     """
+    flags = EMBED.flags(locals())
     out = Path(out)
     if out.suffix != ".npy":
         raise SelfsupError(f"--out must name a .npy file, got {out}")
     torch_device = resolve_device(device or "auto")
-    encoder = load_encoder(run_dir, torch_device)
-    config = load_run_config(Path(run_dir))
-    apply_overrides(config, overrides, {"data.spec": data})
-    splits = _load(config, progress)
+    encoder = runs.load_encoder(run_dir, torch_device)
+    config = runs.load_run_config(Path(run_dir))
+    apply_overrides(config, overrides, flags)
+    splits = load_splits(config, progress)
     parts = [("train", splits.train)] + ([("test", splits.test)] if splits.test is not None else [])
     features, meta = [], {"split": [], "label": [], "name": [], "classes": splits.train.classes}
     for split, dataset in parts:
         inputs = encoder.inputs(dataset)
-        if isinstance(dataset, ImageDataset) and inputs.shape[1] != encoder.spec["in_channels"]:
-            raise SelfsupError(
-                f"{data} has {inputs.shape[1]}-channel images; the encoder expects {encoder.spec['in_channels']}"
-            )
+        expected = encoder.spec["in_channels"] if isinstance(dataset, ImageDataset) else None
+        if expected is not None and inputs.shape[1] != expected:
+            raise SelfsupError(f"{data} has {inputs.shape[1]}-channel images; the encoder expects {expected}")
         features.append(extract_features(encoder, inputs, torch_device))
+        labels = dataset.labels.tolist() if dataset.labelled else [-1] * len(dataset)
         meta["split"] += [split] * len(dataset)
-        meta["label"] += (
-            [label if label >= 0 else None for label in dataset.labels.tolist()]
-            if dataset.labelled
-            else [None] * len(dataset)
-        )
+        meta["label"] += [label if label >= 0 else None for label in labels]
         meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, torch.cat(features).numpy().astype(np.float32))
     out.with_suffix(".json").write_text(to_json(meta))
     return out
-
-
-def load_method(run_dir: str | Path, device: str | None = None):
-    """The whole trained method of a run (encoder, heads, decoder) from its last checkpoint, in eval
-    mode, with its configuration: what ``denoise`` and ``generate`` need beyond the encoder."""
-    from selfsup.methods import get_method
-    from selfsup.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
-
-    run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT_FILE).exists():
-        raise SelfsupError(
-            f"no checkpoint in {run_dir} (expected {CHECKPOINT_FILE}; did the pretraining run?)"
-        )
-    config = load_run_config(run_dir)
-    torch_device = resolve_device(device or "auto")
-    method = get_method(config.method_name).build(load_encoder(run_dir), config.method)
-    method.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_FILE)["model"])
-    return method.to(torch_device).eval(), config
 
 
 def _text_run(run_dir: str | Path, method_name: str, verb: str, device: str | None):
@@ -288,7 +207,8 @@ def denoise(
 ) -> dict[str, str]:
     """Noise ``text`` with a BART run's own noising functions (unless ``noise`` is False: then each
     ``<mask>`` in it is a mask token) and decode the model's reconstruction greedily. Returns the
-    input, the noised text and the reconstruction."""
+    input, the noised text and the reconstruction. Raises :class:`SelfsupError` for a run that is
+    not a BART run, or an empty text."""
     from selfsup.data.tokenizer import encode_documents, encode_marked_masks
 
     method = _text_run(run_dir, "bart", "denoise", device)
@@ -316,7 +236,8 @@ def generate(
     device: str | None = None,
 ) -> str:
     """Sample a continuation of ``prompt`` from a causal LM run: ``tokens`` tokens at ``temperature``
-    (default: the run's), from the ``top_k`` most likely (0: all). Returns prompt + continuation."""
+    (default: the run's), from the ``top_k`` most likely (0: all). Returns prompt + continuation.
+    Raises :class:`SelfsupError` for a run that is not a causal LM run, or bad sampling settings."""
     from selfsup.data.tokenizer import token_lists
 
     method = _text_run(run_dir, "causal_lm", "generate", device)
@@ -344,9 +265,10 @@ def augment_grid(
     """Save a PNG grid that shows what a model sees: one row per image, the original first, then
     each view of the augmentation pipeline (``method``'s recipe for this data, or ``preset``, then
     ``augment.*`` overrides). Every tile is scaled (nearest neighbour) to ``cell`` pixels; local
-    views keep their relative size in the middle of their tile."""
+    views keep their relative size in the middle of their tile. Returns the path of the PNG.
+    Raises :class:`SelfsupError` for an ``out`` that is not a .png file, or text data."""
     from selfsup.augment import ViewAugmenter
-    from selfsup.report import save_image_grid
+    from selfsup.data.pictures import save_image_grid
 
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -356,9 +278,8 @@ def augment_grid(
     overrides = ([f"augment.preset={preset}"] if preset else []) + list(overrides)
     config, splits = resolve(method, data, overrides=overrides)
     _need_images(splits, "augment")
-    batch = splits.train.images[
-        torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]
-    ]
+    chosen = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))[:images]
+    batch = splits.train.images[chosen]
     views = ViewAugmenter(config.augment)(batch, torch.Generator().manual_seed(seed))
     return save_image_grid([batch.float() / 255] + views, out, cell)
 
@@ -387,104 +308,69 @@ def ablate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Pretrain ``method`` with its full augmentation pipeline and once without each augmentation
-    in ``drop`` (all else equal, same seed), evaluate every run with kNN and the linear probe,
-    print the table and save it as ``OUT/ablation.json``. A drop that changes nothing in this
-    pipeline (e.g. blur where the recipe has none) is reported, not trained."""
+    in ``drop`` (all else equal, same seed), evaluate every run with kNN and the linear probe, and
+    save the table as ``OUT/ablation.json``. A drop that changes nothing in this pipeline (e.g.
+    blur where the recipe has none) is reported, not trained. Returns what ablation.json holds (its
+    ``table``: Markdown) and ``file``, its path; under torchrun an empty dict except on rank 0.
+    Raises :class:`SelfsupError` for an unknown augmentation, or text data."""
+    flags = ABLATE.flags(locals())
     unknown = [name for name in drop if name not in ABLATIONS]
     if unknown or not drop:
         raise SelfsupError(
             f"--drop takes augmentations from {', '.join(ABLATIONS)}; got {','.join(unknown) or 'none'}"
         )
-    if out is None:
-        name = "digits" if data == "digits" else Path(data).name.split(".")[0]
-        out = Path("runs") / f"ablate-{method}-{name}"
-    out = Path(out)
-    flags = {"data.spec": data, "train.epochs": epochs}
-    full, splits = resolve(
-        method, data, overrides=overrides, flags=flags, progress=progress
-    )  # loaded once, here
+    out = Path(out) if out is not None else Path("runs") / f"ablate-{method}-{_data_name(data)}"
+    full, splits = resolve(method, data, overrides=overrides, flags=flags, progress=progress)  # loaded once
     _need_images(splits, "ablate")
-    small = _small_images(splits)
     rows = []
     for name in ["full"] + list(drop):
-        config = (
-            full
-            if name == "full"
-            else build_config(
-                method, small_images=small, flags=flags, overrides=list(overrides) + ABLATIONS[name]
-            )
-        )
-        if name != "full" and config.augment == full.augment:
-            rows.append({"drop": name, "note": "not in this pipeline"})
-            continue
+        config = full
+        if name != "full":
+            more = list(overrides) + ABLATIONS[name]
+            config = build_config(method, small_images=small_images(splits), flags=flags, overrides=more)
+            if config.augment == full.augment:
+                rows.append({"drop": name, "note": "not in this pipeline"})
+                continue
         if progress and distributed.is_main():
             print(f"selfsup: ablation '{name}'", file=sys.stderr)
         result = run_pretraining(config, splits, out / name, overwrite=True, progress=progress)
         evaluation = evaluate(
             result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress
         )
-        if not evaluation:  # a torchrun process other than rank 0
-            continue
-        rows.append(
-            {
-                "drop": name,
-                "results": evaluation["results"],
-                "pretrain_seconds": result.seconds,
-                "final_loss": result.final_loss,
-            }
-        )
-    if not distributed.is_main():
-        return {}
-    table = format_ablation(rows)
-    print(table)
-    report = {
+        if evaluation:  # empty in a torchrun process other than rank 0
+            rows.append(
+                {
+                    "drop": name,
+                    "results": evaluation["results"],
+                    "pretrain_seconds": result.seconds,
+                    "final_loss": result.final_loss,
+                }
+            )
+    return _save_ablation(out, method, data, full, rows) if distributed.is_main() else {}
+
+
+def _save_ablation(out: Path, method: str, data: str, full: Config, rows: list[dict]) -> dict[str, Any]:
+    ablation = {
         "method": method,
         "data": data,
         "epochs": full.train.epochs,
         "augment": dataclasses.asdict(full.augment),
         "rows": rows,
-        "table": table,
+        "table": format_ablation(rows),
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(to_json(report, indent=2))
-    print(f"saved {out / 'ablation.json'}")
-    return report
-
-
-def format_ablation(rows: list[dict]) -> str:
-    """Markdown: one row per ablation, kNN and linear accuracy per label budget, and the change
-    of each from the full pipeline."""
-    trained = [r for r in rows if "results" in r]
-    budgets = list(dict.fromkeys(x["labels"] for x in trained[0]["results"]))
-    columns = [(p, b) for p in ("knn", "linear") for b in budgets]
-    full = {(x["protocol"], x["labels"]): x["mean"] for x in trained[0]["results"]}
-    lines = [
-        "| augmentations | "
-        + " | ".join(f"{'kNN' if p == 'knn' else 'linear'} {b}" for p, b in columns)
-        + " |",
-        "| --- " * (len(columns) + 1) + "|",
-    ]
-    for row in rows:
-        label = "all (full pipeline)" if row["drop"] == "full" else f"without {row['drop']}"
-        if "results" not in row:
-            lines.append(f"| {label} ({row['note']}) | " + " | ".join("—" for _ in columns) + " |")
-            continue
-        means = {(x["protocol"], x["labels"]): x for x in row["results"]}
-        cells = []
-        for key in columns:
-            r = means[key]
-            delta = "" if row["drop"] == "full" else f" ({r['mean'] - full[key]:+.3f})"
-            cells.append(f"{r['mean']:.3f} ± {r['std']:.3f}{delta}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    (out / "ablation.json").write_text(to_json(ablation, indent=2))
+    return {**ablation, "file": out / "ablation.json"}
 
 
 def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) -> dict[str, Any]:
     """Pretrain SimCLR on the built-in digits, then evaluate with 1, 5 and 10 labels per class.
+    ``overrides`` (``key=value``) change the recipe.
 
-    Prints one table (SSL + linear, SSL + kNN, from scratch, raw pixels; mean ± std over seeds),
-    the wall time and where the run's files are. ``overrides`` (``key=value``) change the recipe.
-    Returns the evaluation plus ``wall_seconds`` and ``peak_memory_mb``.
+    Returns the evaluation (``selfsup.evaluate.format_table`` makes its table: SSL + linear,
+    SSL + kNN, from scratch, raw pixels; mean ± std over seeds) plus ``wall_seconds``,
+    ``peak_memory_mb``, ``pretrain_seconds``, ``pretrain_epochs`` and ``run_dir``; under torchrun
+    an empty dict except on rank 0.
     """
     started = time.perf_counter()
     result = pretrain(
@@ -493,20 +379,16 @@ def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) 
     evaluation = evaluate(result.run_dir, progress=progress)
     if not evaluation:  # a torchrun process other than rank 0
         return {}
-    seconds = time.perf_counter() - started
-    peak_mb = peak_memory_mb()
-    print(format_table(evaluation))
-    print(
-        f"wall time {seconds:.0f} s (pretraining {result.seconds:.0f} s, {result.epochs} epochs); "
-        f"peak memory {peak_mb:.0f} MB"
-    )
-    print(
-        f"run files in {result.run_dir}/ (report.html: open it in a browser; eval.json, metrics.jsonl, "
-        "config.yaml, encoder.safetensors)"
-    )
-    return {**evaluation, "wall_seconds": seconds, "peak_memory_mb": peak_mb}
+    return {
+        **evaluation,
+        "wall_seconds": time.perf_counter() - started,
+        "peak_memory_mb": peak_memory_mb(),
+        "pretrain_seconds": result.seconds,
+        "pretrain_epochs": result.epochs,
+        "run_dir": result.run_dir,
+    }
 
 
 def methods() -> list[dict[str, str]]:
-    """The available methods with their family and paper."""
+    """The available methods with their family and paper: one dict (method, family, paper) each."""
     return [{"method": m.name, "family": m.family, "paper": m.paper} for m in METHODS.values()]

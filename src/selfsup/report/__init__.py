@@ -1,6 +1,8 @@
-"""Pictures and reports of runs."""
+"""Reports of runs: a run's page (:mod:`.html`), built from HTML pieces (:mod:`.page`), figures
+(:mod:`.figures`), the sections that need the run's data or method (:mod:`.sections`) and tables
+(:mod:`.tables`)."""
 
 from selfsup.report.html import REPORT_FILE, comparison, write_report
-from selfsup.report.images import image_grid, save_image_grid
+from selfsup.report.tables import format_ablation
 
-__all__ = ["REPORT_FILE", "comparison", "image_grid", "save_image_grid", "write_report"]
+__all__ = ["REPORT_FILE", "comparison", "format_ablation", "write_report"]
