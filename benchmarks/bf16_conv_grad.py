@@ -50,7 +50,8 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{memory:14s} batch {batch:5d}: relative error {row['relative_error']:.3g}, "
-                f"largest gradient of a padding-only tap {row['largest_padding_tap_gradient']:.3g} (should be 0), "
+                f"largest gradient of a padding-only tap {row['largest_padding_tap_gradient']:.3g} "
+                "(should be 0), "
                 f"non-finite {row['non_finite']}"
             )
     out = ROOT / "benchmarks" / "results" / "bf16_conv_grad.json"

@@ -245,7 +245,8 @@ def main() -> None:
         }
         print(
             f"{workload}: {step_s[1]:.3f} s/step with 1 process, {step_s[2]:.3f} s/step with 2 "
-            f"(×{step_s[2] / step_s[1]:.2f}; {local_bn_s:.3f} with BatchNorm per process); loss curves differ by at most {max(loss_diff):.1e} (relative; "
+            f"(×{step_s[2] / step_s[1]:.2f}; {local_bn_s:.3f} with BatchNorm per process); "
+            f"loss curves differ by at most {max(loss_diff):.1e} (relative; "
             f"1 process with 1 thread instead of all: {max(order_diff):.1e})"
         )
     RESULTS.mkdir(exist_ok=True)

@@ -78,7 +78,8 @@ def main() -> None:
             row["knn"] = float((predicted.cpu() == splits.test.labels).float().mean())
         epochs.append(row)
         print(
-            f"epoch {row['epoch']:3d}  {row['seconds']:6.1f} s  {row['images_per_s']:8.0f} img/s  loss {row['loss']:.4f}"
+            f"epoch {row['epoch']:3d}  {row['seconds']:6.1f} s  {row['images_per_s']:8.0f} img/s  "
+            f"loss {row['loss']:.4f}"
             + (f"  kNN {row['knn']:.4f}" if "knn" in row else "")
             + f"  (elapsed {row['elapsed']:.0f} s)",
             flush=True,

@@ -1,4 +1,4 @@
-"""End-to-end SimCLR pretraining, selfsup against lightly's documented SimCLR loop, side by side.
+r"""End-to-end SimCLR pretraining, selfsup against lightly's documented SimCLR loop, side by side.
 
 Both train the same model on the same images with the same augmentation settings:
 
@@ -20,7 +20,8 @@ seconds per epoch, and kNN accuracy (k 200, T 0.1, cosine) of the backbone's fea
 subset's labels as the memory bank, on the 10,000 test images.
 
     pip install lightly    # the benchmark's environment only; not a selfsup dependency
-    python benchmarks/lightly_simclr.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--subset 10000] [--epochs 3]
+    python benchmarks/lightly_simclr.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] \
+        [--subset 10000] [--epochs 3]
 
 Writes benchmarks/results/lightly_simclr.json; the last line is the speed ratio.
 """
@@ -208,7 +209,8 @@ def main() -> None:
                 "args": vars(args),
                 "images": len(train),
                 "test_images": len(test),
-                "compared": "lightly examples/pytorch/simclr.py loop vs selfsup pretrain, same ResNet-18 (ImageNet stem), "
+                "compared": "lightly examples/pytorch/simclr.py loop vs selfsup pretrain, "
+                "same ResNet-18 (ImageNet stem), "
                 "head, loss, optimiser, batch, augmentation settings and images; kNN k=200 T=0.1",
                 "rows": rows,
             },

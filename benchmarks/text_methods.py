@@ -138,13 +138,15 @@ def ag_news(methods: list[str], epochs: int | None) -> dict:
             + " |"
         )
     print(
-        "\n| method | parameters | pretext metric on the test split | seconds per epoch |\n| --- | --- | --- | --- |"
+        "\n| method | parameters | pretext metric on the test split | seconds per epoch |"
+        "\n| --- | --- | --- | --- |"
     )
     for row in rows:
         if "error" not in row:
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in row["test_metrics"].items())
             print(
-                f"| {row['method']} | {row['parameters'] / 1e6:.2f} M | {metrics} | {row['final']['seconds']:.1f} |"
+                f"| {row['method']} | {row['parameters'] / 1e6:.2f} M | {metrics} | "
+                f"{row['final']['seconds']:.1f} |"
             )
     return {"data": str(AG_NEWS), "budgets": BUDGETS, "methods": methods, "rows": rows}
 
@@ -167,12 +169,15 @@ def shakespeare(epochs: int | None) -> dict:
     if "error" not in row:
         metrics = row["test_metrics"]
         print(
-            "| model | parameters | training | validation nats/char | perplexity (per char) |\n| --- | --- | --- | --- | --- |"
+            "| model | parameters | training | validation nats/char | perplexity (per char) |"
+            "\n| --- | --- | --- | --- | --- |"
         )
         print(
             f"| causal LM, characters, {row['encoder']['depth']}×{row['encoder']['dim']}, "
-            f"{row['encoder']['max_length']}-char blocks | {row['parameters'] / 1e6:.2f} M | {row['epochs']} epochs, "
-            f"{row['pretrain_seconds']:.0f} s | {metrics['nats_per_char']:.3f} | {metrics['perplexity']:.2f} |"
+            f"{row['encoder']['max_length']}-char blocks | {row['parameters'] / 1e6:.2f} M | "
+            f"{row['epochs']} epochs, "
+            f"{row['pretrain_seconds']:.0f} s | {metrics['nats_per_char']:.3f} | "
+            f"{metrics['perplexity']:.2f} |"
         )
         print(row.get("samples", ""))
     return {"data": str(SHAKESPEARE), "rows": [row]}

@@ -163,7 +163,7 @@ def main() -> None:
             times = {"selfsup": [], "transformers": []}
             for _ in range(2):  # alternate, so that neither runs only while the machine is warm
                 # the lambdas are called at once, inside this iteration
-                times["selfsup"] += time_steps(lambda: ours([ids])["loss"], ours, args.steps // 2, dtype)  # noqa: B023
+                times["selfsup"] += time_steps(lambda: ours([ids]).loss, ours, args.steps // 2, dtype)  # noqa: B023
                 times["transformers"] += time_steps(
                     lambda: hugging_face_step(method, theirs, ids, vocab),  # noqa: B023
                     theirs,
@@ -182,7 +182,8 @@ def main() -> None:
             row["speedup"] = row["transformers_s"] / row["selfsup_s"]
             rows.append(row)
             print(
-                f"{method:9} {dtype}: selfsup {row['selfsup_s']:.3f} s/step, transformers {row['transformers_s']:.3f} "
+                f"{method:9} {dtype}: selfsup {row['selfsup_s']:.3f} s/step, "
+                f"transformers {row['transformers_s']:.3f} "
                 f"s/step ({row['speedup']:.2f}×); parameters {row['selfsup_parameters'] / 1e6:.2f} M vs "
                 f"{row['transformers_parameters'] / 1e6:.2f} M",
                 flush=True,

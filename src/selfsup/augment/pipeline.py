@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from selfsup.augment import ops
+import selfsup.augment.ops as ops
 
 
 @dataclass

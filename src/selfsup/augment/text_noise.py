@@ -29,7 +29,8 @@ def numpy_generator() -> np.random.Generator:
 
 
 def word_starts(ids: torch.Tensor, vocab: Vocabulary) -> torch.Tensor:
-    """N×L bool: the token begins a word (its own mark, white space before it, or a special token before it)."""
+    """N×L bool: the token begins a word (its own mark, white space before it, or a special token
+    before it)."""
     table = vocab.starts_word.to(ids.device) | vocab.is_space.to(ids.device)
     previous = torch.nn.functional.pad(ids[:, :-1], (1, 0))
     after_break = vocab.is_space.to(ids.device)[previous] | (previous < vocab.specials)
@@ -170,7 +171,8 @@ def next_sentence_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BERT's next-sentence prediction: each document is cut at a sentence end (else at a random
     token) into A and B; for half the rows B is replaced by the B of another document. Returns ids
-    ``[CLS] A [SEP] B [SEP]`` N×L' (no longer than the input), segment ids (0 for A, 1 for B) and ``is_next`` (1: B follows A)."""
+    ``[CLS] A [SEP] B [SEP]`` N×L' (no longer than the input), segment ids (0 for A, 1 for B) and
+    ``is_next`` (1: B follows A)."""
     rng = numpy_generator()
     ends = vocab.ends_sentence.numpy()
     bodies = document_bodies(ids, vocab)

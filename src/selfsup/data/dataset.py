@@ -1,19 +1,16 @@
-"""In-memory image data: every image decoded once into one uint8 N×C×H×W tensor."""
+"""In-memory data sets: images decoded once into one uint8 N×C×H×W tensor, documents as strings,
+and the train/test splits of either."""
 
 from __future__ import annotations
 
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from selfsup.errors import DataError
-
-if TYPE_CHECKING:
-    from selfsup.data.text import TextDataset
 
 UNLABELLED = -1
 """The label of an item without one: negative labels mean unlabelled (STL-10's convention). Such
@@ -58,7 +55,8 @@ class LabelledData:
 
     @property
     def fully_labelled(self) -> bool:
-        """Whether every item has a label (labels exist and none is negative, the mark of an unlabelled item)."""
+        """Whether every item has a label (labels exist and none is negative, the mark of an
+        unlabelled item)."""
         return self.labels is not None and not bool((self.labels < 0).any())
 
     @property
@@ -113,7 +111,8 @@ class ImageDataset(LabelledData):
         labels are unlabelled in the result."""
         if other.images.shape[1:] != self.images.shape[1:]:
             raise DataError(
-                f"cannot join images of shape {tuple(other.images.shape[1:])} to {tuple(self.images.shape[1:])}"
+                f"cannot join images of shape {tuple(other.images.shape[1:])} "
+                f"to {tuple(self.images.shape[1:])}"
             )
         labels = None
         if self.labels is not None or other.labels is not None:
@@ -135,8 +134,9 @@ class ImageDataset(LabelledData):
         """Build a data set from arrays of shape N×H×W, N×H×W×C or N×C×H×W (C in 1, 3).
 
         uint8 arrays are taken as they are, other integer arrays holding only 0..255 too, except
-        uint16, which is a 16-bit picture (value / 257); float arrays must hold values in [0, 1]. ``labels`` (any values) name the classes, unless ``classes`` is given, when they
-        index it; negative or NaN labels and empty strings mark unlabelled items.
+        uint16, which is a 16-bit picture (value / 257); float arrays must hold values in [0, 1].
+        ``labels`` (any values) name the classes, unless ``classes`` is given, when they index it;
+        negative or NaN labels and empty strings mark unlabelled items.
         """
         images = _to_uint8_nchw(np.asarray(images))
         label_tensor = None
@@ -157,9 +157,34 @@ class ImageDataset(LabelledData):
 
 
 @dataclass
+class TextDataset(LabelledData):
+    """Documents as strings, optionally labelled (``labels`` int64 of shape N, values in
+    ``range(len(classes))``); :func:`selfsup.data.text.load_text` reads them from files."""
+
+    texts: list[str]
+    labels: torch.Tensor | None = None
+    classes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and len(self.labels) != len(self.texts):
+            raise DataError(f"{len(self.labels)} labels for {len(self.texts)} texts")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, index) -> TextDataset:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return TextDataset(
+            [self.texts[i] for i in index.tolist()],
+            None if self.labels is None else self.labels[index],
+            self.classes,
+        )
+
+
+@dataclass
 class DataSplits:
     """The training split (for pretraining and labelled subsets) and the held-out test split
-    (:class:`ImageDataset` or :class:`selfsup.data.text.TextDataset`)."""
+    (:class:`ImageDataset` or :class:`TextDataset`)."""
 
     train: ImageDataset | TextDataset
     test: ImageDataset | TextDataset | None

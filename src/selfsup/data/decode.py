@@ -6,8 +6,8 @@ greyscale (H×W) or RGB (H×W×3), the way a colour-managed viewer displays it:
 * the EXIF orientation is applied (a photo stored sideways is turned upright);
 * 16-bit greyscale is scaled by 255/65535 (value / 257), not clipped; integer TIFFs by their
   ``BitsPerSample``; float greyscale must lie in [0, 1] and is scaled by 255;
-* transparency (RGBA, LA, a transparent palette entry, grey level or colour) is composited over white, as a web
-  page or an image viewer with a white background shows it;
+* transparency (RGBA, LA, a transparent palette entry, grey level or colour) is composited over
+  white, as a web page or an image viewer with a white background shows it;
 * CMYK, Lab, HSV and YCbCr become RGB; an embedded ICC colour profile (RGB and CMYK) is converted
   to sRGB with Pillow's LittleCMS bindings;
 * animations and multi-page files give their first frame.

@@ -2,8 +2,8 @@
 
 Folders and archives are decoded into a uint8 tensor and cached on disk
 (``$SELFSUP_CACHE_DIR``, default ``~/.cache/selfsup``), so a second run does not decode again.
-Which files are which split and class: :mod:`selfsup.data.layout`; how a file's pixels become
-8-bit: :mod:`selfsup.data.decode`.
+Which files a folder or archive holds: :mod:`selfsup.data.files`; which are which split and class:
+:mod:`selfsup.data.layout`; how a file's pixels become 8-bit: :mod:`selfsup.data.decode`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
-import tarfile
 import warnings
-import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +23,8 @@ from PIL import Image
 
 from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
 from selfsup.data.decode import UnmappableImage, decode_image
-from selfsup.data.layout import IMAGE_SUFFIXES, Placed, Unused, hidden_prefix, image_files, place
+from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
+from selfsup.data.layout import Placed, Unused, image_files, place
 from selfsup.data.text import is_text_path, load_text
 from selfsup.errors import DataError
 
@@ -175,13 +174,11 @@ def _share_classes(splits: dict[str, ImageDataset]) -> None:
 
 # ---- folders and archives -------------------------------------------------------------------------
 
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
-
 
 def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool) -> str:
     digest = hashlib.sha256(f"{CACHE_FORMAT}|{path.resolve()}|{image_size}|{skip_bad_images}".encode())
     if path.is_dir():
-        for name in _folder_names(path):
+        for name in folder_names(path):
             try:
                 stat = os.stat(path / name)
                 digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -232,12 +229,12 @@ def _read_images(
     the line that counts what was not used ("" where everything was)."""
     unused = Unused()
     if path.is_dir():
-        placed = place(image_files(_folder_names(path, unused), unused), str(path), unused)
+        placed = place(image_files(folder_names(path, unused), unused), str(path), unused)
 
         def read(name: str) -> bytes:
             return (path / name).read_bytes()
     else:
-        names, contents = _archive_contents(path)
+        names, contents = archive_contents(path)
         placed = place(image_files(names, unused), str(path), unused)
 
         def read(name: str) -> bytes:
@@ -268,70 +265,6 @@ def _read_images(
     return decoded, unused.message(str(path))
 
 
-def _folder_names(path: Path, unused: Unused | None = None) -> list[str]:
-    """Every file below ``path`` (relative, ``/``-separated, sorted), following links to folders
-    (each real folder once: a second way to one is counted in ``unused``); a hidden folder is
-    listed as ``its/path/`` and not entered."""
-    names, seen = [], set()
-    for root, dirs, files in os.walk(path, followlinks=True):
-        base = Path(root).relative_to(path).as_posix()
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            if unused is not None:
-                unused.add("links to a folder read already", base)
-            continue
-        seen.add(real)
-        prefix = "" if base == "." else base + "/"
-        hidden = sorted(d for d in dirs if hidden_prefix(d) is not None)
-        dirs[:] = sorted(d for d in dirs if d not in hidden)
-        names += [f"{prefix}{d}/" for d in hidden] + [prefix + f for f in files]
-    return sorted(names)
-
-
-def _archive_contents(path: Path) -> tuple[list[str], dict[str, bytes | None]]:
-    """Every file name of a tar or zip archive (sorted) and the bytes of those that may be images
-    (None: a link to a member the archive does not hold)."""
-    names, contents = [], {}
-
-    def wanted(name: str) -> bool:
-        return hidden_prefix(name) is None and Path(name).suffix.lower() in IMAGE_SUFFIXES
-
-    try:
-        if path.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        name = _member_name(info.filename)
-                        names.append(name)
-                        if wanted(name):
-                            contents[name] = archive.read(info)
-        else:
-            with tarfile.open(path) as archive:
-                for member in archive:
-                    if member.isfile() or member.issym() or member.islnk():
-                        name = _member_name(member.name)
-                        names.append(name)
-                        if wanted(name):
-                            try:
-                                handle = archive.extractfile(member)  # links resolve inside the archive
-                                contents[name] = handle.read() if handle is not None else None
-                            except KeyError:
-                                contents[name] = None
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise DataError(f"cannot read archive {path}: {exc}") from None
-    return sorted(names), contents
-
-
-def _member_name(name: str) -> str:
-    """An archive member's path relative to the archive's root, ``/``-separated (some Windows tools
-    write ``\\``), without leading ``./`` and ``/`` (not every leading dot: ``./.hidden/x.png`` stays hidden)."""
-    name = name.replace("\\", "/")
-    while name.startswith(("./", "/")):
-        name = name[1:] if name.startswith("/") else name[2:]
-    return name
-
-
 def _decode_split(
     items: list[Placed],
     read: Callable[[str], bytes],
@@ -339,34 +272,12 @@ def _decode_split(
     image_size: int | None,
     skip_bad_images: bool,
 ) -> ImageDataset:
-    def decode(item: Placed):
-        try:
-            data = read(item.name)
-        except OSError as exc:
-            if skip_bad_images:
-                return None
-            raise DataError(
-                f"cannot read {source}/{item.name} ({exc}); pass --skip-bad-images to skip such files"
-            ) from None
-        try:
-            array = decode_image(data)
-            if image_size is not None:
-                array = _resize_center_crop(array, image_size)
-            return array
-        except UnmappableImage as exc:
-            if skip_bad_images:
-                return None
-            raise DataError(
-                f"{source}/{item.name}: {exc}; or pass --skip-bad-images to skip such files"
-            ) from None
-        except Exception as exc:  # PIL raises many types for corrupt or truncated files
-            if skip_bad_images:
-                return None
-            why = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))  # Pillow names its buffer
-            raise DataError(
-                f"corrupt or truncated image: {source}/{item.name} ({type(exc).__name__}: {why}); "
-                "pass --skip-bad-images to skip such files"
-            ) from None
+    """The images ``items`` of one split, decoded (by 4 threads) and labelled by their class
+    folders; raises :class:`DataError` for an unreadable file (unless ``skip_bad_images``: then a
+    warning), or where none is readable or their sizes differ."""
+
+    def decode(item: Placed) -> np.ndarray | None:
+        return _decode_file(item, read, source, image_size, skip_bad_images)
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         arrays = list(pool.map(decode, items))
@@ -396,6 +307,44 @@ def _decode_split(
     return ImageDataset.from_arrays(
         stack, np.array([index[c] for c in class_names]), classes=classes, names=names
     )
+
+
+def _decode_file(
+    item: Placed,
+    read: Callable[[str], bytes],
+    source: str,
+    image_size: int | None,
+    skip_bad_images: bool,
+) -> np.ndarray | None:
+    """One image's pixels (resized and centre-cropped to ``image_size`` if given), or None where it
+    cannot be read or decoded and ``skip_bad_images``; otherwise such a file raises :class:`DataError`."""
+    try:
+        data = read(item.name)
+    except OSError as exc:
+        if skip_bad_images:
+            return None
+        raise DataError(
+            f"cannot read {source}/{item.name} ({exc}); pass --skip-bad-images to skip such files"
+        ) from None
+    try:
+        array = decode_image(data)
+        if image_size is not None:
+            array = _resize_center_crop(array, image_size)
+        return array
+    except UnmappableImage as exc:
+        if skip_bad_images:
+            return None
+        raise DataError(
+            f"{source}/{item.name}: {exc}; or pass --skip-bad-images to skip such files"
+        ) from None
+    except Exception as exc:  # PIL raises many types for corrupt or truncated files
+        if skip_bad_images:
+            return None
+        why = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))  # Pillow names its buffer
+        raise DataError(
+            f"corrupt or truncated image: {source}/{item.name} ({type(exc).__name__}: {why}); "
+            "pass --skip-bad-images to skip such files"
+        ) from None
 
 
 def _resize_center_crop(array: np.ndarray, size: int) -> np.ndarray:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from selfsup.data.dataset import UNLABELLED, DataSplits, LabelledData, held_out_split, marks_unlabelled
+from selfsup.data.dataset import UNLABELLED, DataSplits, TextDataset, held_out_split, marks_unlabelled
 from selfsup.errors import DataError
 
 TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
@@ -61,30 +60,6 @@ MAX_CLASSES = 1000  # auto: a column is categorical (a label) with at most this 
 MAX_LABEL_CHARS = 50  # ...each at most this long
 
 
-@dataclass
-class TextDataset(LabelledData):
-    """Documents as strings, optionally labelled (``labels`` int64 of shape N, values in ``range(len(classes))``)."""
-
-    texts: list[str]
-    labels: torch.Tensor | None = None
-    classes: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.labels is not None and len(self.labels) != len(self.texts):
-            raise DataError(f"{len(self.labels)} labels for {len(self.texts)} texts")
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def subset(self, index) -> TextDataset:
-        index = torch.as_tensor(index, dtype=torch.long)
-        return TextDataset(
-            [self.texts[i] for i in index.tolist()],
-            None if self.labels is None else self.labels[index],
-            self.classes,
-        )
-
-
 def is_text_path(spec: str) -> bool:
     return spec.lower().endswith(TEXT_SUFFIXES)
 
@@ -127,8 +102,7 @@ def load_text(
     Raises :class:`DataError` for undecodable bytes, an empty corpus, a malformed table, an unknown
     column, or labels of a single class (the label column is then likely the wrong one).
     """
-    content = _decode(path.read_bytes(), path)
-    content = content.replace("\r\n", "\n").replace("\r", "\n")
+    content = _decode(path.read_bytes(), path).replace("\r\n", "\n").replace("\r", "\n")
     if path.suffix.lower() == ".txt":
         (texts, found), labels = _documents(content, documents), None
     else:
@@ -141,33 +115,58 @@ def load_text(
     texts = [texts[i] for i in kept]
     if labels is not None:
         labels = [labels[i] for i in kept]
-        named = sorted(
-            {c for c in labels if not marks_unlabelled(c)},
-            key=lambda c: (0, int(c), c) if re.fullmatch(r"-?\d+", c) else (1, 0, c),
-        )
-        if len(named) == 1:
-            raise DataError(
-                f"{path}: the label column holds one class ('{named[0]}'); it cannot be learned or "
-                "evaluated (pass data.label_column=none to read the texts unlabelled)"
-            )
+        named = _class_names(labels, path)
         if not named:  # every label marks an unlabelled text
             labels, found = None, found + " [the label column marks every text unlabelled]"
     if labels is None:
-        cut = len(texts) - int(len(texts) * UNLABELLED_HELD_OUT)
-        note = (
-            f"unlabelled corpus{found}: {len(texts)} documents, its last {len(texts) - cut} (10%) held out for the "
-            "test metrics"
-            if cut < len(texts)
-            else f"unlabelled corpus{found}: {len(texts)} documents"
+        return _unlabelled_splits(texts, path, found)
+    return _labelled_splits(texts, labels, named, path, found, held_out_fraction, held_out_seed)
+
+
+def _class_names(labels: list[str], path: Path) -> list[str]:
+    """The classes the labels name (integers in numeric order first, then the others in text
+    order), without the marks of unlabelled texts; raises :class:`DataError` for a single class."""
+    named = sorted(
+        {c for c in labels if not marks_unlabelled(c)},
+        key=lambda c: (0, int(c), c) if re.fullmatch(r"-?\d+", c) else (1, 0, c),
+    )
+    if len(named) == 1:
+        raise DataError(
+            f"{path}: the label column holds one class ('{named[0]}'); it cannot be learned or "
+            "evaluated (pass data.label_column=none to read the texts unlabelled)"
         )
-        test = TextDataset(texts[cut:]) if cut < len(texts) else None
-        return DataSplits(TextDataset(texts[:cut]), test, source=str(path), note=note)
-    position = {c: i for i, c in enumerate(named)}
-    full = TextDataset(texts, torch.tensor([position.get(c, UNLABELLED) for c in labels]), named)
+    return named
+
+
+def _unlabelled_splits(texts: list[str], path: Path, found: str) -> DataSplits:
+    """An unlabelled corpus: its last :data:`UNLABELLED_HELD_OUT` of documents are the test split."""
+    cut = len(texts) - int(len(texts) * UNLABELLED_HELD_OUT)
+    note = (
+        f"unlabelled corpus{found}: {len(texts)} documents, its last {len(texts) - cut} (10%) "
+        "held out for the test metrics"
+        if cut < len(texts)
+        else f"unlabelled corpus{found}: {len(texts)} documents"
+    )
+    test = TextDataset(texts[cut:]) if cut < len(texts) else None
+    return DataSplits(TextDataset(texts[:cut]), test, source=str(path), note=note)
+
+
+def _labelled_splits(
+    texts: list[str],
+    labels: list[str],
+    classes: list[str],
+    path: Path,
+    found: str,
+    held_out_fraction: float,
+    held_out_seed: int,
+) -> DataSplits:
+    """A labelled corpus: a stratified, seeded share of its labelled texts is the test split."""
+    position = {c: i for i, c in enumerate(classes)}
+    full = TextDataset(texts, torch.tensor([position.get(c, UNLABELLED) for c in labels]), classes)
     train_idx, test_idx = held_out_split(full.labels, held_out_fraction, held_out_seed)
     note = (
-        f"labelled corpus{found}: held out {len(test_idx)} labelled texts ({held_out_fraction:.0%}, stratified, "
-        f"seed {held_out_seed}) for evaluation"
+        f"labelled corpus{found}: held out {len(test_idx)} labelled texts "
+        f"({held_out_fraction:.0%}, stratified, seed {held_out_seed}) for evaluation"
     )
     return DataSplits(full.subset(train_idx), full.subset(test_idx), source=str(path), note=note)
 
@@ -220,6 +219,41 @@ def _documents(content: str, documents: str) -> tuple[list[str], str]:
 def _read_table(
     content: str, path: Path, text_column: str, label_column: str, header: str, line_break: str
 ) -> tuple[list[str], list[str] | None, str]:
+    """The texts of a table's rows, their labels (None without a label column) and how the table
+    was read (for the run's note)."""
+    rows = _table_rows(content, path)
+    if header == "auto":
+        has_header = _has_header(rows)
+    elif header in ("true", "false"):
+        has_header = header == "true"
+    else:
+        raise DataError(f"data.header must be auto, true or false, got '{header}'")
+    names = rows[0] if has_header else [str(i) for i in range(len(rows[0]))]
+    body = rows[1:] if has_header else rows
+    label_index = _label_index(label_column, names, body, has_header, path)
+    text_indices = _text_indices(text_column, label_index, names, body, path)
+
+    def clean(field: str) -> str:
+        return field.replace(line_break, "\n") if line_break else field
+
+    def quoted(i: int) -> str:
+        return f"'{names[i]}'" if has_header else f"column {i}"
+
+    texts = ["\n".join(clean(row[i]).strip() for i in text_indices) for row in body]
+    labels = None if label_index is None else [row[label_index].strip() for row in body]
+    found = (
+        f" ({'header row; ' if has_header else 'no header; '}"
+        f"text: {', '.join(quoted(i) for i in text_indices)}"
+        + (f"; label: {quoted(label_index)}" if label_index is not None else "")
+        + ")"
+    )
+    return texts, labels, found
+
+
+def _table_rows(content: str, path: Path) -> list[list[str]]:
+    """The non-empty rows of a CSV (by commas, else by semicolons where only they make a table of
+    two or more columns) or TSV; raises :class:`DataError` unless there are rows, all as wide."""
+
     def parse(delimiter: str) -> list[list[str]]:
         try:
             return [row for row in csv.reader(io.StringIO(content), delimiter=delimiter) if row]
@@ -239,56 +273,48 @@ def _read_table(
     bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
     if bad is not None:
         raise DataError(f"{path}: row {bad + 1} has {len(rows[bad])} fields, the first row {width}")
-    if header == "auto":
-        has_header = _has_header(rows)
-    elif header in ("true", "false"):
-        has_header = header == "true"
-    else:
-        raise DataError(f"data.header must be auto, true or false, got '{header}'")
-    names = rows[0] if has_header else [str(i) for i in range(width)]
-    body = rows[1:] if has_header else rows
+    return rows
 
-    def column(name: str) -> int:
-        if name in names:
-            return names.index(name)
-        if name.isdigit() and int(name) < width:
-            return int(name)
-        raise DataError(f"{path} has no column '{name}' (columns: {', '.join(names)})")
 
+def _column(name: str, names: list[str], path: Path) -> int:
+    """The index of the column ``name``: a column name, else a 0-based index."""
+    if name in names:
+        return names.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    raise DataError(f"{path} has no column '{name}' (columns: {', '.join(names)})")
+
+
+def _label_index(
+    label_column: str, names: list[str], body: list[list[str]], has_header: bool, path: Path
+) -> int | None:
+    """The label column of ``data.label_column``; ``auto``: the first named like a label, else the
+    one categorical column (None where there are none or several)."""
     if label_column == "none":
-        label_index = None
-    elif label_column != "auto":
-        label_index = column(label_column)
-    else:
-        named = [i for i, n in enumerate(names) if n.strip().lower() in LABEL_NAMES] if has_header else []
-        categorical = [i for i in range(width) if _categorical([row[i] for row in body])] if width > 1 else []
-        label_index = named[0] if named else categorical[0] if len(categorical) == 1 else None
-    if (
-        text_column == "auto"
-    ):  # every other column, except columns of numbers (ids, scores) where text remains
-        others = [i for i in range(width) if i != label_index]
+        return None
+    if label_column != "auto":
+        return _column(label_column, names, path)
+    width = len(names)
+    named = [i for i, n in enumerate(names) if n.strip().lower() in LABEL_NAMES] if has_header else []
+    categorical = [i for i in range(width) if _categorical([row[i] for row in body])] if width > 1 else []
+    return named[0] if named else categorical[0] if len(categorical) == 1 else None
+
+
+def _text_indices(
+    text_column: str, label_index: int | None, names: list[str], body: list[list[str]], path: Path
+) -> list[int]:
+    """The text columns of ``data.text_column`` (comma-separated); ``auto``: every column but the
+    label's, except columns of numbers (ids, scores) where text remains."""
+    if text_column == "auto":
+        others = [i for i in range(len(names)) if i != label_index]
         text_indices = [i for i in others if not all(_number(row[i]) for row in body)] or others
     else:
-        text_indices = [column(part.strip()) for part in text_column.split(",") if part.strip()]
+        text_indices = [_column(part.strip(), names, path) for part in text_column.split(",") if part.strip()]
     if not text_indices:
         raise DataError(
             f"{path}: no text column (columns: {', '.join(names)}); name one with data.text_column"
         )
-
-    def clean(field: str) -> str:
-        return field.replace(line_break, "\n") if line_break else field
-
-    def quoted(i: int) -> str:
-        return f"'{names[i]}'" if has_header else f"column {i}"
-
-    texts = ["\n".join(clean(row[i]).strip() for i in text_indices) for row in body]
-    labels = None if label_index is None else [row[label_index].strip() for row in body]
-    found = (
-        f" ({'header row; ' if has_header else 'no header; '}text: {', '.join(quoted(i) for i in text_indices)}"
-        + (f"; label: {quoted(label_index)}" if label_index is not None else "")
-        + ")"
-    )
-    return texts, labels, found
+    return text_indices
 
 
 def _has_header(rows: list[list[str]]) -> bool:

@@ -32,7 +32,8 @@ def parse_budget(text: str) -> Budget:
         fraction = float(text)
     except ValueError:
         raise ConfigError(
-            f"invalid label budget '{text}' (use a fraction in (0, 1] such as 0.01, or N/class such as 10/class)"
+            f"invalid label budget '{text}' "
+            "(use a fraction in (0, 1] such as 0.01, or N/class such as 10/class)"
         ) from None
     if not 0 < fraction <= 1:
         raise ConfigError(f"invalid label budget '{text}': a fraction must lie in (0, 1]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -52,14 +53,45 @@ def train_classifier(
     if not text:
         model = model.to(memory_format=torch.channels_last)
     batch_size = min(config.finetune_batch_size, len(images))
-    steps_per_epoch = math.ceil(len(images) / batch_size)
-    total = max(config.finetune_min_steps, config.finetune_epochs * steps_per_epoch)
+    total = max(config.finetune_min_steps, config.finetune_epochs * math.ceil(len(images) / batch_size))
+    optimizer = _optimizer(model, config)
+    views = _view_maker(config, text, torch.Generator(device=device).manual_seed(seed))
+    order_gen = torch.Generator().manual_seed(seed)
+    images, labels = images.to(device), labels.to(device)
+    model.train()
+    batches = _batch_indices(len(images), batch_size, total, order_gen)
+    guard = _batch_norm_guard(model, batch_size, len(images))
+    for step, index in enumerate(batches):
+        index = index.to(device)
+        set_lr(optimizer, lr_at(step, total, max(1, total // 10), config.finetune_lr))
+        with autocast(device, amp_dtype):
+            logits = model(views(images[index]))
+        guard.remove()
+        loss = F.cross_entropy(logits.float(), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def _optimizer(model: nn.Module, config: EvalConfig) -> torch.optim.Optimizer:
+    """``finetune_optimizer`` (momentum 0.9; Nesterov for SGD) at ``finetune_lr``."""
     optimizer = build_optimizer(
         model, config.finetune_optimizer, config.finetune_lr, 0.9, config.finetune_weight_decay
     )
     if config.finetune_optimizer == "sgd":
         for group in optimizer.param_groups:
             group["nesterov"] = True
+    return optimizer
+
+
+def _view_maker(
+    config: EvalConfig, text: bool, generator: torch.Generator
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the classifier sees of a batch: token ids without the padding columns all rows share,
+    or one augmented view of the images (crop and flip; channels-last)."""
+    if text:
+        return trim_padding
     augmenter = ViewAugmenter(
         AugmentConfig(
             views=1,
@@ -69,44 +101,43 @@ def train_classifier(
             grayscale_p=0.0,
         )
     )
-    generator = torch.Generator(device=device).manual_seed(seed)
-    order_gen = torch.Generator().manual_seed(seed)
-    images, labels = images.to(device), labels.to(device)
-    model.train()
-    order, position = torch.randperm(len(images), generator=order_gen), 0
-    guard = BatchNormGuard(
+
+    def view(images: torch.Tensor) -> torch.Tensor:
+        (augmented,) = augmenter(images, generator)
+        return augmented.contiguous(memory_format=torch.channels_last)
+
+    return view
+
+
+def _batch_indices(
+    count: int, batch_size: int, steps: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """``steps`` batches of indices into ``count`` items: consecutive slices of a random order,
+    drawn again when too few items are left for a full batch."""
+    order, position = torch.randperm(count, generator=generator), 0
+    for _ in range(steps):
+        if position + batch_size > count:
+            order, position = torch.randperm(count, generator=generator), 0
+        yield order[position : position + batch_size]
+        position += batch_size
+
+
+def _batch_norm_guard(model: nn.Module, batch_size: int, labelled: int) -> BatchNormGuard:
+    """A :class:`BatchNormGuard` whose error says which setting to change."""
+    return BatchNormGuard(
         model,
         batch_size,
         lambda layer, values, least: (
-            f"fine-tuning (or training from scratch) on {len(images)} labelled images: BatchNorm layer '{layer}' would "
-            f"normalise {values} value{'s' if values > 1 else ''} per channel in a batch of {batch_size} (it needs "
-            f"{MIN_BATCH_NORM_VALUES} or more); "
+            f"fine-tuning (or training from scratch) on {labelled} labelled images: "
+            f"BatchNorm layer '{layer}' would normalise {values} value{'s' if values > 1 else ''} "
+            f"per channel in a batch of {batch_size} (it needs {MIN_BATCH_NORM_VALUES} or more); "
             + (
                 f"set eval.finetune_batch_size={least} or more"
-                if least <= len(images)
+                if least <= labelled
                 else f"give a label budget of at least {least} images, or use knn/linear"
             )
         ),
     )
-    for step in range(total):
-        if position + batch_size > len(images):
-            order, position = torch.randperm(len(images), generator=order_gen), 0
-        index = order[position : position + batch_size].to(device)
-        position += batch_size
-        set_lr(optimizer, lr_at(step, total, max(1, total // 10), config.finetune_lr))
-        if text:
-            view = trim_padding(images[index])
-        else:
-            (view,) = augmenter(images[index], generator)
-            view = view.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp_dtype):
-            logits = model(view)
-        guard.remove()
-        loss = F.cross_entropy(logits.float(), labels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
 
 
 def classifier_predict(

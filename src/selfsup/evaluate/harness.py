@@ -10,14 +10,17 @@ from __future__ import annotations
 import copy
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from selfsup.config import EvalConfig
-from selfsup.data import DataSplits
+from selfsup.data import DataSplits, ImageDataset, TextDataset
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.budgets import parse_budget, select_labelled
+from selfsup.evaluate.budgets import Budget, parse_budget, select_labelled
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import classifier_predict, train_classifier
 from selfsup.evaluate.knn import knn_predict
@@ -34,13 +37,89 @@ PROTOCOLS = {
     "pixels": "raw pixels + linear",
     "tfidf": "TF-IDF + logistic",
 }
-IMAGE_ONLY, TEXT_ONLY = {"pixels"}, {"tfidf"}
+FROZEN = {"knn", "linear"}  # the protocols on features of the frozen encoder
 
 
 def check_protocols(protocols: list[str]) -> None:
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ConfigError(f"unknown protocol '{unknown[0]}' (choose from {', '.join(PROTOCOLS)})")
+
+
+@dataclass(frozen=True)
+class EvalModality:
+    """What the evaluation does differently for images and for text: the baseline without any
+    pretraining (its protocol; its inputs of the training and test split, made once; its
+    predictions from the labelled training items ``index``) and the check that the data fit the
+    encoder (beyond the encoder's own, in ``encoder.inputs``)."""
+
+    name: str  # what messages call the data
+    baseline: str
+    baseline_inputs: Callable[[Any, Any], tuple[Any, Any]]
+    baseline_predict: Callable[[Any, torch.Tensor, torch.Tensor, Any, int], tuple[torch.Tensor, dict]]
+    check_data: Callable[[Encoder | TextEncoder, DataSplits, Any], None]
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    return images.reshape(len(images), -1).float() / 255.0
+
+
+def _pixels_predict(train_images, index, labels, test_images, seed) -> tuple[torch.Tensor, dict]:
+    return linear_probe(_pixels(train_images[index]), labels, _pixels(test_images), seed)
+
+
+def _tfidf_predict(train_rows, index, labels, test_rows, seed) -> tuple[torch.Tensor, dict]:
+    return tfidf_probe(train_rows[index.numpy()], labels, test_rows, seed)
+
+
+def _check_images(encoder: Encoder, splits: DataSplits, test: ImageDataset) -> None:
+    train = splits.train
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(f"{splits.source}: train and test images differ in shape")
+    expected = (encoder.spec["in_channels"],)
+    if train.images.shape[1:2] != expected or min(train.images.shape[2:]) != encoder.spec["image_size"]:
+        raise DataError(
+            f"{splits.source} has images of shape {tuple(train.images.shape[1:])}, but the encoder "
+            f"was trained on {encoder.spec['in_channels']}-channel images "
+            f"of side {encoder.spec['image_size']}"
+        )
+
+
+def _check_text(encoder: TextEncoder, splits: DataSplits, test: TextDataset) -> None:
+    """Nothing beyond ``encoder.inputs``, which refuses data that are not text."""
+
+
+MODALITIES = {
+    "images": EvalModality(
+        name="images",
+        baseline="pixels",
+        baseline_inputs=lambda train, test: (train.images, test.images),
+        baseline_predict=_pixels_predict,
+        check_data=_check_images,
+    ),
+    "text": EvalModality(
+        name="text",
+        baseline="tfidf",
+        baseline_inputs=lambda train, test: tfidf_features(train.texts, test.texts),
+        baseline_predict=_tfidf_predict,
+        check_data=_check_text,
+    ),
+}
+"""Each modality's :class:`EvalModality`, by the name of the data an encoder was trained on."""
+
+
+def modality_of(encoder: Encoder | TextEncoder, protocols: list[str]) -> EvalModality:
+    """The :class:`EvalModality` of ``encoder``; raises :class:`ConfigError` where ``protocols``
+    name another modality's baseline."""
+    modality = MODALITIES["text" if isinstance(encoder, TextEncoder) else "images"]
+    others = {m.baseline: m for m in MODALITIES.values() if m is not modality}
+    wrong = sorted(set(protocols) & set(others))
+    if wrong:
+        raise ConfigError(
+            f"protocol '{wrong[0]}' is for {others[wrong[0]].name}; "
+            f"this encoder was trained on {modality.name}"
+        )
+    return modality
 
 
 def evaluate_encoder(
@@ -58,6 +137,44 @@ def evaluate_encoder(
     """
     check_protocols(config.protocols)
     budgets = [parse_budget(b) for b in config.labels]
+    test = _labelled_test(splits)
+    modality = modality_of(encoder, config.protocols)
+    train_inputs, test_inputs = encoder.inputs(splits.train), encoder.inputs(test)
+    modality.check_data(encoder, splits, test)
+    subsets = {
+        (b.text, s): select_labelled(splits.train.labels, b, seed=s)
+        for b in budgets
+        for s in range(config.seeds)
+    }
+    inputs = _Inputs(
+        encoder=encoder.to(device).eval(),
+        modality=modality,
+        train=splits.train,
+        test=test,
+        train_inputs=train_inputs,
+        test_inputs=test_inputs,
+        config=config,
+        device=device,
+        amp_dtype=amp_dtype,
+    )
+    inputs.prepare(subsets, progress)
+    rows = [
+        _protocol_row(inputs, protocol, budget, subsets, progress)
+        for protocol in config.protocols
+        for budget in budgets
+    ]
+    return {
+        "results": rows,
+        "data": splits.source,
+        "test_images": len(test),
+        "note": splits.note,
+        "knn": {"k": config.knn_k, "temperature": config.knn_temperature},
+    }
+
+
+def _labelled_test(splits: DataSplits) -> ImageDataset | TextDataset:
+    """The test split's labelled items; raises :class:`DataError` where either split has no labels
+    to evaluate with, or the training labels hold one class."""
     train, test = splits.train, splits.test
     if not train.labelled:
         raise DataError(f"{splits.source} has no labels to evaluate with; pass a labelled --data")
@@ -73,96 +190,106 @@ def evaluate_encoder(
         )
     if len(test.labelled_index()) < len(test):  # unlabelled test items cannot be scored
         test = test.subset(test.labelled_index())
-    text = isinstance(encoder, TextEncoder)
-    wrong = set(config.protocols) & (IMAGE_ONLY if text else TEXT_ONLY)
-    if wrong:
-        raise ConfigError(
-            f"protocol '{sorted(wrong)[0]}' is for {'images' if text else 'text'}; "
-            f"this encoder was trained on {'text' if text else 'images'}"
-        )
-    train_inputs, test_inputs = encoder.inputs(train), encoder.inputs(test)
-    if not text:
-        if train.images.shape[1:] != test.images.shape[1:]:
-            raise DataError(f"{splits.source}: train and test images differ in shape")
-        expected = (encoder.spec["in_channels"],)
-        if train.images.shape[1:2] != expected or min(train.images.shape[2:]) != encoder.spec["image_size"]:
-            raise DataError(
-                f"{splits.source} has images of shape {tuple(train.images.shape[1:])}, but the encoder "
-                f"was trained on {encoder.spec['in_channels']}-channel images of side {encoder.spec['image_size']}"
-            )
-    num_classes = train.num_classes
-    subsets = {
-        (b.text, s): select_labelled(train.labels, b, seed=s) for b in budgets for s in range(config.seeds)
-    }
-    encoder = encoder.to(device).eval()
+    return test
 
-    needed = torch.unique(torch.cat(list(subsets.values())))
-    position = torch.full((len(train),), -1, dtype=torch.long)
-    position[needed] = torch.arange(len(needed))
-    frozen = {"knn", "linear"} & set(config.protocols)
-    if frozen:
-        started = time.perf_counter()
-        train_features = extract_features(encoder, train_inputs[needed], device, amp_dtype)
-        test_features = extract_features(encoder, test_inputs, device, amp_dtype)
-        _say(
-            progress,
-            f"features of {len(needed)} labelled + {len(test)} test items in {time.perf_counter() - started:.1f}s",
-        )
-    if "tfidf" in config.protocols:
-        tfidf_train, tfidf_test = tfidf_features(train.texts, test.texts)
-    test_labels = test.labels
 
-    rows = []
-    for protocol in config.protocols:
-        for budget in budgets:
+@dataclass
+class _Inputs:
+    """What the protocols draw on: the encoder (in eval mode, on ``device``), the training and
+    (labelled) test split and the encoder's inputs of both; after :meth:`prepare`, the frozen
+    encoder's features (of the labelled training items: item i in row ``position[i]``) and the
+    baseline's inputs, where the protocols need them."""
+
+    encoder: Encoder | TextEncoder
+    modality: EvalModality
+    train: ImageDataset | TextDataset
+    test: ImageDataset | TextDataset
+    train_inputs: torch.Tensor
+    test_inputs: torch.Tensor
+    config: EvalConfig
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    position: torch.Tensor | None = None
+    train_features: torch.Tensor | None = None
+    test_features: torch.Tensor | None = None
+    baseline_train: Any = None
+    baseline_test: Any = None
+
+    def prepare(self, subsets: dict[tuple[str, int], torch.Tensor], progress: bool) -> None:
+        """Make once what every budget and seed shares: features and the baseline's inputs."""
+        needed = torch.unique(torch.cat(list(subsets.values())))
+        self.position = torch.full((len(self.train),), -1, dtype=torch.long)
+        self.position[needed] = torch.arange(len(needed))
+        if FROZEN & set(self.config.protocols):
             started = time.perf_counter()
-            accuracies, details = [], []
-            for seed in range(config.seeds):
-                index = subsets[(budget.text, seed)]
-                y = train.labels[index]
-                extra = {}
-                if protocol == "knn":
-                    predicted = knn_predict(
-                        train_features[position[index]],
-                        y,
-                        test_features,
-                        num_classes,
-                        k=config.knn_k,
-                        temperature=config.knn_temperature,
-                    )
-                elif protocol == "linear":
-                    predicted, extra = linear_probe(train_features[position[index]], y, test_features, seed)
-                elif protocol == "pixels":
-                    predicted, extra = linear_probe(
-                        _pixels(train.images[index]), y, _pixels(test.images), seed
-                    )
-                elif protocol == "tfidf":
-                    predicted, extra = tfidf_probe(tfidf_train[index.numpy()], y, tfidf_test, seed)
-                else:
-                    start = copy.deepcopy(encoder) if protocol == "finetune" else _fresh_like(encoder, seed)
-                    model = train_classifier(
-                        start, train_inputs[index], y, num_classes, config, device, amp_dtype, seed
-                    )
-                    predicted = classifier_predict(model, test_inputs, device, amp_dtype)
-                accuracies.append(float((predicted == test_labels).float().mean()))
-                details.append(extra)
-            rows.append(_row(protocol, budget.text, accuracies, len(subsets[(budget.text, 0)]), details))
+            self.train_features = extract_features(
+                self.encoder, self.train_inputs[needed], self.device, self.amp_dtype
+            )
+            self.test_features = extract_features(self.encoder, self.test_inputs, self.device, self.amp_dtype)
             _say(
                 progress,
-                f"{PROTOCOLS[protocol]:<20} {budget.text:>9}: {rows[-1]['mean']:.4f} ± {rows[-1]['std']:.4f} "
-                f"({config.seeds} seeds, {time.perf_counter() - started:.1f}s)",
+                f"features of {len(needed)} labelled + {len(self.test)} test items "
+                f"in {time.perf_counter() - started:.1f}s",
             )
-    return {
-        "results": rows,
-        "data": splits.source,
-        "test_images": len(test),
-        "note": splits.note,
-        "knn": {"k": config.knn_k, "temperature": config.knn_temperature},
-    }
+        if self.modality.baseline in self.config.protocols:
+            self.baseline_train, self.baseline_test = self.modality.baseline_inputs(self.train, self.test)
 
 
-def _pixels(images: torch.Tensor) -> torch.Tensor:
-    return images.reshape(len(images), -1).float() / 255.0
+def _protocol_row(
+    inputs: _Inputs,
+    protocol: str,
+    budget: Budget,
+    subsets: dict[tuple[str, int], torch.Tensor],
+    progress: bool,
+) -> dict:
+    """The result row of ``protocol`` at ``budget``: its test accuracy on each seed's subset."""
+    started = time.perf_counter()
+    accuracies, details = [], []
+    for seed in range(inputs.config.seeds):
+        predicted, extra = _predict(inputs, protocol, subsets[(budget.text, seed)], seed)
+        accuracies.append(float((predicted == inputs.test.labels).float().mean()))
+        details.append(extra)
+    row = _row(protocol, budget.text, accuracies, len(subsets[(budget.text, 0)]), details)
+    _say(
+        progress,
+        f"{PROTOCOLS[protocol]:<20} {budget.text:>9}: {row['mean']:.4f} ± {row['std']:.4f} "
+        f"({inputs.config.seeds} seeds, {time.perf_counter() - started:.1f}s)",
+    )
+    return row
+
+
+def _predict(inputs: _Inputs, protocol: str, index: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
+    """The test split's predicted labels by ``protocol`` from the labelled training items ``index``,
+    and what the probe chose (its C; empty for the others)."""
+    config, y = inputs.config, inputs.train.labels[index]
+    if protocol == "knn":
+        features = inputs.train_features[inputs.position[index]]
+        predicted = knn_predict(
+            features,
+            y,
+            inputs.test_features,
+            inputs.train.num_classes,
+            k=config.knn_k,
+            temperature=config.knn_temperature,
+        )
+        return predicted, {}
+    if protocol == "linear":
+        return linear_probe(inputs.train_features[inputs.position[index]], y, inputs.test_features, seed)
+    if protocol == inputs.modality.baseline:
+        return inputs.modality.baseline_predict(inputs.baseline_train, index, y, inputs.baseline_test, seed)
+    encoder = inputs.encoder
+    start = copy.deepcopy(encoder) if protocol == "finetune" else _fresh_like(encoder, seed)
+    model = train_classifier(
+        start,
+        inputs.train_inputs[index],
+        y,
+        inputs.train.num_classes,
+        config,
+        inputs.device,
+        inputs.amp_dtype,
+        seed,
+    )
+    return classifier_predict(model, inputs.test_inputs, inputs.device, inputs.amp_dtype), {}
 
 
 def _fresh_like(encoder: Encoder | TextEncoder, seed: int) -> Encoder | TextEncoder:

@@ -19,7 +19,8 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
         net = getattr(tv_models, f"resnet{depth}")(weights=None)
         use_cifar_stem = stem == "cifar" or (stem == "auto" and image_size <= CIFAR_STEM_MAX_SIDE)
         if use_cifar_stem:
-            # CIFAR stem (He et al. 2016, Sec. 4.2; SimCLR App. B.9): 3×3 stride-1 conv, padding 1, no max-pool
+            # CIFAR stem (He et al. 2016, Sec. 4.2; SimCLR App. B.9): 3×3 stride-1 conv, padding 1,
+            # no max-pool
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
         elif in_channels != 3:

@@ -205,7 +205,8 @@ class TextEncoder(nn.Module):
         return TextEncoder.from_spec(self.spec, self.tokenizer)
 
     def inputs(self, dataset) -> torch.Tensor:
-        """Token ids of a :class:`TextDataset`'s documents (``[CLS] … [SEP]``, padded, at most ``max_length``)."""
+        """Token ids of a :class:`TextDataset`'s documents (``[CLS] … [SEP]``, padded, at most
+        ``max_length``)."""
         if not hasattr(dataset, "texts"):
             raise DataError("this encoder was trained on text; give it a text corpus (.txt, .csv, .tsv)")
         return encode_documents(self.tokenizer, dataset.texts, self.max_length)

@@ -89,7 +89,8 @@ class VisionTransformer(nn.Module):
         return self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The class token, then ``tokens`` (N×L'×dim, any subset of patches), through the blocks: N×(1+L')×dim."""
+        """The class token, then ``tokens`` (N×L'×dim, any subset of patches), through the blocks:
+        N×(1+L')×dim."""
         x = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
         for block in self.blocks:
             x = block(x)
