@@ -1,8 +1,8 @@
 """The registry of pretext-task methods, read from the recipes: every ``recipes/NAME.yaml`` (not
 the ``_small`` variants) names its method's family, paper, class and parameters' dataclass in its
 ``registry`` section. A method's module is imported when it is first asked for, so that reading a
-run of one method loads only that method, and adding a method touches one method file and one
-recipe."""
+run of one method loads only that method, and adding a method touches one method file and its
+recipe (and an image method's ``_small`` variant)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 schedules, checkpoints, device and precision."""
 
 from selfsup.train.callbacks import Callback, read_history
-from selfsup.train.loop import PretrainResult, fit, pretrain, step, train_one_epoch
+from selfsup.train.loop import PretrainResult, default_callbacks, fit, pretrain, step, train_one_epoch
 from selfsup.train.run import Run, build_run
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "PretrainResult",
     "Run",
     "build_run",
+    "default_callbacks",
     "fit",
     "pretrain",
     "read_history",

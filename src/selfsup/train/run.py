@@ -108,9 +108,9 @@ def build_run(
 ) -> Run:
     """Check the run, build its method, optimiser and schedules, and restore its checkpoint when
     resuming. Raises :class:`SelfsupError` (an existing run without ``resume`` or ``overwrite``, a
-    checkpoint that does not fit),
-    :class:`DataError` (data the method cannot learn from) or :class:`ConfigError` (a batch the
-    data or the loss cannot fill), all before the run directory is made."""
+    checkpoint that does not fit), :class:`DataError` (data the method cannot learn from) or
+    :class:`ConfigError` (a batch the data or the loss cannot fill), all before the run directory
+    is made."""
     has_checkpoint = distributed.broadcast_object((run_dir / CHECKPOINT_FILE).exists())
     if has_checkpoint and not resume and not overwrite:
         raise SelfsupError(
