@@ -50,7 +50,7 @@ def test_second_load_reads_the_cache_without_decoding(tmp_path, monkeypatch):
     def must_not_decode(*args, **kwargs):
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(loaders, "_read_images", must_not_decode)
+    monkeypatch.setattr(loaders, "_build", must_not_decode)
     second = load_data(str(folder))
     assert torch.equal(first.train.images, second.train.images)
     # a changed file invalidates the cache

@@ -408,9 +408,9 @@ def test_an_unwritable_or_damaged_cache_only_costs_a_second_decoding(tmp_path, m
         assert len(load_data(str(folder)).train) == 4
     monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path / "cache"))
     load_data(str(folder))
-    for cached in (tmp_path / "cache").glob("*.pt"):
+    for cached in (tmp_path / "cache").glob("*.store/store.json"):
         cached.write_bytes(b"damaged")
-    with pytest.warns(UserWarning, match="ignored the damaged cache file"):
+    with pytest.warns(UserWarning, match="ignored the damaged cache"):
         assert len(load_data(str(folder)).train) == 4
 
 

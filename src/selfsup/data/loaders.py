@@ -1,20 +1,21 @@
 """Read a data spec (``digits`` or a path) into :class:`DataSplits`, decoding each image once.
 
-Folders and archives are decoded into a uint8 tensor and cached on disk
-(``$SELFSUP_CACHE_DIR``, default ``~/.cache/selfsup``), so a second run does not decode again.
+Folders and archives are decoded once into an on-disk store (:mod:`selfsup.data.store`) in
+``$SELFSUP_CACHE_DIR`` (default ``~/.cache/selfsup``), read memory-mapped: a second run does not
+decode again, and the images need not fit in memory.
 Which files a folder or archive holds: :mod:`selfsup.data.files`; which are which split and class:
 :mod:`selfsup.data.layout`; how a file's pixels become 8-bit: :mod:`selfsup.data.decode`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,13 @@ from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_
 from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
 from selfsup.data.layout import Placed, Unused, image_files, place
+from selfsup.data.store import build_store, load_store
 from selfsup.data.text import is_text_path, load_text
 from selfsup.errors import DataError
 
 HELD_OUT_FRACTION = 0.2  # share of a labelled data set without a test split that is held out for evaluation
 HELD_OUT_SEED = 0
-CACHE_FORMAT = 2  # 2: pixels as a viewer shows them (bit depth, EXIF orientation, alpha, colour profiles)
+CACHE_FORMAT = 3  # 2: pixels as a viewer shows them (EXIF, bit depth, alpha, colour profiles); 3: a store
 
 
 def load_data(
@@ -195,38 +197,36 @@ def cache_dir() -> Path:
 
 
 def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, cache: bool) -> DataSplits:
-    cache_file = cache_dir() / f"{_cache_key(path, image_size, skip_bad_images)}.pt"
-    if cache and cache_file.exists():
+    """The splits of a folder or archive from its store in :func:`cache_dir` (built on first use,
+    read memory-mapped). Where the cache cannot be written (or ``cache`` is False) the store is
+    built in a temporary folder and read into memory."""
+    store = cache_dir() / f"{_cache_key(path, image_size, skip_bad_images)}.store"
+    if cache and store.exists():
         try:
-            stored = torch.load(cache_file, weights_only=True)
-            splits = {name: ImageDataset(**fields) for name, fields in stored["splits"].items()}
-            return _finish(splits, str(path), unused=stored["unused"])
-        except Exception as exc:  # noqa: BLE001 - a damaged cache file is decoded again, whatever its fault
-            warnings.warn(
-                f"ignored the damaged cache file {cache_file} ({type(exc).__name__}); decoding again"
-            )
-    splits, unused = _read_images(path, image_size=image_size, skip_bad_images=skip_bad_images)
+            splits, unused = load_store(store)
+            return _finish(splits, str(path), unused=unused)
+        except Exception as exc:  # noqa: BLE001 - a damaged store is built again, whatever its fault
+            warnings.warn(f"ignored the damaged cache {store} ({type(exc).__name__}); decoding again")
+            shutil.rmtree(store, ignore_errors=True)
     if cache:
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"splits": {name: vars(d) for name, d in splits.items()}, "unused": unused}, tmp)
-            os.replace(tmp, cache_file)
+            _build(path, store, image_size, skip_bad_images)
+            splits, unused = load_store(store)
+            return _finish(splits, str(path), unused=unused)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             warnings.warn(
                 f"could not cache the decoded images in {cache_dir()} ({exc.strerror or exc}); the next run "
                 "decodes them again (set SELFSUP_CACHE_DIR to a writable folder)"
             )
+    with tempfile.TemporaryDirectory(prefix="selfsup-store-") as folder:
+        _build(path, Path(folder) / "store", image_size, skip_bad_images)
+        splits, unused = load_store(Path(folder) / "store", mmap=False)
     return _finish(splits, str(path), unused=unused)
 
 
-def _read_images(
-    path: Path, *, image_size: int | None, skip_bad_images: bool
-) -> tuple[dict[str, ImageDataset], str]:
-    """Decode the images of a folder or archive by its layout (:mod:`selfsup.data.layout`); also
-    the line that counts what was not used ("" where everything was)."""
+def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool) -> None:
+    """Decode the images of a folder or archive, by its layout (:mod:`selfsup.data.layout`), into
+    the store ``store`` (:mod:`selfsup.data.store`)."""
     unused = Unused()
     if path.is_dir():
         placed = place(image_files(folder_names(path, unused), unused), str(path), unused)
@@ -245,68 +245,11 @@ def _read_images(
     grouped: dict[str, list[Placed]] = {}
     for item in placed:
         grouped.setdefault(item.split, []).append(item)
-    decoded = {
-        split: _decode_split(items, read, str(path), image_size, skip_bad_images)
-        for split, items in grouped.items()
-    }
-    _share_classes(decoded)
-    sizes = {d.image_size for d in decoded.values()}
-    channels = {d.channels for d in decoded.values()}
-    if len(sizes) > 1:
-        raise DataError(
-            f"{path}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize"
-        )
-    if len(channels) > 1:
-        for name, data in decoded.items():
-            if data.channels == 1:
-                decoded[name] = ImageDataset(
-                    data.images.expand(-1, 3, -1, -1).contiguous(), data.labels, data.classes, data.names
-                )
-    return decoded, unused.message(str(path))
-
-
-def _decode_split(
-    items: list[Placed],
-    read: Callable[[str], bytes],
-    source: str,
-    image_size: int | None,
-    skip_bad_images: bool,
-) -> ImageDataset:
-    """The images ``items`` of one split, decoded (by 4 threads) and labelled by their class
-    folders; raises :class:`DataError` for an unreadable file (unless ``skip_bad_images``: then a
-    warning), or where none is readable or their sizes differ."""
 
     def decode(item: Placed) -> np.ndarray | None:
-        return _decode_file(item, read, source, image_size, skip_bad_images)
+        return _decode_file(item, read, str(path), image_size, skip_bad_images)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-        arrays = list(pool.map(decode, items))
-    bad = [item.name for item, array in zip(items, arrays) if array is None]
-    if bad:
-        warnings.warn(
-            f"{source}: skipped {len(bad)} corrupt image(s) or images without a faithful 8-bit picture, "
-            f"first: {bad[0]}"
-        )
-    kept = [(item, array) for item, array in zip(items, arrays) if array is not None]
-    if not kept:
-        raise DataError(f"{source}: no readable images")
-    shapes = {array.shape[:2] for _, array in kept}
-    if len(shapes) > 1:
-        raise DataError(
-            f"{source}: images have different sizes ({len(shapes)} sizes, e.g. {sorted(shapes)[:3]}); "
-            "pass data.image_size=N to resize and centre-crop them to N×N"
-        )
-    rgb = any(array.ndim == 3 for _, array in kept)
-    stack = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a for _, a in kept])
-    names = [item.name for item, _ in kept]
-    if kept[0][0].label is None:
-        return ImageDataset.from_arrays(stack, names=names)
-    class_names = [item.label for item, _ in kept]
-    classes = sorted(set(class_names))
-    index = {c: i for i, c in enumerate(classes)}
-    return ImageDataset.from_arrays(
-        stack, np.array([index[c] for c in class_names]), classes=classes, names=names
-    )
+    build_store(store, grouped, decode, str(path), unused.message(str(path)), _share_classes)
 
 
 def _decode_file(

@@ -87,11 +87,22 @@ def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return trim_padding(batch)
 
 
-def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images N×C×H×W, on the [0, 1] scale."""
-    x = images.float().div_(255.0).transpose(0, 1).reshape(images.shape[1], -1)
-    std = x.std(dim=1).clamp_min(1e-3)
-    return x.mean(dim=1).tolist(), std.tolist()
+def channel_stats(images: torch.Tensor, chunk_values: int = 2**23) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (unbiased) of uint8 images N×C×H×W, on the [0, 1] scale, summed
+    in float64 over about ``chunk_values`` pixel values at a time (64 MB): memory-mapped images
+    are read once, never copied whole."""
+    channels = images.shape[1]
+    chunk = max(1, chunk_values // max(1, images[0].numel())) if len(images) else 1
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        batch = images[start : start + chunk].to(torch.float64).div_(255.0)
+        total += batch.sum(dim=(0, 2, 3))
+        squares += batch.square().sum(dim=(0, 2, 3))
+    count = images.numel() // channels
+    mean = total / count
+    std = ((squares - count * mean.square()) / max(1, count - 1)).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
 
 
 def save_encoder(encoder: nn.Module, run_dir: Path, extra: dict | None = None) -> None:

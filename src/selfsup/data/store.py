@@ -1,0 +1,219 @@
+"""The on-disk store of decoded images: each split's uint8 N×C×H×W pixels in a NumPy ``.npy``
+file, read memory-mapped, beside a JSON file of its labels, classes and file names.
+
+A store is built once per source by decoding :data:`CHUNK` images at a time into shard files,
+then copying the shards into each split's ``images.npy``: no step holds more than one chunk of
+decoded images (plus the file being copied, which the operating system pages). At training time a
+batch is gathered by index from the memory map, and the page cache decides what stays in RAM.
+
+A build killed at any point leaves only ``STORE.partial/``, never a directory that a later run
+mistakes for a store: the store appears, by one rename, when it is complete. Its finished shards
+(each written to a temporary name, then renamed) are reused by the next build of the same source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from selfsup.data.dataset import ImageDataset
+from selfsup.data.layout import Placed
+from selfsup.errors import DataError
+
+STORE_FORMAT = 1
+CHUNK = 1024
+"""Images decoded, and held in memory, at a time."""
+INFO_FILE, IMAGES_FILE, META_FILE = "store.json", "images.npy", "meta.json"
+
+Decode = Callable[[Placed], "np.ndarray | None"]
+
+
+@dataclass
+class Shard:
+    """One chunk of a split, decoded: its images' shape, whether they are RGB, and per kept image
+    its file name and class (None: unlabelled); the files that could not be decoded."""
+
+    path: Path
+    count: int
+    shapes: list[tuple[int, int]]
+    rgb: bool
+    names: list[str]
+    labels: list[str | None]
+    bad: list[str]
+
+    @classmethod
+    def read(cls, path: Path) -> Shard:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        shapes = [tuple(shape) for shape in meta["shapes"]]
+        return cls(path, meta["count"], shapes, meta["rgb"], meta["names"], meta["labels"], meta["bad"])
+
+    def pixels(self) -> np.ndarray:
+        """The kept images, N×H×W (grey) or N×H×W×3, memory-mapped."""
+        return np.load(self.path, mmap_mode="r")
+
+
+def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDataset], str]:
+    """The splits of the store in ``directory`` (images memory-mapped unless ``mmap`` is False:
+    then read into memory), and its line about unused files. Raises an exception of any type for
+    a damaged store (the caller builds it again)."""
+    info = json.loads((directory / INFO_FILE).read_text())
+    if info["format"] != STORE_FORMAT:
+        raise ValueError(f"store format {info['format']}, expected {STORE_FORMAT}")
+    splits = {}
+    for name in info["splits"]:
+        meta = json.loads((directory / name / META_FILE).read_text())
+        # copy-on-write: the tensor is writable, and the file is never written
+        pixels = np.load(directory / name / IMAGES_FILE, mmap_mode="c" if mmap else None)
+        labels = torch.tensor(meta["labels"], dtype=torch.long) if meta["labels"] is not None else None
+        splits[name] = ImageDataset(torch.from_numpy(pixels), labels, meta["classes"], meta["names"])
+    return splits, info["unused"]
+
+
+def build_store(
+    directory: Path,
+    grouped: dict[str, list[Placed]],
+    decode: Decode,
+    source: str,
+    unused: str,
+    share_classes: Callable[[dict[str, ImageDataset]], None],
+) -> None:
+    """Decode the images of every split of ``grouped`` with ``decode`` (None: a file skipped) and
+    write the store to ``directory``. Raises :class:`DataError` where a split has no readable image
+    or images of different sizes, or splits differ in size; ``share_classes`` re-indexes the
+    splits' labels over the union of their classes."""
+    partial = directory.with_name(directory.name + ".partial")
+    (partial / "shards").mkdir(parents=True, exist_ok=True)
+    shards = {}
+    for split, items in grouped.items():
+        shards[split] = _decode_split(partial / "shards", split, items, decode)
+        _check_split(shards[split], source)
+    sizes = {_shape(s) for s in shards.values()}
+    if len(sizes) > 1:
+        raise DataError(
+            f"{source}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize"
+        )
+    channels = 3 if any(s.rgb for split_shards in shards.values() for s in split_shards) else 1
+    out = partial / "out"
+    shutil.rmtree(out, ignore_errors=True)  # an assembly cut short: done again from the shards
+    splits = {split: _assemble(out / split, split_shards, channels) for split, split_shards in shards.items()}
+    share_classes(splits)
+    for split, data in splits.items():
+        labels = data.labels.tolist() if data.labels is not None else None
+        meta = {"labels": labels, "classes": data.classes, "names": data.names}
+        (out / split / META_FILE).write_text(json.dumps(meta))
+    info = {"format": STORE_FORMAT, "splits": list(splits), "unused": unused}
+    (out / INFO_FILE).write_text(json.dumps(info))
+    try:
+        os.replace(out, directory)
+    except OSError:
+        if not (directory / INFO_FILE).exists():  # another process finished the same store first: fine
+            raise
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _decode_split(folder: Path, split: str, items: list[Placed], decode: Decode) -> list[Shard]:
+    """The shards of one split, decoding those a previous build did not finish."""
+    shards = []
+    workers = max(1, min(4, os.cpu_count() or 1))
+    bar = tqdm(total=len(items), desc=f"decoding {split}", unit="img", disable=None, leave=False)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(items), CHUNK):
+            path = folder / f"{split}-{start // CHUNK:06d}.npy"
+            if not path.with_suffix(".json").exists():
+                _write_shard(
+                    path, items[start : start + CHUNK], list(pool.map(decode, items[start : start + CHUNK]))
+                )
+            shards.append(Shard.read(path))
+            bar.update(len(items[start : start + CHUNK]))
+    bar.close()
+    return shards
+
+
+def _write_shard(path: Path, items: list[Placed], arrays: list[np.ndarray | None]) -> None:
+    """Stack one chunk's decoded images (grey ones as RGB where the chunk has RGB) to ``path``; its
+    JSON sidecar, written last, marks the shard finished."""
+    kept = [(item, array) for item, array in zip(items, arrays) if array is not None]
+    shapes = sorted({array.shape[:2] for _, array in kept})
+    rgb = any(array.ndim == 3 for _, array in kept)
+    meta = {
+        "count": len(kept),
+        "shapes": [list(s) for s in shapes],
+        "rgb": rgb,
+        "names": [item.name for item, _ in kept],
+        "labels": [item.label for item, _ in kept],
+        "bad": [item.name for item, array in zip(items, arrays) if array is None],
+    }
+    if len(shapes) == 1:
+        stack = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a for _, a in kept])
+        _atomic(path, lambda tmp: np.save(tmp, stack))
+    _atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta)))
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _check_split(shards: list[Shard], source: str) -> None:
+    """The checks of the old in-memory decoding, over the shards of one split."""
+    bad = [name for s in shards for name in s.bad]
+    if bad:
+        warnings.warn(
+            f"{source}: skipped {len(bad)} corrupt image(s) or images without a faithful 8-bit picture, "
+            f"first: {bad[0]}"
+        )
+    if not any(s.count for s in shards):
+        raise DataError(f"{source}: no readable images")
+    shapes = sorted({shape for s in shards for shape in s.shapes})
+    if len(shapes) > 1:
+        raise DataError(
+            f"{source}: images have different sizes ({len(shapes)} sizes, e.g. {shapes[:3]}); "
+            "pass data.image_size=N to resize and centre-crop them to N×N"
+        )
+
+
+def _shape(shards: list[Shard]) -> tuple[int, int]:
+    return next(s.shapes[0] for s in shards if s.count)
+
+
+def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
+    """One split's ``images.npy`` (N×C×H×W), copied shard by shard, and its labels (the images of
+    the returned data set are a placeholder of the right shape)."""
+    folder.mkdir(parents=True)
+    height, width = _shape(shards)
+    count = sum(s.count for s in shards)
+    images = np.lib.format.open_memmap(
+        folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(count, channels, height, width)
+    )
+    at = 0
+    for shard in (s for s in shards if s.count):
+        pixels = shard.pixels()
+        nchw = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
+        images[at : at + shard.count] = nchw  # a grey shard broadcasts to the 3 channels of an RGB split
+        at += shard.count
+    images.flush()
+    names = [name for s in shards for name in s.names]
+    class_names = [label for s in shards for label in s.labels]
+    if class_names[0] is None:
+        return ImageDataset(_placeholder(count, channels, height, width), names=names)
+    classes = sorted(set(class_names))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = torch.tensor([index[c] for c in class_names], dtype=torch.long)
+    return ImageDataset(_placeholder(count, channels, height, width), labels, classes, names)
+
+
+def _placeholder(count: int, channels: int, height: int, width: int) -> torch.Tensor:
+    """A tensor of the split's shape that holds no memory (labels are shared before the pixels are
+    read back from the store)."""
+    return torch.empty(1, channels, height, width, dtype=torch.uint8).expand(count, -1, -1, -1)

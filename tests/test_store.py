@@ -1,0 +1,110 @@
+"""The on-disk image store: equal to decoding each file, memory-mapped, atomic and restartable."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_image
+from selfsup.data import load_data, loaders, store
+from selfsup.data.decode import decode_image
+
+
+def mixed_folder(root):
+    """Train and test splits of RGB and grey 10×10 PNGs in three classes."""
+    for split, count in (("train", 7), ("test", 3)):
+        for k in range(count):
+            for i, name in enumerate(("ant", "bee", "cow")):
+                mode = "L" if (k + i) % 3 == 0 else "RGB"
+                write_image(root / split / name / f"{k:02d}.png", size=(10, 10), seed=100 * k + i, mode=mode)
+    return root
+
+
+def reference(root, split):
+    """Each file decoded on its own, as RGB N×C×H×W, in the store's order (class, then name)."""
+    paths = sorted((root / split).rglob("*.png"))
+    arrays = [decode_image(path.read_bytes()) for path in paths]
+    arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(store, "CHUNK", 4)  # several shards per split, grey-only ones among them
+
+
+def test_the_store_equals_decoding_each_file_and_is_memory_mapped(tmp_path, small_chunks):
+    root = mixed_folder(tmp_path / "zoo")
+    splits = load_data(str(root))
+    assert torch.equal(splits.train.images, reference(root, "train"))
+    assert torch.equal(splits.test.images, reference(root, "test"))
+    assert splits.train.classes == ["ant", "bee", "cow"] and splits.train.labels.tolist()[:8] == [0] * 7 + [1]
+    maps = open("/proc/self/maps").read()
+    assert str(loaders.cache_dir()) in maps and "images.npy" in maps  # read from disk, not held in memory
+    again = load_data(str(root))  # read back from the store, not decoded again
+    assert torch.equal(again.train.images, splits.train.images) and again.train.names == splits.train.names
+
+
+def test_a_killed_build_leaves_no_store_and_a_rerun_finishes_it(tmp_path, small_chunks, monkeypatch):
+    root = mixed_folder(tmp_path / "zoo")
+    decode, calls = loaders._decode_file, []
+
+    def dies_after_twelve(*args, **kwargs):
+        calls.append(args[0].name)
+        if len(calls) > 12:
+            raise KeyboardInterrupt  # killed in the middle of the training split
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(loaders, "_decode_file", dies_after_twelve)
+    with pytest.raises(KeyboardInterrupt):
+        load_data(str(root))
+    built = list(loaders.cache_dir().glob("*.store"))
+    partial = list(loaders.cache_dir().glob("*.store.partial"))
+    assert built == [] and len(partial) == 1  # nothing a later run could take for a finished store
+    finished = sum(json.loads(p.read_text())["count"] for p in partial[0].glob("shards/*.json"))
+    assert finished >= 8  # whole shards of 4 images; the interrupted one left no file
+    calls.clear()
+    monkeypatch.setattr(
+        loaders, "_decode_file", lambda *a, **k: (calls.append(a[0].name), decode(*a, **k))[1]
+    )
+    splits = load_data(str(root))
+    assert len(calls) == 30 - finished  # the finished shards are reused, the rest decoded
+    assert torch.equal(splits.train.images, reference(root, "train"))
+    assert list(loaders.cache_dir().glob("*.store.partial")) == []
+
+
+def test_an_unlabelled_folder_and_an_archive_give_the_same_store(tmp_path, small_chunks):
+    import tarfile
+
+    root = tmp_path / "flat"
+    for k in range(6):
+        write_image(root / f"{k}.png", size=(8, 8), seed=k)
+    folder = load_data(str(root))
+    with tarfile.open(tmp_path / "flat.tar", "w") as tar:
+        tar.add(root, arcname=".")
+    archive = load_data(str(tmp_path / "flat.tar"))
+    assert not folder.train.labelled and folder.test is None
+    assert (
+        torch.equal(folder.train.images, archive.train.images) and folder.train.names == archive.train.names
+    )
+
+
+def test_sizes_that_differ_across_shards_are_refused(tmp_path, small_chunks):
+    root = tmp_path / "sizes"
+    for k in range(6):
+        write_image(root / f"{k}.png", size=(8, 8) if k < 5 else (9, 9), seed=k)
+    with pytest.raises(Exception, match=r"images have different sizes \(2 sizes"):
+        load_data(str(root))
+
+
+def test_without_a_cache_the_images_are_read_into_memory(tmp_path):
+    root = mixed_folder(tmp_path / "zoo")
+    splits = load_data(str(root), cache=False)
+    assert torch.equal(splits.train.images, reference(root, "train"))
+    assert list(loaders.cache_dir().glob("*.store")) == []
