@@ -88,18 +88,19 @@ def load_digits() -> DataSplits:
     return DataSplits(full.subset(train_idx), full.subset(test_idx), source="digits")
 
 
-def _finish(splits: dict[str, ImageDataset], source: str, unused: str = "") -> DataSplits:
+def _finish(splits: dict[str, ImageDataset], source: str, unused: str = "", note: str = "") -> DataSplits:
+    """The splits as :class:`DataSplits`, a labelled training split without a test split held out
+    20% (stratified, seed 0); ``note``: the store already held it out."""
     if unused:
         warnings.warn(unused)
     train, test = splits.get("train"), splits.get("test")
     if train is None:
         raise DataError(f"{source}: no training images found")
+    if note:
+        return DataSplits(train, test, source=source, note=note, unused=unused)
     if test is None and len(train.present_classes()) > 1:  # one class: nothing to evaluate, pretrain on all
-        train_idx, test_idx = held_out_split(train.labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
-        note = (
-            f"no test split in {source}: held out {len(test_idx)} labelled images (20%, stratified, seed 0) "
-            "for evaluation"
-        )
+        train_idx, test_idx = _hold_out(train.labels)
+        note = _held_out_note(source, len(test_idx))
         return DataSplits(
             train.subset(train_idx), train.subset(test_idx), source=source, note=note, unused=unused
         )
@@ -203,16 +204,14 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
     store = cache_dir() / f"{_cache_key(path, image_size, skip_bad_images)}.store"
     if cache and store.exists():
         try:
-            splits, unused = load_store(store)
-            return _finish(splits, str(path), unused=unused)
+            return _finish_store(*load_store(store), str(path))
         except Exception as exc:  # noqa: BLE001 - a damaged store is built again, whatever its fault
             warnings.warn(f"ignored the damaged cache {store} ({type(exc).__name__}); decoding again")
             shutil.rmtree(store, ignore_errors=True)
     if cache:
         try:
             _build(path, store, image_size, skip_bad_images)
-            splits, unused = load_store(store)
-            return _finish(splits, str(path), unused=unused)
+            return _finish_store(*load_store(store), str(path))
         except OSError as exc:
             warnings.warn(
                 f"could not cache the decoded images in {cache_dir()} ({exc.strerror or exc}); the next run "
@@ -220,8 +219,24 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
             )
     with tempfile.TemporaryDirectory(prefix="selfsup-store-") as folder:
         _build(path, Path(folder) / "store", image_size, skip_bad_images)
-        splits, unused = load_store(Path(folder) / "store", mmap=False)
-    return _finish(splits, str(path), unused=unused)
+        return _finish_store(*load_store(Path(folder) / "store", mmap=False), str(path))
+
+
+def _finish_store(splits: dict[str, ImageDataset], info: dict, source: str) -> DataSplits:
+    """:func:`_finish` of a store's splits, whose held-out test split (if any) the build made."""
+    note = _held_out_note(source, info["held_out"]) if info["held_out"] else ""
+    return _finish(splits, source, unused=info["unused"], note=note)
+
+
+def _held_out_note(source: str, count: int) -> str:
+    return (
+        f"no test split in {source}: held out {count} labelled images (20%, stratified, seed 0) "
+        "for evaluation"
+    )
+
+
+def _hold_out(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return held_out_split(labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
 
 
 def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool) -> None:
@@ -249,7 +264,7 @@ def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: boo
     def decode(item: Placed) -> np.ndarray | None:
         return _decode_file(item, read, str(path), image_size, skip_bad_images)
 
-    build_store(store, grouped, decode, str(path), unused.message(str(path)), _share_classes)
+    build_store(store, grouped, decode, str(path), unused.message(str(path)), _share_classes, _hold_out)
 
 
 def _decode_file(

@@ -62,10 +62,11 @@ class Shard:
         return np.load(self.path, mmap_mode="r")
 
 
-def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDataset], str]:
+def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDataset], dict]:
     """The splits of the store in ``directory`` (images memory-mapped unless ``mmap`` is False:
-    then read into memory), and its line about unused files. Raises an exception of any type for
-    a damaged store (the caller builds it again)."""
+    then read into memory), and its ``store.json``: ``unused`` (the line about unused files) and
+    ``held_out`` (how many training images the build held out as the test split; 0: none).
+    Raises an exception of any type for a damaged store (the caller builds it again)."""
     info = json.loads((directory / INFO_FILE).read_text())
     if info["format"] != STORE_FORMAT:
         raise ValueError(f"store format {info['format']}, expected {STORE_FORMAT}")
@@ -76,7 +77,7 @@ def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDatas
         pixels = np.load(directory / name / IMAGES_FILE, mmap_mode="c" if mmap else None)
         labels = torch.tensor(meta["labels"], dtype=torch.long) if meta["labels"] is not None else None
         splits[name] = ImageDataset(torch.from_numpy(pixels), labels, meta["classes"], meta["names"])
-    return splits, info["unused"]
+    return splits, info
 
 
 def build_store(
@@ -86,11 +87,14 @@ def build_store(
     source: str,
     unused: str,
     share_classes: Callable[[dict[str, ImageDataset]], None],
+    hold_out: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> None:
     """Decode the images of every split of ``grouped`` with ``decode`` (None: a file skipped) and
     write the store to ``directory``. Raises :class:`DataError` where a split has no readable image
     or images of different sizes, or splits differ in size; ``share_classes`` re-indexes the
-    splits' labels over the union of their classes."""
+    splits' labels over the union of their classes. A labelled training split of several classes
+    without a test split is split in the store by ``hold_out(labels) -> (train index, test
+    index)``, both sorted, so that no run copies it in memory."""
     partial = directory.with_name(directory.name + ".partial")
     (partial / "shards").mkdir(parents=True, exist_ok=True)
     shards = {}
@@ -107,11 +111,23 @@ def build_store(
     shutil.rmtree(out, ignore_errors=True)  # an assembly cut short: done again from the shards
     splits = {split: _assemble(out / split, split_shards, channels) for split, split_shards in shards.items()}
     share_classes(splits)
+    held_out = 0
+    train = splits.get("train")
+    if (
+        hold_out is not None
+        and train is not None
+        and "test" not in splits
+        and len(train.present_classes()) > 1
+    ):
+        train_index, test_index = hold_out(train.labels)
+        splits["test"] = _take(out, "train", "test", train, test_index)
+        splits["train"] = _take(out, "train", "train", train, train_index)
+        held_out = len(test_index)
     for split, data in splits.items():
         labels = data.labels.tolist() if data.labels is not None else None
         meta = {"labels": labels, "classes": data.classes, "names": data.names}
         (out / split / META_FILE).write_text(json.dumps(meta))
-    info = {"format": STORE_FORMAT, "splits": list(splits), "unused": unused}
+    info = {"format": STORE_FORMAT, "splits": list(splits), "unused": unused, "held_out": held_out}
     (out / INFO_FILE).write_text(json.dumps(info))
     try:
         os.replace(out, directory)
@@ -211,6 +227,27 @@ def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
     index = {c: i for i, c in enumerate(classes)}
     labels = torch.tensor([index[c] for c in class_names], dtype=torch.long)
     return ImageDataset(_placeholder(count, channels, height, width), labels, classes, names)
+
+
+def _take(out: Path, source: str, target: str, data: ImageDataset, index: torch.Tensor) -> ImageDataset:
+    """Rows ``index`` (sorted) of split ``source``'s images as split ``target`` (replacing it where
+    it is the same split), copied :data:`CHUNK` rows at a time; the labels and names with them."""
+    pixels = np.load(out / source / IMAGES_FILE, mmap_mode="r")
+    folder = out / f"{target}.new"
+    folder.mkdir()
+    images = np.lib.format.open_memmap(
+        folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(index), *pixels.shape[1:])
+    )
+    rows = index.numpy()
+    for start in range(0, len(rows), CHUNK):
+        images[start : start + CHUNK] = pixels[rows[start : start + CHUNK]]
+    images.flush()
+    del images, pixels
+    shutil.rmtree(out / target, ignore_errors=True)
+    os.replace(folder, out / target)
+    names = [data.names[i] for i in rows.tolist()] if data.names is not None else None
+    shape = data.images.shape[1:]
+    return ImageDataset(_placeholder(len(rows), *shape), data.labels[index], data.classes, names)
 
 
 def _placeholder(count: int, channels: int, height: int, width: int) -> torch.Tensor:

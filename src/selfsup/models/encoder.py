@@ -87,9 +87,9 @@ def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return trim_padding(batch)
 
 
-def channel_stats(images: torch.Tensor, chunk_values: int = 2**23) -> tuple[list[float], list[float]]:
+def channel_stats(images: torch.Tensor, chunk_values: int = 2**21) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (unbiased) of uint8 images N×C×H×W, on the [0, 1] scale, summed
-    in float64 over about ``chunk_values`` pixel values at a time (64 MB): memory-mapped images
+    in float64 over about ``chunk_values`` pixel values at a time (16 MB): memory-mapped images
     are read once, never copied whole."""
     channels = images.shape[1]
     chunk = max(1, chunk_values // max(1, images[0].numel())) if len(images) else 1
