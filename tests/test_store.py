@@ -177,3 +177,30 @@ def test_anonymous_memory_does_not_grow_with_the_number_of_images(tmp_path):
     # between runs is about 20 MB
     decoded_kb = 18_000 * 64 * 64 * 3 // 1024
     assert large - small < decoded_kb / 4, (small, large)
+
+
+def test_under_torchrun_one_process_per_machine_builds_the_store(tmp_path):
+    """The process of local rank 1 waits for local rank 0's store and decodes nothing itself; with
+    no builder it stops with a clear error."""
+    import os
+    import subprocess
+    import sys
+
+    root = mixed_folder(tmp_path / "zoo")
+    env = {**os.environ, "SELFSUP_CACHE_DIR": str(tmp_path / "cache"), "WORLD_SIZE": "2", "LOCAL_RANK": "1"}
+    waiter = (
+        "import sys; from selfsup.data import load_data, loaders\n"
+        "loaders._decode_file = lambda *a: sys.exit('decoded in local rank 1')\n"
+        f"print(len(load_data({str(root)!r}).train))"
+    )
+    process = subprocess.Popen([sys.executable, "-c", waiter], env=env, stdout=subprocess.PIPE, text=True)
+    assert len(load_data(str(root)).train) == 21  # this test's process builds it, as local rank 0
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and output.strip() == "21"
+    lonely = subprocess.run(
+        [sys.executable, "-c", waiter],
+        capture_output=True,
+        text=True,
+        env={**env, "SELFSUP_STORE_WAIT": "0.5", "SELFSUP_CACHE_DIR": str(tmp_path / "no builder")},
+    )
+    assert "did not appear" in lonely.stderr and "local rank 0" in lonely.stderr

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from selfsup import distributed
 from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
 from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
@@ -202,6 +204,8 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
     read memory-mapped). Where the cache cannot be written (or ``cache`` is False) the store is
     built in a temporary folder and read into memory."""
     store = cache_dir() / f"{_cache_key(path, image_size, skip_bad_images)}.store"
+    if cache and not store.exists() and local_rank() > 0:
+        wait_for_store(store, str(path))
     if cache and store.exists():
         try:
             return _finish_store(*load_store(store), str(path))
@@ -237,6 +241,32 @@ def _held_out_note(source: str, count: int) -> str:
 
 def _hold_out(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return held_out_split(labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
+
+
+STORE_WAIT_SECONDS = 3600.0
+"""How long a torchrun process waits for its machine's process of local rank 0 to build a store
+(``$SELFSUP_STORE_WAIT``)."""
+
+
+def local_rank() -> int:
+    """This process's rank on its machine under torchrun (0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if distributed.launched() else 0
+
+
+def wait_for_store(store: Path, source: str) -> None:
+    """Wait until the process of local rank 0 has built ``store`` (one build per machine, read by
+    all its processes through one page cache); raises :class:`DataError` after
+    ``$SELFSUP_STORE_WAIT`` seconds."""
+    limit = float(os.environ.get("SELFSUP_STORE_WAIT", STORE_WAIT_SECONDS))
+    deadline = time.monotonic() + limit
+    while not (store / "store.json").exists():
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"the decoded store of {source} did not appear in {store} within {limit:g} s: the process "
+                "of local rank 0 on this machine builds it (is it running, and is SELFSUP_CACHE_DIR the "
+                "same for every process?)"
+            )
+        time.sleep(0.2)
 
 
 def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool) -> None:
