@@ -127,3 +127,32 @@ def test_logistic_fit_matches_scikit_learn():
         centred = weight.numpy().T - weight.numpy().T.mean(0)
         ref_centred = reference.coef_ - reference.coef_.mean(0)
         assert np.allclose(centred, ref_centred, atol=1e-3)
+
+
+def test_features_written_batch_by_batch_equal_the_extracted_ones(tmp_path):
+    import numpy as np
+
+    from selfsup.evaluate.features import extract_features, write_features
+    from selfsup.models import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder("small_cnn", in_channels=3, image_size=8, mean=[0.5] * 3, std=[0.25] * 3, width=8)
+    images = torch.randint(0, 256, (37, 3, 8, 8), dtype=torch.uint8)
+    rows = np.lib.format.open_memmap(
+        tmp_path / "f.npy", mode="w+", dtype=np.float32, shape=(37, encoder.out_dim)
+    )
+    write_features(encoder, images, torch.device("cpu"), rows, batch_size=10)  # 4 batches, the last one short
+    expected = extract_features(encoder, images, torch.device("cpu"), batch_size=10)
+    assert torch.equal(torch.from_numpy(np.load(tmp_path / "f.npy")), expected) and encoder.training
+
+
+def test_knn_in_small_chunks_predicts_as_in_one():
+    from selfsup.evaluate.knn import knn_predict
+
+    torch.manual_seed(0)
+    train, test = torch.randn(300, 16), torch.randn(50, 16)
+    labels = torch.randint(0, 4, (300,))
+    whole = knn_predict(train, labels, test, 4, k=20)
+    assert torch.equal(
+        knn_predict(train, labels, test, 4, k=20, max_similarities=300 * 7), whole
+    )  # chunks of 7

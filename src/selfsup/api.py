@@ -22,7 +22,7 @@ from selfsup.config import Config, apply_overrides
 from selfsup.data import DataSplits, ImageDataset
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder
-from selfsup.evaluate.features import extract_features
+from selfsup.evaluate.features import write_features
 from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
 from selfsup.methods.recipes import build_config
@@ -176,19 +176,29 @@ def embed(
     apply_overrides(config, overrides, flags)
     splits = load_splits(config, progress)
     parts = [("train", splits.train)] + ([("test", splits.test)] if splits.test is not None else [])
-    features, meta = [], {"split": [], "label": [], "name": [], "classes": splits.train.classes}
+    meta = {"split": [], "label": [], "name": [], "classes": splits.train.classes}
     for split, dataset in parts:
         inputs = encoder.inputs(dataset)
         expected = encoder.spec["in_channels"] if isinstance(dataset, ImageDataset) else None
         if expected is not None and inputs.shape[1] != expected:
             raise SelfsupError(f"{data} has {inputs.shape[1]}-channel images; the encoder expects {expected}")
-        features.append(extract_features(encoder, inputs, torch_device))
         labels = dataset.labels.tolist() if dataset.labelled else [-1] * len(dataset)
         meta["split"] += [split] * len(dataset)
         meta["label"] += [label if label >= 0 else None for label in labels]
         meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, torch.cat(features).numpy().astype(np.float32))
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.npy")
+    # streamed into a memory-mapped file: memory is set by the batch, not by the data set
+    rows = np.lib.format.open_memmap(
+        tmp, mode="w+", dtype=np.float32, shape=(len(meta["split"]), encoder.out_dim)
+    )
+    at = 0
+    for _, dataset in parts:
+        write_features(encoder, encoder.inputs(dataset), torch_device, rows[at : at + len(dataset)])
+        at += len(dataset)
+    rows.flush()
+    del rows
+    os.replace(tmp, out)
     out.with_suffix(".json").write_text(to_json(meta))
     return out
 

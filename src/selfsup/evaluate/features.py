@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -9,7 +10,6 @@ from selfsup.models.encoder import model_input
 from selfsup.train.device import autocast
 
 
-@torch.no_grad()
 def extract_features(
     encoder: nn.Module,
     images: torch.Tensor,
@@ -19,12 +19,34 @@ def extract_features(
 ) -> torch.Tensor:
     """Encoder outputs (float32, on the CPU) for uint8 images N×C×H×W (or token ids N×L), in eval
     mode, without augmentation."""
+    outputs = [features for _, features in feature_batches(encoder, images, device, amp_dtype, batch_size)]
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def write_features(
+    encoder: nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    out: np.ndarray,
+    amp_dtype: torch.dtype | None = None,
+    batch_size: int = 512,
+) -> None:
+    """:func:`extract_features` written batch by batch into ``out`` (N×D, e.g. a memory-mapped
+    ``.npy``): memory is set by the batch, not by the number of images."""
+    for start, features in feature_batches(encoder, images, device, amp_dtype, batch_size):
+        out[start : start + len(features)] = features.numpy()
+
+
+@torch.no_grad()
+def feature_batches(encoder, images, device, amp_dtype=None, batch_size: int = 512):
+    """(first row, float32 CPU features of the batch) for each batch of ``images``, in eval mode;
+    the encoder's mode is restored at the end."""
     was_training = encoder.training
     encoder.eval()
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = model_input(images[start : start + batch_size], device)
-        with autocast(device, amp_dtype):
-            outputs.append(encoder(batch).float().cpu())
-    encoder.train(was_training)
-    return torch.cat(outputs) if outputs else torch.empty(0)
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = model_input(images[start : start + batch_size], device)
+            with autocast(device, amp_dtype):
+                yield start, encoder(batch).float().cpu()
+    finally:
+        encoder.train(was_training)

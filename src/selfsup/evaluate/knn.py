@@ -14,13 +14,17 @@ def knn_predict(
     k: int = 200,
     temperature: float = 0.1,
     chunk: int = 1024,
+    max_similarities: int = 2**25,
 ) -> torch.Tensor:
     """Predicted labels of ``test_features``.
 
     Each test point takes its k most cosine-similar training points (k capped by their count);
     neighbour j votes for its class with weight exp(s_j / T). Features are L2-normalised here.
+    Test points go ``chunk`` at a time, fewer where a chunk's similarities to every training point
+    would exceed ``max_similarities`` values (128 MB): never an N×N matrix.
     """
     k = min(k, len(train_features))
+    chunk = max(1, min(chunk, max_similarities // max(1, len(train_features))))
     train = F.normalize(train_features.float(), dim=1)
     test = F.normalize(test_features.float(), dim=1)
     predictions = []
