@@ -209,16 +209,11 @@ def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
     folder.mkdir(parents=True)
     height, width = _shape(shards)
     count = sum(s.count for s in shards)
-    images = np.lib.format.open_memmap(
-        folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(count, channels, height, width)
-    )
-    at = 0
-    for shard in (s for s in shards if s.count):
-        pixels = shard.pixels()
-        nchw = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
-        images[at : at + shard.count] = nchw  # a grey shard broadcasts to the 3 channels of an RGB split
-        at += shard.count
-    images.flush()
+    with _NpyWriter(folder / IMAGES_FILE, (count, channels, height, width)) as images:
+        for shard in (s for s in shards if s.count):
+            pixels = shard.pixels()
+            nchw = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
+            images.write(np.broadcast_to(nchw, (len(nchw), channels, height, width)))  # grey into RGB
     names = [name for s in shards for name in s.names]
     class_names = [label for s in shards for label in s.labels]
     if class_names[0] is None:
@@ -232,22 +227,43 @@ def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
 def _take(out: Path, source: str, target: str, data: ImageDataset, index: torch.Tensor) -> ImageDataset:
     """Rows ``index`` (sorted) of split ``source``'s images as split ``target`` (replacing it where
     it is the same split), copied :data:`CHUNK` rows at a time; the labels and names with them."""
-    pixels = np.load(out / source / IMAGES_FILE, mmap_mode="r")
     folder = out / f"{target}.new"
     folder.mkdir()
-    images = np.lib.format.open_memmap(
-        folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(len(index), *pixels.shape[1:])
-    )
     rows = index.numpy()
-    for start in range(0, len(rows), CHUNK):
-        images[start : start + CHUNK] = pixels[rows[start : start + CHUNK]]
-    images.flush()
-    del images, pixels
+    with _NpyWriter(folder / IMAGES_FILE, (len(index), *data.images.shape[1:])) as images:
+        for start in range(0, len(rows), CHUNK):
+            # mapped anew for each chunk: the pages read are unmapped with it, not kept in this process
+            pixels = np.load(out / source / IMAGES_FILE, mmap_mode="r")
+            images.write(pixels[rows[start : start + CHUNK]])
+            del pixels
     shutil.rmtree(out / target, ignore_errors=True)
     os.replace(folder, out / target)
     names = [data.names[i] for i in rows.tolist()] if data.names is not None else None
     shape = data.images.shape[1:]
     return ImageDataset(_placeholder(len(rows), *shape), data.labels[index], data.classes, names)
+
+
+class _NpyWriter:
+    """Writes a uint8 ``.npy`` of ``shape`` by appending rows, through the file rather than a
+    memory map: the written pages go to the page cache without counting in this process's memory."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...]):
+        self.handle = open(path, "wb")
+        self.shape, self.rows = shape, 0
+        header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self.handle, header)
+
+    def write(self, rows: np.ndarray) -> None:
+        self.handle.write(np.ascontiguousarray(rows, dtype=np.uint8).tobytes())
+        self.rows += len(rows)
+
+    def __enter__(self) -> _NpyWriter:
+        return self
+
+    def __exit__(self, kind, *rest) -> None:
+        self.handle.close()
+        if kind is None and self.rows != self.shape[0]:
+            raise RuntimeError(f"wrote {self.rows} rows of {self.shape[0]}")
 
 
 def _placeholder(count: int, channels: int, height: int, width: int) -> torch.Tensor:
