@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from selfsup import distributed, runs
@@ -22,7 +21,7 @@ from selfsup.config import Config, apply_overrides
 from selfsup.data import DataSplits, ImageDataset
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder
-from selfsup.evaluate.features import write_features
+from selfsup.evaluate.features import save_features
 from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
 from selfsup.methods.recipes import build_config
@@ -187,18 +186,7 @@ def embed(
         meta["label"] += [label if label >= 0 else None for label in labels]
         meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.npy")
-    # streamed into a memory-mapped file: memory is set by the batch, not by the data set
-    rows = np.lib.format.open_memmap(
-        tmp, mode="w+", dtype=np.float32, shape=(len(meta["split"]), encoder.out_dim)
-    )
-    at = 0
-    for _, dataset in parts:
-        write_features(encoder, encoder.inputs(dataset), torch_device, rows[at : at + len(dataset)])
-        at += len(dataset)
-    rows.flush()
-    del rows
-    os.replace(tmp, out)
+    save_features(encoder, [encoder.inputs(dataset) for _, dataset in parts], torch_device, out)
     out.with_suffix(".json").write_text(to_json(meta))
     return out
 

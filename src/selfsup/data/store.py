@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -107,8 +108,8 @@ def build_store(
             f"{source}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize"
         )
     channels = 3 if any(s.rgb for split_shards in shards.values() for s in split_shards) else 1
-    out = partial / "out"
-    shutil.rmtree(out, ignore_errors=True)  # an assembly cut short: done again from the shards
+    out = partial / f"out-{socket.gethostname()}-{os.getpid()}"  # each builder assembles its own
+    shutil.rmtree(out, ignore_errors=True)
     splits = {split: _assemble(out / split, split_shards, channels) for split, split_shards in shards.items()}
     share_classes(splits)
     held_out = 0
@@ -132,9 +133,29 @@ def build_store(
     try:
         os.replace(out, directory)
     except OSError:
-        if not (directory / INFO_FILE).exists():  # another process finished the same store first: fine
+        if not (directory / INFO_FILE).exists():
             raise
-    shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)  # another process finished the same store first: fine
+    if not _others_building(partial):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _others_building(partial: Path) -> bool:
+    """Whether another live process (on this machine, or any on another one sharing the folder)
+    is assembling from these shards; an assembly left by a killed process does not count."""
+    host = socket.gethostname()
+    for folder in partial.glob("out-*"):
+        name, _, pid = folder.name[len("out-") :].rpartition("-")
+        if name != host:
+            return True
+        try:
+            os.kill(int(pid), 0)
+            return True
+        except (ProcessLookupError, ValueError):
+            continue
+        except PermissionError:  # alive, another user's
+            return True
+    return False
 
 
 def _decode_split(folder: Path, split: str, items: list[Placed], decode: Decode) -> list[Shard]:

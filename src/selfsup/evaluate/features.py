@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -35,6 +38,22 @@ def write_features(
     ``.npy``): memory is set by the batch, not by the number of images."""
     for start, features in feature_batches(encoder, images, device, amp_dtype, batch_size):
         out[start : start + len(features)] = features.numpy()
+
+
+def save_features(encoder: nn.Module, parts: list[torch.Tensor], device: torch.device, out: Path) -> None:
+    """The features of every row of ``parts`` (stored inputs, one after the other) as one float32
+    ``.npy`` (N×D), streamed into a memory-mapped file written under a temporary name, then
+    renamed: memory is set by the batch, not by the data set."""
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.npy")
+    shape = (sum(len(part) for part in parts), encoder.out_dim)
+    rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+    at = 0
+    for part in parts:
+        write_features(encoder, part, device, rows[at : at + len(part)])
+        at += len(part)
+    rows.flush()
+    del rows
+    os.replace(tmp, out)
 
 
 @torch.no_grad()
