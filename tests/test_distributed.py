@@ -220,3 +220,56 @@ def test_a_peer_that_never_comes_is_a_clear_error(tmp_path):
     assert "selfsup: error (process 0): process 0 of 2 could not join the others" in result.stderr
     assert "within train.dist_timeout=3 s" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_two_nodes_each_build_their_store_and_train_like_one_process(tmp_path):
+    """Two torchrun launchers of one process each, rendezvousing on 127.0.0.1 as two machines
+    would (each with its own cache: its own store), train on an image folder as one process does."""
+    from conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "pets", per_class=40, size=(8, 8), splits=("train", "test"))
+    args = [a if a != "digits" else str(folder) for a in PRETRAIN] + ["--epochs", "2"]
+    run(
+        SELFSUP + args + ["--out", str(tmp_path / "one")],
+        cwd=tmp_path,
+        env={"SELFSUP_CACHE_DIR": str(tmp_path / "c0")},
+    )
+    port = free_port()
+    node = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--nproc_per_node",
+            "1",
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            f"127.0.0.1:{port}",
+            "--rdzv_id",
+            "two-nodes",
+            "-m",
+            "selfsup",
+        ]
+        + args
+        + ["--out", str(tmp_path / "two")]
+    )
+    launchers = [
+        subprocess.Popen(
+            node,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SELFSUP_CACHE_DIR": str(tmp_path / f"node{k}"), "OMP_NUM_THREADS": "1"},
+        )
+        for k in range(2)
+    ]
+    outputs = [launcher.communicate(timeout=240) for launcher in launchers]
+    assert [launcher.returncode for launcher in launchers] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert sum(out.count("final loss") for out, _ in outputs) == 1  # the process of rank 0 prints
+    assert all(list((tmp_path / f"node{k}").glob("*.store")) for k in range(2))  # one store per machine
+    for a, b in zip(history(tmp_path / "one"), history(tmp_path / "two"), strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3), a["epoch"]
