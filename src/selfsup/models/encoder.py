@@ -88,20 +88,21 @@ def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def channel_stats(images: torch.Tensor, chunk_values: int = 2**21) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (unbiased) of uint8 images N×C×H×W, on the [0, 1] scale, summed
-    in float64 over about ``chunk_values`` pixel values at a time (16 MB): memory-mapped images
-    are read once, never copied whole."""
+    """Per-channel mean and std (unbiased) of uint8 images N×C×H×W, on the [0, 1] scale, from
+    each channel's histogram of its 256 values, counted over about ``chunk_values`` pixel values
+    at a time: memory-mapped images are read once and never copied whole, and the sums are exact."""
     channels = images.shape[1]
     chunk = max(1, chunk_values // max(1, images[0].numel())) if len(images) else 1
-    total = torch.zeros(channels, dtype=torch.float64)
-    squares = torch.zeros(channels, dtype=torch.float64)
+    counts = torch.zeros(channels, 256, dtype=torch.float64)
     for start in range(0, len(images), chunk):
-        batch = images[start : start + chunk].to(torch.float64).div_(255.0)
-        total += batch.sum(dim=(0, 2, 3))
-        squares += batch.square().sum(dim=(0, 2, 3))
-    count = images.numel() // channels
-    mean = total / count
-    std = ((squares - count * mean.square()) / max(1, count - 1)).clamp_min(0).sqrt().clamp_min(1e-3)
+        batch = images[start : start + chunk]
+        for c in range(channels):
+            counts[c] += torch.bincount(batch[:, c].reshape(-1), minlength=256).double()
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    count = counts.sum(dim=1)
+    mean = (counts * values).sum(dim=1) / count
+    squares = (counts * values.square()).sum(dim=1)
+    std = ((squares - count * mean.square()) / (count - 1).clamp_min(1)).clamp_min(0).sqrt().clamp_min(1e-3)
     return mean.tolist(), std.tolist()
 
 
