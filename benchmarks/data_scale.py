@@ -156,8 +156,11 @@ def read_batches(folder: Path, cache: Path, batches: int) -> dict:
     state = {"iter": iter(loader)}
     generator = torch.Generator().manual_seed(0)
 
+    def gather() -> torch.Tensor:
+        return images[torch.randint(0, len(images), (256,), generator=generator)]
+
     def ours_batch() -> None:
-        augmenter(images[torch.randint(0, len(images), (256,), generator=generator)], generator)
+        augmenter(gather(), generator)
 
     def theirs_batch() -> None:
         try:
@@ -167,12 +170,18 @@ def read_batches(folder: Path, cache: Path, batches: int) -> dict:
             next(state["iter"])
 
     ours_batch(), theirs_batch()  # warm-up: the workers start, the pipeline's kernels load
-    ours, theirs = [], []
+    ours, theirs, gathers = [], [], []
     for _ in range(3):  # alternated blocks: the loader's workers prefetch, so only a block's rate is fair
         ours.append(_block_seconds(ours_batch, batches))
         theirs.append(_block_seconds(theirs_batch, batches))
+        gathers.append(_block_seconds(gather, batches))
     ours, theirs = statistics.median(ours), statistics.median(theirs)
-    return {"store_s_per_batch": ours, "imagefolder_s_per_batch": theirs, "speedup": theirs / ours}
+    return {
+        "store_s_per_batch": ours,
+        "store_gather_s_per_batch": statistics.median(gathers),  # of which: reading the images
+        "imagefolder_s_per_batch": theirs,
+        "speedup": theirs / ours,
+    }
 
 
 def _block_seconds(read, batches: int) -> float:
