@@ -99,17 +99,7 @@ class TextDecoder(nn.Module):
         self.tokens = tokens
         self.positions = nn.Embedding(max_length, dim)
         self.blocks = nn.ModuleList(
-            nn.TransformerDecoderLayer(
-                dim,
-                heads,
-                dim_feedforward=4 * dim,
-                dropout=0.0,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-                layer_norm_eps=1e-6,
-            )
-            for _ in range(depth)
+            transformer_block(dim, heads, nn.TransformerDecoderLayer) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_text(self.blocks)

@@ -35,9 +35,10 @@ def sincos_positions(dim: int, grid: int) -> torch.Tensor:
     return torch.cat([encode(rows), encode(cols)], dim=1).float().unsqueeze(0)
 
 
-def transformer_block(dim: int, heads: int) -> nn.TransformerEncoderLayer:
-    """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)), MLP 4× wide with GELU, no dropout (ViT/MAE)."""
-    return nn.TransformerEncoderLayer(
+def transformer_block(dim: int, heads: int, layer: type[nn.Module] = nn.TransformerEncoderLayer) -> nn.Module:
+    """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)), MLP 4× wide with GELU, no dropout
+    (ViT/MAE). ``layer``: PyTorch's encoder layer, or its decoder layer (with cross-attention)."""
+    return layer(
         dim,
         heads,
         dim_feedforward=4 * dim,
