@@ -29,6 +29,15 @@ from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
 from selfsup.data.layout import Placed, Unused, image_files, place
 from selfsup.data.store import build_store, load_store
+from selfsup.data.tables import (
+    TABLE_SUFFIXES,
+    Source,
+    is_image_list,
+    is_table_source,
+    list_source,
+    listed_files,
+    table_source,
+)
 from selfsup.data.text import is_text_path, load_text
 from selfsup.errors import DataError
 
@@ -64,6 +73,8 @@ def load_data(
     if not path.exists():
         raise DataError(f"data path not found: {spec}")
     name = path.name.lower()
+    if name.endswith((".csv", ".tsv")) and is_image_list(path) or name.endswith(TABLE_SUFFIXES):
+        return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
     if is_text_path(name):
         return load_text(
             path, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **(text_options or {})
@@ -74,7 +85,7 @@ def load_data(
         return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
     raise DataError(
         f"unsupported data file: {spec} (expected a folder, {', '.join(ARCHIVE_SUFFIXES)}, .npy, .npz, "
-        ".txt, .csv, .tsv or 'digits')"
+        ".parquet, .txt, .csv, .tsv or 'digits')"
     )
 
 
@@ -190,8 +201,13 @@ def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool) -> str
             except OSError:  # a broken link: its name alone
                 digest.update(f"{name}|missing".encode())
     else:
-        stat = path.stat()
-        digest.update(f"{stat.st_size}|{stat.st_mtime_ns}".encode())
+        files = [path] + (listed_files(path) if path.name.lower().endswith((".csv", ".tsv")) else [])
+        for file in files:
+            try:
+                stat = file.stat()
+                digest.update(f"{file}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"{file}|missing".encode())
     return digest.hexdigest()[:24]
 
 
@@ -270,11 +286,29 @@ def wait_for_store(store: Path, source: str) -> None:
 
 
 def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool) -> None:
-    """Decode the images of a folder or archive, by its layout (:mod:`selfsup.data.layout`), into
-    the store ``store`` (:mod:`selfsup.data.store`)."""
+    """Decode the images of a folder, archive, table or list (:func:`_source`) into the store
+    ``store`` (:mod:`selfsup.data.store`)."""
+    source = _source(path)
+
+    def decode(item: Placed) -> np.ndarray | None:
+        return _decode_file(item, source.read, str(path), image_size, skip_bad_images)
+
+    build_store(
+        store, source.grouped, decode, str(path), source.unused.message(str(path)), _share_classes, _hold_out
+    )
+
+
+def _source(path: Path) -> Source:
+    """The images of ``path``: a folder or archive by its layout (:mod:`selfsup.data.layout`), or a
+    table or list of images (:mod:`selfsup.data.tables`)."""
     unused = Unused()
-    if path.is_dir():
-        placed = place(image_files(folder_names(path, unused), unused), str(path), unused)
+    names = folder_names(path, unused) if path.is_dir() else None
+    if is_table_source(path, names):
+        return table_source(path)
+    if path.name.lower().endswith((".csv", ".tsv")):
+        return list_source(path)
+    if names is not None:
+        placed = place(image_files(names, unused), str(path), unused)
 
         def read(name: str) -> bytes:
             return (path / name).read_bytes()
@@ -290,11 +324,7 @@ def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: boo
     grouped: dict[str, list[Placed]] = {}
     for item in placed:
         grouped.setdefault(item.split, []).append(item)
-
-    def decode(item: Placed) -> np.ndarray | None:
-        return _decode_file(item, read, str(path), image_size, skip_bad_images)
-
-    build_store(store, grouped, decode, str(path), unused.message(str(path)), _share_classes, _hold_out)
+    return Source(grouped, read, unused)
 
 
 def _decode_file(

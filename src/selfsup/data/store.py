@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from selfsup.data.dataset import ImageDataset
+from selfsup.data.dataset import UNLABELLED, ImageDataset
 from selfsup.data.layout import Placed
 from selfsup.errors import DataError
 
@@ -237,11 +237,11 @@ def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
             images.write(np.broadcast_to(nchw, (len(nchw), channels, height, width)))  # grey into RGB
     names = [name for s in shards for name in s.names]
     class_names = [label for s in shards for label in s.labels]
-    if class_names[0] is None:
+    if all(c is None for c in class_names):
         return ImageDataset(_placeholder(count, channels, height, width), names=names)
-    classes = sorted(set(class_names))
+    classes = sorted({c for c in class_names if c is not None})
     index = {c: i for i, c in enumerate(classes)}
-    labels = torch.tensor([index[c] for c in class_names], dtype=torch.long)
+    labels = torch.tensor([index.get(c, UNLABELLED) for c in class_names], dtype=torch.long)
     return ImageDataset(_placeholder(count, channels, height, width), labels, classes, names)
 
 
