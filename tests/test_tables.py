@@ -131,7 +131,7 @@ def test_a_table_without_images_is_one_line_error(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"x": [1, 2], "label": [0, 1]}), tmp_path / "numbers.parquet")
-    with pytest.raises(DataError, match="no image column"):
+    with pytest.raises(DataError, match="no text field .*nor an image column"):
         load_data(str(tmp_path / "numbers.parquet"))
 
 

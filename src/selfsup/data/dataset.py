@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -161,7 +162,7 @@ class TextDataset(LabelledData):
     """Documents as strings, optionally labelled (``labels`` int64 of shape N, values in
     ``range(len(classes))``); :func:`selfsup.data.text.load_text` reads them from files."""
 
-    texts: list[str]
+    texts: Sequence[str]  # a list, or the memory-mapped Documents of a corpus store
     labels: torch.Tensor | None = None
     classes: list[str] | None = None
 
@@ -174,8 +175,9 @@ class TextDataset(LabelledData):
 
     def subset(self, index) -> TextDataset:
         index = torch.as_tensor(index, dtype=torch.long)
+        texts = self.texts
         return TextDataset(
-            [self.texts[i] for i in index.tolist()],
+            texts.take(index.numpy()) if hasattr(texts, "take") else [texts[i] for i in index.tolist()],
             None if self.labels is None else self.labels[index],
             self.classes,
         )

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from selfsup import distributed
+from selfsup.data.corpus import CORPUS_FORMAT
 from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
 from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
@@ -36,6 +37,7 @@ from selfsup.data.tables import (
     is_table_source,
     list_source,
     listed_files,
+    table_holds_images,
     table_source,
 )
 from selfsup.data.text import is_text_path, load_text
@@ -73,11 +75,14 @@ def load_data(
     if not path.exists():
         raise DataError(f"data path not found: {spec}")
     name = path.name.lower()
-    if name.endswith((".csv", ".tsv")) and is_image_list(path) or name.endswith(TABLE_SUFFIXES):
+    images = name.endswith((".csv", ".tsv")) and is_image_list(path) or name.endswith(TABLE_SUFFIXES)
+    if images and not (name.endswith(TABLE_SUFFIXES) and not table_holds_images(path)):
         return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
-    if is_text_path(name):
+    if is_text_path(name) or images:  # images: a Parquet file without an image column, of texts
+        options = text_options or {}
+        store = cache_dir() / f"{_corpus_key(path, options)}.corpus" if cache else None
         return load_text(
-            path, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **(text_options or {})
+            path, store=store, held_out_seed=HELD_OUT_SEED, held_out_fraction=HELD_OUT_FRACTION, **options
         )
     if name.endswith((".npy", ".npz")):
         return _finish(_load_arrays(path), spec)
@@ -209,6 +214,14 @@ def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool) -> str
             except OSError:
                 digest.update(f"{file}|missing".encode())
     return digest.hexdigest()[:24]
+
+
+def _corpus_key(path: Path, options: dict) -> str:
+    stat = path.stat()
+    what = (
+        f"corpus|{CORPUS_FORMAT}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{sorted(options.items())}"
+    )
+    return hashlib.sha256(what.encode()).hexdigest()[:24]
 
 
 def cache_dir() -> Path:

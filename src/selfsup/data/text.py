@@ -3,70 +3,43 @@ column and an optional label column (AG News: class index, title, description; `
 
 from __future__ import annotations
 
-import csv
-import io
 import re
+import shutil
+import tempfile
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from selfsup.data.dataset import UNLABELLED, DataSplits, TextDataset, held_out_split, marks_unlabelled
+from selfsup.data.corpus import INFO_FILE, CorpusWriter, Documents, load_corpus
+from selfsup.data.dataset import DataSplits, TextDataset, held_out_split, marks_unlabelled
+from selfsup.data.text_records import text_records
 from selfsup.errors import DataError
 
-TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
-LABEL_NAMES = (
-    "label",
-    "labels",
-    "class",
-    "class_index",
-    "category",
-    "target",
-    "y",
-    "sentiment",
-    "polarity",
-    "topic",
-    "intent",
-    "emotion",
-    "tag",
-)
-TEXT_NAMES = (
-    "text",
-    "texts",
-    "sentence",
-    "sentence1",
-    "sentence2",
-    "review",
-    "content",
-    "body",
-    "document",
-    "tweet",
-    "title",
-    "description",
-    "comment",
-    "question",
-    "answer",
-    "message",
-    "abstract",
-    "headline",
-    "utterance",
-    "article",
-    "summary",
-    "passage",
-)
-"""Column names that mark a CSV's first row as a header (case-insensitive)."""
+TEXT_SUFFIXES = (".txt", ".csv", ".tsv", ".jsonl")
 UNLABELLED_HELD_OUT = 0.1  # share of an unlabelled corpus (its last documents) held out for test metrics
-PARAGRAPH_SHARE = 0.05  # auto: paragraphs where blank lines separate documents twice and once per 20 lines
-MAX_CLASSES = 1000  # auto: a column is categorical (a label) with at most this many values...
-MAX_LABEL_CHARS = 50  # ...each at most this long
+
+
+def text_kind(name: str) -> str | None:
+    """The format of a corpus file by its name (``.txt``, ``.csv``, ``.tsv``, ``.jsonl``, each
+    also gzip-compressed as ``NAME.gz``), or None."""
+    name = name.lower()
+    if name.endswith(".parquet"):
+        return ".parquet"
+    name = name.removesuffix(".gz")
+    return next((suffix for suffix in TEXT_SUFFIXES if name.endswith(suffix)), None)
 
 
 def is_text_path(spec: str) -> bool:
-    return spec.lower().endswith(TEXT_SUFFIXES)
+    """Whether ``spec`` names a corpus file by its suffix (Parquet files may hold images instead)."""
+    return text_kind(spec) not in (None, ".parquet")
 
 
 def load_text(
     path: Path,
     *,
+    store: Path | None = None,
     text_column: str = "auto",
     label_column: str = "auto",
     header: str = "auto",
@@ -75,16 +48,19 @@ def load_text(
     held_out_seed: int = 0,
     held_out_fraction: float = 0.2,
 ) -> DataSplits:
-    """Read a corpus into train/test splits.
+    """Read a corpus into train/test splits, by streaming it into a corpus store
+    (:mod:`selfsup.data.corpus`) at ``store`` (built once; None, or a folder that cannot be
+    written: a temporary one), so that it need not fit in memory; the splits' texts are
+    :class:`~selfsup.data.corpus.Documents` of the store.
 
     Encoding: UTF-8, or UTF-16/UTF-32 where a byte-order mark says so; Windows and old Mac line
-    ends are line ends.
+    ends are line ends. Any of the formats below may be gzip-compressed (``corpus.txt.gz``).
 
     ``.txt``: ``documents`` = ``line`` (one per line), ``paragraph`` (separated by blank lines) or
     ``auto`` (paragraphs where blank lines separate documents at least twice and at least once per
-    20 lines, as in plays and prose; blank lines at the start and end do not count). Unlabelled:
-    its last 10% of documents are the test split. A file holding NUL characters (UTF-16 without a
-    byte-order mark, a binary file) is refused.
+    20 lines of the first few MB, as in plays and prose; blank lines at the start and end do not
+    count). Unlabelled: its last 10% of documents are the test split. A file holding NUL characters
+    (UTF-16 without a byte-order mark, a binary file) is refused.
 
     ``.csv``/``.tsv``: ``text_column`` and ``label_column`` are column names or 0-based indices
     (several text columns, comma-separated, are joined by a line break; a label column ``none``
@@ -93,34 +69,87 @@ def load_text(
     names a known column (:data:`LABEL_NAMES`, :data:`TEXT_NAMES`), or when it is not among the
     values of a column of numbers or categories below it. ``label_column`` ``auto`` takes a column
     named like a label, else the one categorical column (repeated short values); the other columns
-    are the text, except columns of numbers (ids) beside text columns. Empty or negative-number
-    labels mark unlabelled texts (pretrained on, never evaluated; a column of nothing else reads as
-    unlabelled). ``line_break`` is the mark that stands for a line break inside a field. A labelled
-    corpus holds out ``held_out_fraction`` of its labelled texts, stratified and seeded, so that
-    evaluation never sees training texts.
+    are the text, except columns of numbers (ids) beside text columns. These choices are made on
+    the first few MB of rows. ``line_break`` is the mark that stands for a line break inside a field.
+
+    ``.jsonl`` (one JSON object per line) and ``.parquet``: the text field is ``text_column`` (or
+    the first named as :data:`TEXT_NAMES` lists, else the first of strings), the label field
+    ``label_column`` (or the first named as :data:`LABEL_NAMES` lists).
+
+    Empty or negative-number labels mark unlabelled texts (pretrained on, never evaluated; a label
+    column of nothing else reads as unlabelled). A labelled corpus holds out ``held_out_fraction``
+    of its labelled texts, stratified and seeded, so that evaluation never sees training texts.
 
     Raises :class:`DataError` for undecodable bytes, an empty corpus, a malformed table, an unknown
     column, or labels of a single class (the label column is then likely the wrong one).
     """
-    content = _decode(path.read_bytes(), path).replace("\r\n", "\n").replace("\r", "\n")
-    if path.suffix.lower() == ".txt":
-        (texts, found), labels = _documents(content, documents), None
-    else:
-        texts, labels, found = _read_table(content, path, text_column, label_column, header, line_break)
-        empty = sum(1 for text in texts if not text.strip())
-        found += f" [{empty} rows without text left out]" if empty else ""
-    kept = [i for i, text in enumerate(texts) if text.strip()]
-    if not kept:
-        raise DataError(f"{path} holds no text (empty corpus)")
-    texts = [texts[i] for i in kept]
-    if labels is not None:
-        labels = [labels[i] for i in kept]
-        named = _class_names(labels, path)
-        if not named:  # every label marks an unlabelled text
-            labels, found = None, found + " [the label column marks every text unlabelled]"
+    options = dict(
+        text_column=text_column,
+        label_column=label_column,
+        header=header,
+        documents=documents,
+        line_break=line_break,
+    )
+    texts, labels, info = corpus_store(path, store, options)
     if labels is None:
-        return _unlabelled_splits(texts, path, found)
-    return _labelled_splits(texts, labels, named, path, found, held_out_fraction, held_out_seed)
+        return _unlabelled_splits(texts, path, info["found"])
+    classes = info["classes"]
+    return _labelled_splits(
+        texts, torch.from_numpy(labels), classes, path, info["found"], held_out_fraction, held_out_seed
+    )
+
+
+def corpus_store(path: Path, store: Path | None, options: dict) -> tuple[Documents, np.ndarray | None, dict]:
+    """The corpus store of ``path`` at ``store`` (:func:`selfsup.data.corpus.load_corpus`), built
+    first where it is missing or damaged; where it cannot be written (or ``store`` is None) it is
+    built in a temporary folder, which is removed once its files are mapped."""
+    if store is not None and (store / INFO_FILE).exists():
+        try:
+            return load_corpus(store)
+        except Exception as exc:  # noqa: BLE001 - a damaged store is built again, whatever its fault
+            warnings.warn(
+                f"ignored the damaged cache {store} ({type(exc).__name__}); reading the corpus again"
+            )
+            shutil.rmtree(store, ignore_errors=True)
+    if store is not None:
+        try:
+            _build_corpus(path, store, options)
+            return load_corpus(store)
+        except OSError as exc:
+            warnings.warn(
+                f"could not store the corpus in {store.parent} ({exc.strerror or exc}); the next run reads "
+                "it again (set SELFSUP_CACHE_DIR to a writable folder)"
+            )
+    folder = Path(tempfile.mkdtemp(prefix="selfsup-corpus-"))
+    try:
+        _build_corpus(path, folder / "corpus", options)
+        return load_corpus(folder / "corpus")  # mapped: the files live on while mapped
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _build_corpus(path: Path, store: Path, options: dict) -> None:
+    """Stream the documents of ``path`` (empty ones left out) into a corpus store."""
+    kind = text_kind(path.name)
+    writer = CorpusWriter(store)
+    try:
+        empty, labelled, found = 0, False, ""
+        for texts, labels, how in text_records(path, kind, options):
+            found = how
+            kept = [i for i, text in enumerate(texts) if text.strip()]
+            empty += len(texts) - len(kept)
+            labelled = labelled or labels is not None
+            writer.add([texts[i] for i in kept], None if labels is None else [labels[i] for i in kept])
+        if not writer.count:
+            raise DataError(f"{path} holds no text (empty corpus)")
+        found += f" [{empty} rows without text left out]" if empty and kind != ".txt" else ""
+        classes = _class_names(list(writer.names), path) if labelled else None
+        if labelled and not classes:  # every label marks an unlabelled text
+            classes, found = None, found + " [the label column marks every text unlabelled]"
+        writer.finish(classes, {"found": found})
+    except BaseException:
+        writer.abandon()
+        raise
 
 
 def _class_names(labels: list[str], path: Path) -> list[str]:
@@ -138,7 +167,7 @@ def _class_names(labels: list[str], path: Path) -> list[str]:
     return named
 
 
-def _unlabelled_splits(texts: list[str], path: Path, found: str) -> DataSplits:
+def _unlabelled_splits(texts: Documents, path: Path, found: str) -> DataSplits:
     """An unlabelled corpus: its last :data:`UNLABELLED_HELD_OUT` of documents are the test split."""
     cut = len(texts) - int(len(texts) * UNLABELLED_HELD_OUT)
     note = (
@@ -152,8 +181,8 @@ def _unlabelled_splits(texts: list[str], path: Path, found: str) -> DataSplits:
 
 
 def _labelled_splits(
-    texts: list[str],
-    labels: list[str],
+    texts: Documents,
+    labels: torch.Tensor,
     classes: list[str],
     path: Path,
     found: str,
@@ -161,190 +190,10 @@ def _labelled_splits(
     held_out_seed: int,
 ) -> DataSplits:
     """A labelled corpus: a stratified, seeded share of its labelled texts is the test split."""
-    position = {c: i for i, c in enumerate(classes)}
-    full = TextDataset(texts, torch.tensor([position.get(c, UNLABELLED) for c in labels]), classes)
+    full = TextDataset(texts, labels, classes)
     train_idx, test_idx = held_out_split(full.labels, held_out_fraction, held_out_seed)
     note = (
         f"labelled corpus{found}: held out {len(test_idx)} labelled texts "
         f"({held_out_fraction:.0%}, stratified, seed {held_out_seed}) for evaluation"
     )
     return DataSplits(full.subset(train_idx), full.subset(test_idx), source=str(path), note=note)
-
-
-def _decode(raw: bytes, path: Path) -> str:
-    text = _decoded(raw, path)
-    if "\x00" in text:  # NUL is no character of text: UTF-16 without a byte-order mark, or a binary file
-        raise DataError(
-            f"{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark, or not a "
-            "text file); convert it to UTF-8 with e.g. `iconv -f utf-16 -t utf-8`"
-        )
-    return text
-
-
-def _decoded(raw: bytes, path: Path) -> str:
-    """The file's text: UTF-32 or UTF-16 where a byte-order mark says so (UTF-32 LE's begins with
-    UTF-16 LE's, so it is tried first), else UTF-8 (with or without one)."""
-    boms = (
-        (b"\xff\xfe\x00\x00", "utf-32"),
-        (b"\x00\x00\xfe\xff", "utf-32"),
-        (b"\xff\xfe", "utf-16"),
-        (b"\xfe\xff", "utf-16"),
-    )
-    encoding = next((name for bom, name in boms if raw.startswith(bom)), "utf-8-sig")
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not {encoding.replace('-sig', '').upper()} text (undecodable byte at offset "
-            f"{exc.start}); convert it with e.g. `iconv -t utf-8`"
-        ) from None
-
-
-def _documents(content: str, documents: str) -> tuple[list[str], str]:
-    """The documents of a .txt and how they were cut (for the run's note)."""
-    if documents not in ("auto", "line", "paragraph"):
-        raise DataError(f"data.documents must be auto, line or paragraph, got '{documents}'")
-    blocks = [block for block in re.split(r"\n(?:[ \t]*\n)+", content) if block.strip()]
-    lines = sum(1 for line in content.split("\n") if line.strip())
-    separators = len(blocks) - 1
-    if documents == "paragraph" or (
-        documents == "auto" and separators >= 2 and separators >= PARAGRAPH_SHARE * lines
-    ):
-        return [block.strip("\n") for block in blocks], (
-            " (paragraphs: blank lines separate the documents; data.documents=line reads one per line)"
-        )
-    return content.split("\n"), " (one document per line)"
-
-
-def _read_table(
-    content: str, path: Path, text_column: str, label_column: str, header: str, line_break: str
-) -> tuple[list[str], list[str] | None, str]:
-    """The texts of a table's rows, their labels (None without a label column) and how the table
-    was read (for the run's note)."""
-    rows = _table_rows(content, path)
-    if header == "auto":
-        has_header = _has_header(rows)
-    elif header in ("true", "false"):
-        has_header = header == "true"
-    else:
-        raise DataError(f"data.header must be auto, true or false, got '{header}'")
-    names = rows[0] if has_header else [str(i) for i in range(len(rows[0]))]
-    body = rows[1:] if has_header else rows
-    label_index = _label_index(label_column, names, body, has_header, path)
-    text_indices = _text_indices(text_column, label_index, names, body, path)
-
-    def clean(field: str) -> str:
-        return field.replace(line_break, "\n") if line_break else field
-
-    def quoted(i: int) -> str:
-        return f"'{names[i]}'" if has_header else f"column {i}"
-
-    texts = ["\n".join(clean(row[i]).strip() for i in text_indices) for row in body]
-    labels = None if label_index is None else [row[label_index].strip() for row in body]
-    found = (
-        f" ({'header row; ' if has_header else 'no header; '}"
-        f"text: {', '.join(quoted(i) for i in text_indices)}"
-        + (f"; label: {quoted(label_index)}" if label_index is not None else "")
-        + ")"
-    )
-    return texts, labels, found
-
-
-def _table_rows(content: str, path: Path) -> list[list[str]]:
-    """The non-empty rows of a CSV (by commas, else by semicolons where only they make a table of
-    two or more columns) or TSV; raises :class:`DataError` unless there are rows, all as wide."""
-
-    def parse(delimiter: str) -> list[list[str]]:
-        try:
-            return [row for row in csv.reader(io.StringIO(content), delimiter=delimiter) if row]
-        except csv.Error as exc:
-            raise DataError(f"cannot parse {path} as CSV: {exc}") from None
-
-    def table(rows: list[list[str]]) -> bool:
-        return bool(rows) and len(rows[0]) > 1 and all(len(row) == len(rows[0]) for row in rows)
-
-    rows = parse("\t" if path.suffix.lower() == ".tsv" else ",")
-    if path.suffix.lower() == ".csv" and not table(rows):
-        semicolons = parse(";")  # spreadsheets in locales whose decimal mark is a comma write these
-        rows = semicolons if table(semicolons) else rows
-    if not rows:
-        raise DataError(f"{path} holds no text (empty corpus)")
-    width = len(rows[0])
-    bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
-    if bad is not None:
-        raise DataError(f"{path}: row {bad + 1} has {len(rows[bad])} fields, the first row {width}")
-    return rows
-
-
-def _column(name: str, names: list[str], path: Path) -> int:
-    """The index of the column ``name``: a column name, else a 0-based index."""
-    if name in names:
-        return names.index(name)
-    if name.isdigit() and int(name) < len(names):
-        return int(name)
-    raise DataError(f"{path} has no column '{name}' (columns: {', '.join(names)})")
-
-
-def _label_index(
-    label_column: str, names: list[str], body: list[list[str]], has_header: bool, path: Path
-) -> int | None:
-    """The label column of ``data.label_column``; ``auto``: the first named like a label, else the
-    one categorical column (None where there are none or several)."""
-    if label_column == "none":
-        return None
-    if label_column != "auto":
-        return _column(label_column, names, path)
-    width = len(names)
-    named = [i for i, n in enumerate(names) if n.strip().lower() in LABEL_NAMES] if has_header else []
-    categorical = [i for i in range(width) if _categorical([row[i] for row in body])] if width > 1 else []
-    return named[0] if named else categorical[0] if len(categorical) == 1 else None
-
-
-def _text_indices(
-    text_column: str, label_index: int | None, names: list[str], body: list[list[str]], path: Path
-) -> list[int]:
-    """The text columns of ``data.text_column`` (comma-separated); ``auto``: every column but the
-    label's, except columns of numbers (ids, scores) where text remains."""
-    if text_column == "auto":
-        others = [i for i in range(len(names)) if i != label_index]
-        text_indices = [i for i in others if not all(_number(row[i]) for row in body)] or others
-    else:
-        text_indices = [_column(part.strip(), names, path) for part in text_column.split(",") if part.strip()]
-    if not text_indices:
-        raise DataError(
-            f"{path}: no text column (columns: {', '.join(names)}); name one with data.text_column"
-        )
-    return text_indices
-
-
-def _has_header(rows: list[list[str]]) -> bool:
-    """Whether the first row names the columns: it holds a known column name, or it is not among
-    the values of a column of numbers or of categories below it. Whether label values look like
-    numbers does not matter."""
-    first, body = rows[0], rows[1:]
-    if any(field.strip().lower() in LABEL_NAMES + TEXT_NAMES for field in first):
-        return True
-    for i, field in enumerate(first):
-        values = [row[i].strip() for row in body]
-        if values and all(_number(v) for v in values) and not _number(field.strip()):
-            return True
-        if _categorical(values) and field.strip() not in set(values):
-            return True
-    return False
-
-
-def _categorical(values: list[str]) -> bool:
-    """Whether a column holds categories: short values, each seen twice or more on average."""
-    distinct = set(values)
-    return (
-        0 < len(distinct) <= min(MAX_CLASSES, len(values) / 2)
-        and max(len(v) for v in distinct) <= MAX_LABEL_CHARS
-    )
-
-
-def _number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
