@@ -435,7 +435,7 @@ def test_causal_lm_test_metrics_match_their_definitions(tmp_path, news_csv):
     result = text_run(tmp_path, "causal_lm", news_csv, epochs=1)
     method, _ = api.load_method(result.run_dir, "cpu")
     splits = load_data(news_csv)
-    ids = trim_padding(method.encoder.inputs(splits.test))
+    ids = trim_padding(method.encoder.inputs(splits.test)).long()  # stored ids are uint16
     with torch.no_grad():
         logits = method.head(method.encoder.backbone(ids))[:, :-1].float()
     targets = ids[:, 1:]

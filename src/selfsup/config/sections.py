@@ -60,6 +60,9 @@ class TextConfig:
     lowercase: bool = True
     max_length: int = 128  # tokens per document (longer ones are cut) or per block when packed
     pack: bool = False  # train on the corpus as one stream cut into max_length blocks (language models)
+    tokenizer_sample: int = (
+        100_000_000  # characters of the corpus (spread through it) the tokenizer learns from; 0: all
+    )
 
 
 @dataclass

@@ -84,7 +84,7 @@ def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     batch = batch.to(device)
     if batch.dtype == torch.uint8:
         return batch.float().div_(255.0).contiguous(memory_format=torch.channels_last)
-    return trim_padding(batch)
+    return trim_padding(batch).long()  # stored ids may be uint16
 
 
 def channel_stats(images: torch.Tensor, chunk_values: int = 2**21) -> tuple[list[float], list[float]]:

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.data.tokenizer import Vocabulary, encode_documents, trim_padding
+from selfsup.data.tokenizer import Vocabulary, trim_padding
+from selfsup.data.tokens import document_ids
 from selfsup.errors import DataError
 from selfsup.models.vit import init_transformer, transformer_block
 
@@ -199,7 +200,7 @@ class TextEncoder(nn.Module):
         ``max_length``)."""
         if not hasattr(dataset, "texts"):
             raise DataError("this encoder was trained on text; give it a text corpus (.txt, .csv, .tsv)")
-        return encode_documents(self.tokenizer, dataset.texts, self.max_length)
+        return document_ids(self.tokenizer, dataset.texts, self.max_length)
 
     def pool(self, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Document embeddings N×dim from states N×L×dim of ``ids`` N×L."""
@@ -209,5 +210,5 @@ class TextEncoder(nn.Module):
         return (states * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        ids = trim_padding(ids)
+        ids = trim_padding(ids).long()  # stored ids may be uint16
         return self.pool(self.backbone(ids), ids)

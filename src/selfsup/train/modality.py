@@ -9,6 +9,7 @@ method's encoder options (``methods``), both above ``data`` in the import order.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +21,11 @@ from selfsup.data import DataSplits, TextDataset
 from selfsup.data.tokenizer import (
     TOKENIZER_FILE,
     load_tokenizer,
-    pack_documents,
     save_tokenizer,
     train_tokenizer,
     trim_padding,
 )
+from selfsup.data.tokens import packed_ids, row_lengths, sample_texts
 from selfsup.errors import ConfigError, DataError
 from selfsup.methods import get_method
 from selfsup.models.backbones import resnet_last_stage_input_side
@@ -167,7 +168,7 @@ class Text(Modality):
         # trained once, by rank 0: HF's trainer is not deterministic (hash-map order), so one
         # vocabulary for all
         encoder, train, test = build_text_inputs(self.config, splits, distributed.broadcast_object(tokenizer))
-        self.lengths = (train != 0).sum(dim=1)
+        self.lengths = row_lengths(train)
         return Inputs(encoder, train, test)
 
     def batch_order(self, order, generator):
@@ -176,7 +177,7 @@ class Text(Modality):
         return group_by_length(order, self.lengths, self.config.train.batch_size, generator)
 
     def views(self, batch, generator):
-        return [trim_padding(batch)]
+        return [trim_padding(batch).long()]
 
     def save(self, encoder, run_dir):
         save_tokenizer(encoder.tokenizer, run_dir)
@@ -216,9 +217,11 @@ def group_by_length(
     return torch.cat([batches.flatten(), order[count * batch_size :]])
 
 
-def train_text_tokenizer(config: Config, texts: list[str]):
-    """The tokenizer of ``config.text`` trained on ``texts``."""
-    return train_tokenizer(texts, config.text.tokenizer, config.text.vocab_size, config.text.lowercase)
+def train_text_tokenizer(config: Config, texts: Sequence[str]):
+    """The tokenizer of ``config.text`` trained on a sample of ``texts`` (``text.tokenizer_sample``
+    characters, spread through the corpus)."""
+    sample = sample_texts(texts, config.text.tokenizer_sample)
+    return train_tokenizer(sample, config.text.tokenizer, config.text.vocab_size, config.text.lowercase)
 
 
 def build_text_inputs(
@@ -242,7 +245,7 @@ def build_text_inputs(
     ).attach_tokenizer(tokenizer)
 
     def tokens(dataset: TextDataset) -> torch.Tensor:
-        return pack_documents(tokenizer, dataset.texts, tc.max_length) if tc.pack else encoder.inputs(dataset)
+        return packed_ids(tokenizer, dataset.texts, tc.max_length) if tc.pack else encoder.inputs(dataset)
 
     test = None
     if splits.test is not None:
