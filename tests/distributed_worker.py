@@ -160,8 +160,37 @@ def fail(mode: str, run_dir: str) -> None:
         distributed.shutdown()
 
 
+def shares(data: str, out: str) -> None:
+    """Each process's rows of one epoch's batches of a stored image folder, and the store files it
+    maps (rank 0 saves them all as JSON)."""
+    import json
+    from pathlib import Path
+
+    from selfsup.data import load_data
+    from selfsup.methods.recipes import build_config
+    from selfsup.train import build_run
+
+    distributed.setup(torch.device("cpu"), 60)
+    config = build_config(
+        "simclr", small_images=True, overrides=[f"data.spec={data}", "train.batch_size=8", "model.width=8"]
+    )
+    splits = load_data(data)
+    run = build_run(config, splits, Path(out).parent / "run", torch.device("cpu"), False, True)
+    order = run.order(0)
+    rows = [run.share(order, k).tolist() for k in range(run.steps_per_epoch)]
+    mapped = sorted({line.split()[-1] for line in open("/proc/self/maps") if line.rstrip().endswith(".npy")})
+    mine = {"rank": distributed.rank(), "rows": rows, "mapped": mapped, "order": order.tolist()}
+    found = [None] * distributed.world_size()
+    torch.distributed.all_gather_object(found, mine)
+    if distributed.is_main():
+        Path(out).write_text(json.dumps(found))
+    distributed.shutdown()
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "methods":
+    if sys.argv[1] == "shares":
+        shares(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "methods":
         import datetime
 
         torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))

@@ -273,3 +273,23 @@ def test_two_nodes_each_build_their_store_and_train_like_one_process(tmp_path):
     assert all(list((tmp_path / f"node{k}").glob("*.store")) for k in range(2))  # one store per machine
     for a, b in zip(history(tmp_path / "one"), history(tmp_path / "two"), strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-3), a["epoch"]
+
+
+def test_two_processes_on_one_machine_read_disjoint_shares_of_one_store(tmp_path):
+    """Under torchrun, local rank 0 builds the store and the other waits; both map the same files
+    (one copy in the page cache), and each step's rows of the two processes are disjoint and make up
+    the global batch."""
+    from conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "pets", per_class=20, size=(8, 8))
+    out = tmp_path / "shares.json"
+    command = TORCHRUN + [str(TESTS / "distributed_worker.py"), "shares", str(folder), str(out)]
+    run(command, cwd=tmp_path, env={"SELFSUP_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"})
+    first, second = sorted(json.loads(out.read_text()), key=lambda found: found["rank"])
+    assert len(list((tmp_path / "cache").glob("*.store"))) == 1
+    assert first["mapped"] == second["mapped"] and first["mapped"]
+    assert all(str(tmp_path / "cache") in path for path in first["mapped"])
+    assert first["order"] == second["order"] and len(first["rows"]) == 4  # 32 training images, batches of 8
+    for k, (a, b) in enumerate(zip(first["rows"], second["rows"], strict=True)):
+        assert len(a) == len(b) == 4 and not set(a) & set(b)
+        assert sorted(a + b) == sorted(first["order"][8 * k : 8 * (k + 1)])

@@ -21,6 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,22 +171,29 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
 def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:
     """One pass over the training data in the epoch's order; returns the epoch's record: mean
     loss and loss terms (of the global batch), last learning rate, speed and time."""
-    tc, rank = run.config.train, distributed.rank()
+    tc = run.config.train
     run.method.train()
-    torch.manual_seed(epoch_seed(tc.seed, epoch, 0, rank))  # each process its own stream (masks, noise)
+    torch.manual_seed(epoch_seed(tc.seed, epoch, 0, distributed.rank()))  # each process its own stream
     order, generator = run.order(epoch), run.augment_generator(epoch)
     started = time.perf_counter()
     loss_sum, term_sums, lr = 0.0, {}, 0.0
-    for step_in_epoch in range(run.steps_per_epoch):
-        # this process's share of the global batch
-        start = step_in_epoch * tc.batch_size + rank * run.local_batch
-        index = order[start : start + run.local_batch].to(run.device)
-        outcome = step(run, index, generator, run.progress(epoch, step_in_epoch))
-        loss_sum, lr = loss_sum + outcome.loss, outcome.lr
-        for key, value in outcome.output.terms.items():
-            term_sums[key] = term_sums.get(key, 0.0) + distributed.mean_over_processes(value.detach()).item()
-        for callback in callbacks:
-            callback.on_step_end(run, outcome)
+
+    # the next batch is gathered (read from the store, decoded, sent to the device) while this
+    # one trains: the order is fixed in advance, so this changes no number
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfsup-gather") as pool:
+        upcoming = pool.submit(gather, run, run.share(order, 0)) if run.steps_per_epoch else None
+        for step_in_epoch in range(run.steps_per_epoch):
+            index, batch = run.share(order, step_in_epoch), upcoming.result()
+            if step_in_epoch + 1 < run.steps_per_epoch:
+                upcoming = pool.submit(gather, run, run.share(order, step_in_epoch + 1))
+            outcome = step(run, index.to(run.device), generator, run.progress(epoch, step_in_epoch), batch)
+            loss_sum, lr = loss_sum + outcome.loss, outcome.lr
+            for key, value in outcome.output.terms.items():
+                term_sums[key] = (
+                    term_sums.get(key, 0.0) + distributed.mean_over_processes(value.detach()).item()
+                )
+            for callback in callbacks:
+                callback.on_step_end(run, outcome)
     seconds = time.perf_counter() - started
     count = run.steps_per_epoch
     return {
@@ -198,14 +206,27 @@ def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:
     }
 
 
-def step(run: Run, index: torch.Tensor, generator, progress: Progress) -> StepEnd:
-    """One optimiser step on the training items ``index`` (this process's share of the batch):
-    views, forward, a finite-loss check, backward (scaled for fp16), gradient clipping, the
-    optimiser, then the method's ``after_step``. Raises :class:`TrainingError` on a NaN or
-    infinite loss, before the weights change."""
+def gather(run: Run, index: torch.Tensor) -> torch.Tensor:
+    """The stored inputs ``index`` (a host tensor) on the run's device: read (and decoded) on the
+    host, sent from pinned memory without waiting where the device is a GPU."""
+    batch = run.inputs[index]
+    if run.device.type == "cuda":
+        return batch.pin_memory().to(run.device, non_blocking=True)
+    return batch.to(run.device)
+
+
+def step(
+    run: Run, index: torch.Tensor, generator, progress: Progress, batch: torch.Tensor | None = None
+) -> StepEnd:
+    """One optimiser step on the training items ``index`` (this process's share of the batch;
+    ``batch``: their inputs, gathered already by :func:`gather`): views, forward, a finite-loss
+    check, backward (scaled for fp16), gradient clipping, the optimiser, then the method's
+    ``after_step``. Raises :class:`TrainingError` on a NaN or infinite loss, before the weights
+    change."""
     lr = run.lr_schedule[progress.step]
     set_lr(run.optimizer, lr, run.peak_lr)
-    views = run.modality.views(run.inputs[index], generator)
+    batch = gather(run, index.cpu()) if batch is None else batch
+    views = run.modality.views(batch, generator)
     labels = {"labels": run.labels[index]} if run.labels is not None else {}
     with autocast(run.device, run.amp_dtype):
         output = run.model(views, progress=progress, **labels)

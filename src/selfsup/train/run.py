@@ -35,8 +35,9 @@ class Run:
     """What setup makes and every epoch and step uses.
 
     ``method`` is the bare method (its state is checkpointed), ``model`` what the step calls (the
-    method, or DistributedDataParallel around it). ``inputs`` are the stored training inputs on
-    the device (uint8 images or token ids), ``labels`` theirs where the method needs them.
+    method, or DistributedDataParallel around it). ``inputs`` are the stored training inputs, on
+    the host (uint8 images or token ids, often memory-mapped; each batch is sent to the device),
+    ``labels`` theirs where the method needs them, on the device.
     ``lr_schedule[k]`` is the learning rate of step k, computed once (DINO's ``main_dino.py``
     does the same). ``scaler`` is a GradScaler enabled only for float16.
     """
@@ -84,6 +85,12 @@ class Run:
         process, arranged by the modality (text: batches of similar lengths)."""
         generator = torch.Generator().manual_seed(epoch_seed(self.config.train.seed, epoch, 1))
         return self.modality.batch_order(torch.randperm(len(self.inputs), generator=generator), generator)
+
+    def share(self, order: torch.Tensor, step_in_epoch: int) -> torch.Tensor:
+        """This process's share of the global batch ``step_in_epoch`` of ``order``: the processes
+        read disjoint rows of the same store."""
+        start = step_in_epoch * self.config.train.batch_size + distributed.rank() * self.local_batch
+        return order[start : start + self.local_batch]
 
     def augment_generator(self, epoch: int):
         """The augmentation generator of ``epoch``: the same draws for the global batch in every
@@ -153,7 +160,8 @@ def build_run(
     elif resume and distributed.is_main():
         print(f"selfsup: no checkpoint in {run_dir}; starting from epoch 1", file=sys.stderr)
     run.lr_schedule = lr_schedule(config, steps_per_epoch, peak_lr)
-    run.inputs = run.inputs.to(device)
+    # the inputs stay where they are (a memory-mapped store may exceed the device's memory): each
+    # batch is gathered on the host and sent (:func:`selfsup.train.loop.gather`)
     run.labels = run.labels.to(device) if run.labels is not None else None
     return run
 
