@@ -71,6 +71,7 @@ def load_splits(config: Config, progress: bool = False) -> DataSplits:
         image_size=config.data.image_size,
         skip_bad_images=config.data.skip_bad_images,
         text_options=config.data.text_options(),
+        store=config.data.store,
     )
     if progress and distributed.is_main():
         print(f"selfsup: data {splits.describe()}", file=sys.stderr)

@@ -19,6 +19,9 @@ class DataConfig:
     spec: str = "digits"
     image_size: int | None = None  # resize and centre-crop every image to this square size
     skip_bad_images: bool = False
+    store: str = (
+        "auto"  # folders, archives, tables: raw (uint8 pixels), jpeg (compressed), auto: jpeg from 160 px
+    )
     # text corpora (.txt, .csv, .tsv): see selfsup.data.text.load_text
     text_column: str = (
         "auto"  # CSV column name(s) or 0-based index(es), comma-separated; auto: all but the label

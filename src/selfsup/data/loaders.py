@@ -45,7 +45,8 @@ from selfsup.errors import DataError
 
 HELD_OUT_FRACTION = 0.2  # share of a labelled data set without a test split that is held out for evaluation
 HELD_OUT_SEED = 0
-CACHE_FORMAT = 3  # 2: pixels as a viewer shows them (EXIF, bit depth, alpha, colour profiles); 3: a store
+CACHE_FORMAT = 4  # 2: pixels as a viewer shows them (EXIF, bit depth, alpha, colour profiles); 3: a store;
+# 4: raw or JPEG stores
 
 
 def load_data(
@@ -55,6 +56,7 @@ def load_data(
     skip_bad_images: bool = False,
     cache: bool = True,
     text_options: dict | None = None,
+    store: str = "auto",
 ) -> DataSplits:
     """Load ``digits``, an ImageFolder directory, a tar or zip archive of one, a .npy/.npz file, or a
     text corpus (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
@@ -65,6 +67,8 @@ def load_data(
     split is split 80/20 (stratified, seed 0) so that evaluation never sees training images;
     negative labels (arrays) mark unlabelled items, which all stay in the training split.
     ``image_size`` resizes (shorter side) and centre-crops every image to that square size.
+    ``store`` (``data.store``): how a folder, archive or table is stored: ``raw`` pixels, ``jpeg``
+    (:mod:`selfsup.data.compressed`), or ``auto``: JPEG from 160 px up.
 
     Raises :class:`DataError` for a missing or unreadable path, an unknown format, a layout it
     cannot read, corrupt images (unless ``skip_bad_images``) and pixels without a faithful 8-bit picture.
@@ -77,7 +81,9 @@ def load_data(
     name = path.name.lower()
     images = name.endswith((".csv", ".tsv")) and is_image_list(path) or name.endswith(TABLE_SUFFIXES)
     if images and not (name.endswith(TABLE_SUFFIXES) and not table_holds_images(path)):
-        return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
+        return _load_cached(
+            path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache, store=store
+        )
     if is_text_path(name) or images:  # images: a Parquet file without an image column, of texts
         options = text_options or {}
         store = cache_dir() / f"{_corpus_key(path, options)}.corpus" if cache else None
@@ -87,7 +93,9 @@ def load_data(
     if name.endswith((".npy", ".npz")):
         return _finish(_load_arrays(path), spec)
     if path.is_dir() or name.endswith(ARCHIVE_SUFFIXES):
-        return _load_cached(path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache)
+        return _load_cached(
+            path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache, store=store
+        )
     raise DataError(
         f"unsupported data file: {spec} (expected a folder, {', '.join(ARCHIVE_SUFFIXES)}, .npy, .npz, "
         ".parquet, .txt, .csv, .tsv or 'digits')"
@@ -196,8 +204,10 @@ def _share_classes(splits: dict[str, ImageDataset]) -> None:
 # ---- folders and archives -------------------------------------------------------------------------
 
 
-def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool) -> str:
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{path.resolve()}|{image_size}|{skip_bad_images}".encode())
+def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> str:
+    digest = hashlib.sha256(
+        f"{CACHE_FORMAT}|{path.resolve()}|{image_size}|{skip_bad_images}|{encoding}".encode()
+    )
     if path.is_dir():
         for name in folder_names(path):
             try:
@@ -228,11 +238,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SELFSUP_CACHE_DIR", Path.home() / ".cache" / "selfsup"))
 
 
-def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, cache: bool) -> DataSplits:
+def _load_cached(
+    path: Path, *, image_size: int | None, skip_bad_images: bool, cache: bool, store: str = "auto"
+) -> DataSplits:
     """The splits of a folder or archive from its store in :func:`cache_dir` (built on first use,
     read memory-mapped). Where the cache cannot be written (or ``cache`` is False) the store is
     built in a temporary folder and read into memory."""
-    store = cache_dir() / f"{_cache_key(path, image_size, skip_bad_images)}.store"
+    encoding, store = store, cache_dir() / f"{_cache_key(path, image_size, skip_bad_images, store)}.store"
     if cache and not store.exists() and local_rank() > 0:
         wait_for_store(store, str(path))
     if cache and store.exists():
@@ -243,7 +255,7 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
             shutil.rmtree(store, ignore_errors=True)
     if cache:
         try:
-            _build(path, store, image_size, skip_bad_images)
+            _build(path, store, image_size, skip_bad_images, encoding)
             return _finish_store(*load_store(store), str(path))
         except OSError as exc:
             warnings.warn(
@@ -251,7 +263,7 @@ def _load_cached(path: Path, *, image_size: int | None, skip_bad_images: bool, c
                 "decodes them again (set SELFSUP_CACHE_DIR to a writable folder)"
             )
     with tempfile.TemporaryDirectory(prefix="selfsup-store-") as folder:
-        _build(path, Path(folder) / "store", image_size, skip_bad_images)
+        _build(path, Path(folder) / "store", image_size, skip_bad_images, encoding)
         return _finish_store(*load_store(Path(folder) / "store", mmap=False), str(path))
 
 
@@ -298,7 +310,7 @@ def wait_for_store(store: Path, source: str) -> None:
         time.sleep(0.2)
 
 
-def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool) -> None:
+def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> None:
     """Decode the images of a folder, archive, table or list (:func:`_source`) into the store
     ``store`` (:mod:`selfsup.data.store`)."""
     source = _source(path)
@@ -306,9 +318,8 @@ def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: boo
     def decode(item: Placed) -> np.ndarray | None:
         return _decode_file(item, source.read, str(path), image_size, skip_bad_images)
 
-    build_store(
-        store, source.grouped, decode, str(path), source.unused.message(str(path)), _share_classes, _hold_out
-    )
+    unused = source.unused.message(str(path))
+    build_store(store, source.grouped, decode, str(path), unused, _share_classes, _hold_out, encoding)
 
 
 def _source(path: Path) -> Source:

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from selfsup.data.compressed import BYTES_FILE, OFFSETS_FILE, JpegImages, choose_encoding, encode_jpeg
 from selfsup.data.dataset import UNLABELLED, ImageDataset
 from selfsup.data.layout import Placed
 from selfsup.errors import DataError
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: store.json records the encoding (raw or jpeg)
 CHUNK = 1024
 """Images decoded, and held in memory, at a time."""
 INFO_FILE, IMAGES_FILE, META_FILE = "store.json", "images.npy", "meta.json"
@@ -51,12 +52,22 @@ class Shard:
     names: list[str]
     labels: list[str | None]
     bad: list[str]
+    lengths: list[int] | None = None  # jpeg: each image's bytes in the shard's file
 
     @classmethod
     def read(cls, path: Path) -> Shard:
-        meta = json.loads(path.with_suffix(".json").read_text())
+        meta = json.loads(path.with_name(path.name + ".json").read_text())
         shapes = [tuple(shape) for shape in meta["shapes"]]
-        return cls(path, meta["count"], shapes, meta["rgb"], meta["names"], meta["labels"], meta["bad"])
+        return cls(
+            path,
+            meta["count"],
+            shapes,
+            meta["rgb"],
+            meta["names"],
+            meta["labels"],
+            meta["bad"],
+            meta.get("lengths"),
+        )
 
     def pixels(self) -> np.ndarray:
         """The kept images, N×H×W (grey) or N×H×W×3, memory-mapped."""
@@ -66,7 +77,9 @@ class Shard:
 def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDataset], dict]:
     """The splits of the store in ``directory`` (images memory-mapped unless ``mmap`` is False:
     then read into memory), and its ``store.json``: ``unused`` (the line about unused files) and
-    ``held_out`` (how many training images the build held out as the test split; 0: none).
+    ``held_out`` (how many training images the build held out as the test split; 0: none) and
+    ``encoding`` (``raw``: pixels; ``jpeg``: :class:`~selfsup.data.compressed.JpegImages`; these
+    are decoded per batch, and ``mmap`` does not apply).
     Raises an exception of any type for a damaged store (the caller builds it again)."""
     info = json.loads((directory / INFO_FILE).read_text())
     if info["format"] != STORE_FORMAT:
@@ -74,10 +87,14 @@ def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDatas
     splits = {}
     for name in info["splits"]:
         meta = json.loads((directory / name / META_FILE).read_text())
-        # copy-on-write: the tensor is writable, and the file is never written
-        pixels = np.load(directory / name / IMAGES_FILE, mmap_mode="c" if mmap else None)
+        if info["encoding"] == "jpeg":
+            images = JpegImages(directory / name, tuple(meta["shape"]))
+        else:  # copy-on-write: the tensor is writable, and the file is never written
+            images = torch.from_numpy(
+                np.load(directory / name / IMAGES_FILE, mmap_mode="c" if mmap else None)
+            )
         labels = torch.tensor(meta["labels"], dtype=torch.long) if meta["labels"] is not None else None
-        splits[name] = ImageDataset(torch.from_numpy(pixels), labels, meta["classes"], meta["names"])
+        splits[name] = ImageDataset(images, labels, meta["classes"], meta["names"])
     return splits, info
 
 
@@ -89,18 +106,26 @@ def build_store(
     unused: str,
     share_classes: Callable[[dict[str, ImageDataset]], None],
     hold_out: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    encoding: str = "raw",
 ) -> None:
     """Decode the images of every split of ``grouped`` with ``decode`` (None: a file skipped) and
     write the store to ``directory``. Raises :class:`DataError` where a split has no readable image
     or images of different sizes, or splits differ in size; ``share_classes`` re-indexes the
     splits' labels over the union of their classes. A labelled training split of several classes
     without a test split is split in the store by ``hold_out(labels) -> (train index, test
-    index)``, both sorted, so that no run copies it in memory."""
+    index)``, both sorted, so that no run copies it in memory. ``encoding`` (``data.store``):
+    :func:`~selfsup.data.compressed.choose_encoding`, by the first image's size for ``auto``."""
+    choose_encoding(encoding, 0)  # an unknown name is refused before anything is written
     partial = directory.with_name(directory.name + ".partial")
     (partial / "shards").mkdir(parents=True, exist_ok=True)
+    chosen = partial / "encoding"  # a rerun goes on as the killed build began
+    if not chosen.exists():
+        side = _first_side(grouped, decode) if encoding == "auto" else 0
+        _atomic(chosen, lambda tmp: tmp.write_text(choose_encoding(encoding, side)))
+    encoding = chosen.read_text()
     shards = {}
     for split, items in grouped.items():
-        shards[split] = _decode_split(partial / "shards", split, items, decode)
+        shards[split] = _decode_split(partial / "shards", split, items, decode, encoding)
         _check_split(shards[split], source)
     sizes = {_shape(s) for s in shards.values()}
     if len(sizes) > 1:
@@ -110,7 +135,10 @@ def build_store(
     channels = 3 if any(s.rgb for split_shards in shards.values() for s in split_shards) else 1
     out = partial / f"out-{socket.gethostname()}-{os.getpid()}"  # each builder assembles its own
     shutil.rmtree(out, ignore_errors=True)
-    splits = {split: _assemble(out / split, split_shards, channels) for split, split_shards in shards.items()}
+    splits = {
+        split: _assemble(out / split, split_shards, channels, encoding)
+        for split, split_shards in shards.items()
+    }
     share_classes(splits)
     held_out = 0
     train = splits.get("train")
@@ -121,14 +149,25 @@ def build_store(
         and len(train.present_classes()) > 1
     ):
         train_index, test_index = hold_out(train.labels)
-        splits["test"] = _take(out, "train", "test", train, test_index)
-        splits["train"] = _take(out, "train", "train", train, train_index)
+        splits["test"] = _take(out, "train", "test", train, test_index, encoding)
+        splits["train"] = _take(out, "train", "train", train, train_index, encoding)
         held_out = len(test_index)
     for split, data in splits.items():
         labels = data.labels.tolist() if data.labels is not None else None
-        meta = {"labels": labels, "classes": data.classes, "names": data.names}
+        meta = {
+            "labels": labels,
+            "classes": data.classes,
+            "names": data.names,
+            "shape": list(data.images.shape),
+        }
         (out / split / META_FILE).write_text(json.dumps(meta))
-    info = {"format": STORE_FORMAT, "splits": list(splits), "unused": unused, "held_out": held_out}
+    info = {
+        "format": STORE_FORMAT,
+        "splits": list(splits),
+        "unused": unused,
+        "held_out": held_out,
+        "encoding": encoding,
+    }
     (out / INFO_FILE).write_text(json.dumps(info))
     try:
         os.replace(out, directory)
@@ -158,42 +197,67 @@ def _others_building(partial: Path) -> bool:
     return False
 
 
-def _decode_split(folder: Path, split: str, items: list[Placed], decode: Decode) -> list[Shard]:
-    """The shards of one split, decoding those a previous build did not finish."""
+def _first_side(grouped: dict[str, list[Placed]], decode: Decode) -> int:
+    """The longer side of the first image that decodes (0: none does)."""
+    for items in grouped.values():
+        for item in items[:64]:
+            array = decode(item)
+            if array is not None:
+                return max(array.shape[:2])
+    return 0
+
+
+def _decode_split(
+    folder: Path, split: str, items: list[Placed], decode: Decode, encoding: str
+) -> list[Shard]:
+    """The shards of one split, decoding those a previous build did not finish (and, for a
+    ``jpeg`` store, encoding them in the same threads)."""
     shards = []
     workers = max(1, min(4, os.cpu_count() or 1))
     bar = tqdm(total=len(items), desc=f"decoding {split}", unit="img", disable=None, leave=False)
+
+    def work(item: Placed):
+        array = decode(item)
+        if array is None or encoding == "raw":
+            return array
+        return array.shape, encode_jpeg(array)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(items), CHUNK):
-            path = folder / f"{split}-{start // CHUNK:06d}.npy"
-            if not path.with_suffix(".json").exists():
-                _write_shard(
-                    path, items[start : start + CHUNK], list(pool.map(decode, items[start : start + CHUNK]))
-                )
+            path = folder / f"{split}-{start // CHUNK:06d}.{'npy' if encoding == 'raw' else 'jpg.bin'}"
+            meta = path.with_name(path.name + ".json")
+            if not meta.exists():
+                chunk = items[start : start + CHUNK]
+                _write_shard(path, meta, chunk, list(pool.map(work, chunk)), encoding)
             shards.append(Shard.read(path))
             bar.update(len(items[start : start + CHUNK]))
     bar.close()
     return shards
 
 
-def _write_shard(path: Path, items: list[Placed], arrays: list[np.ndarray | None]) -> None:
-    """Stack one chunk's decoded images (grey ones as RGB where the chunk has RGB) to ``path``; its
-    JSON sidecar, written last, marks the shard finished."""
-    kept = [(item, array) for item, array in zip(items, arrays) if array is not None]
-    shapes = sorted({array.shape[:2] for _, array in kept})
-    rgb = any(array.ndim == 3 for _, array in kept)
+def _write_shard(path: Path, meta_path: Path, items: list[Placed], results: list, encoding: str) -> None:
+    """Stack one chunk's decoded images (grey ones as RGB where the chunk has RGB) to ``path``, or
+    (``jpeg``) write their JPEG bytes one after the other; the JSON sidecar ``meta_path``, written
+    last, marks the shard finished."""
+    kept = [(item, result) for item, result in zip(items, results) if result is not None]
+    shapes_of = [r.shape if encoding == "raw" else r[0] for _, r in kept]
+    shapes = sorted({shape[:2] for shape in shapes_of})
+    rgb = any(len(shape) == 3 for shape in shapes_of)
     meta = {
         "count": len(kept),
         "shapes": [list(s) for s in shapes],
         "rgb": rgb,
         "names": [item.name for item, _ in kept],
         "labels": [item.label for item, _ in kept],
-        "bad": [item.name for item, array in zip(items, arrays) if array is None],
+        "bad": [item.name for item, result in zip(items, results) if result is None],
     }
-    if len(shapes) == 1:
+    if encoding == "jpeg":
+        meta["lengths"] = [len(r[1]) for _, r in kept]
+        _atomic(path, lambda tmp: tmp.write_bytes(b"".join(r[1] for _, r in kept)))
+    elif len(shapes) == 1:
         stack = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a for _, a in kept])
         _atomic(path, lambda tmp: np.save(tmp, stack))
-    _atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta)))
+    _atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -224,17 +288,25 @@ def _shape(shards: list[Shard]) -> tuple[int, int]:
     return next(s.shapes[0] for s in shards if s.count)
 
 
-def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
-    """One split's ``images.npy`` (N×C×H×W), copied shard by shard, and its labels (the images of
-    the returned data set are a placeholder of the right shape)."""
+def _assemble(folder: Path, shards: list[Shard], channels: int, encoding: str) -> ImageDataset:
+    """One split's ``images.npy`` (N×C×H×W), or its JPEG bytes and offsets, copied shard by shard,
+    and its labels (the images of the returned data set are a placeholder of the right shape)."""
     folder.mkdir(parents=True)
     height, width = _shape(shards)
     count = sum(s.count for s in shards)
-    with _NpyWriter(folder / IMAGES_FILE, (count, channels, height, width)) as images:
-        for shard in (s for s in shards if s.count):
-            pixels = shard.pixels()
-            nchw = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
-            images.write(np.broadcast_to(nchw, (len(nchw), channels, height, width)))  # grey into RGB
+    if encoding == "jpeg":
+        lengths = [n for s in shards if s.count for n in s.lengths]
+        np.save(folder / OFFSETS_FILE, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
+        with open(folder / BYTES_FILE, "wb") as out:
+            for shard in (s for s in shards if s.count):
+                with open(shard.path, "rb") as part:
+                    shutil.copyfileobj(part, out, 2**22)
+    else:
+        with _NpyWriter(folder / IMAGES_FILE, (count, channels, height, width)) as images:
+            for shard in (s for s in shards if s.count):
+                pixels = shard.pixels()
+                nchw = pixels[:, None] if pixels.ndim == 3 else pixels.transpose(0, 3, 1, 2)
+                images.write(np.broadcast_to(nchw, (len(nchw), channels, height, width)))  # grey into RGB
     names = [name for s in shards for name in s.names]
     class_names = [label for s in shards for label in s.labels]
     if all(c is None for c in class_names):
@@ -245,18 +317,32 @@ def _assemble(folder: Path, shards: list[Shard], channels: int) -> ImageDataset:
     return ImageDataset(_placeholder(count, channels, height, width), labels, classes, names)
 
 
-def _take(out: Path, source: str, target: str, data: ImageDataset, index: torch.Tensor) -> ImageDataset:
+def _take(
+    out: Path, source: str, target: str, data: ImageDataset, index: torch.Tensor, encoding: str
+) -> ImageDataset:
     """Rows ``index`` (sorted) of split ``source``'s images as split ``target`` (replacing it where
     it is the same split), copied :data:`CHUNK` rows at a time; the labels and names with them."""
     folder = out / f"{target}.new"
     folder.mkdir()
     rows = index.numpy()
-    with _NpyWriter(folder / IMAGES_FILE, (len(index), *data.images.shape[1:])) as images:
-        for start in range(0, len(rows), CHUNK):
-            # mapped anew for each chunk: the pages read are unmapped with it, not kept in this process
-            pixels = np.load(out / source / IMAGES_FILE, mmap_mode="r")
-            images.write(pixels[rows[start : start + CHUNK]])
-            del pixels
+    if encoding == "jpeg":
+        offsets = np.load(out / source / OFFSETS_FILE)
+        lengths = offsets[rows + 1] - offsets[rows]
+        np.save(folder / OFFSETS_FILE, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
+        with (
+            open(out / source / BYTES_FILE, "rb") as source_file,
+            open(folder / BYTES_FILE, "wb") as target_file,
+        ):
+            for row in rows.tolist():
+                source_file.seek(int(offsets[row]))
+                target_file.write(source_file.read(int(offsets[row + 1] - offsets[row])))
+    else:
+        with _NpyWriter(folder / IMAGES_FILE, (len(index), *data.images.shape[1:])) as images:
+            for start in range(0, len(rows), CHUNK):
+                # mapped anew for each chunk: the pages read are unmapped with it, not kept in this process
+                pixels = np.load(out / source / IMAGES_FILE, mmap_mode="r")
+                images.write(pixels[rows[start : start + CHUNK]])
+                del pixels
     shutil.rmtree(out / target, ignore_errors=True)
     os.replace(folder, out / target)
     names = [data.names[i] for i in rows.tolist()] if data.names is not None else None
