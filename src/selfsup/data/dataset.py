@@ -183,6 +183,26 @@ class TextDataset(LabelledData):
         )
 
 
+class Rows:
+    """Rows ``index`` of ``items`` (a tensor, a memory-mapped store, compressed images), read only
+    when a slice or an index of it is asked for: ``Rows(images, index)[a:b]`` is
+    ``images[index[a:b]]``, while ``images[index]`` would read every row at once."""
+
+    def __init__(self, items, index: torch.Tensor):
+        self.items, self.index = items, torch.as_tensor(index, dtype=torch.long)
+        self.shape = torch.Size((len(self.index), *items.shape[1:]))
+        self.dtype = items.dtype
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, rows):
+        return self.items[self.index[rows]]
+
+
 @dataclass
 class DataSplits:
     """The training split (for pretraining and labelled subsets) and the held-out test split

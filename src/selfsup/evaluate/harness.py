@@ -19,6 +19,7 @@ import torch
 
 from selfsup.config import EvalConfig
 from selfsup.data import DataSplits, ImageDataset, TextDataset
+from selfsup.data.dataset import Rows
 from selfsup.errors import ConfigError, DataError
 from selfsup.evaluate.budgets import Budget, parse_budget, select_labelled
 from selfsup.evaluate.features import extract_features
@@ -222,8 +223,9 @@ class _Inputs:
         self.position[needed] = torch.arange(len(needed))
         if FROZEN & set(self.config.protocols):
             started = time.perf_counter()
+            # a batch at a time from the store: the labelled images are never all in memory
             self.train_features = extract_features(
-                self.encoder, self.train_inputs[needed], self.device, self.amp_dtype
+                self.encoder, Rows(self.train_inputs, needed), self.device, self.amp_dtype
             )
             self.test_features = extract_features(self.encoder, self.test_inputs, self.device, self.amp_dtype)
             _say(

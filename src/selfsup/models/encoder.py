@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from selfsup.data.dataset import Rows
 from selfsup.data.tokenizer import load_tokenizer, trim_padding
 from selfsup.errors import SelfsupError
 from selfsup.jsonfile import to_json
@@ -87,10 +88,18 @@ def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return trim_padding(batch).long()  # stored ids may be uint16
 
 
+STATS_SAMPLE = 50_000
+"""Images (spread evenly through a larger set) the normalisation statistics are counted over."""
+
+
 def channel_stats(images: torch.Tensor, chunk_values: int = 2**21) -> tuple[list[float], list[float]]:
     """Per-channel mean and std (unbiased) of uint8 images N×C×H×W, on the [0, 1] scale, from
     each channel's histogram of its 256 values, counted over about ``chunk_values`` pixel values
-    at a time: memory-mapped images are read once and never copied whole, and the sums are exact."""
+    at a time: memory-mapped images are read once and never copied whole, and the sums are exact.
+    Of more than :data:`STATS_SAMPLE` images, that many spread evenly through them are counted
+    (a stored set is not read whole before training starts)."""
+    if len(images) > STATS_SAMPLE:
+        images = Rows(images, torch.linspace(0, len(images) - 1, STATS_SAMPLE).round().long())
     channels = images.shape[1]
     chunk = max(1, chunk_values // max(1, images[0].numel())) if len(images) else 1
     counts = torch.zeros(channels, 256, dtype=torch.float64)
