@@ -80,20 +80,23 @@ def test_a_killed_build_leaves_no_store_and_a_rerun_finishes_it(tmp_path, small_
     assert list(loaders.cache_dir().glob("*.store.partial")) == []
 
 
-def test_an_unlabelled_folder_and_an_archive_give_the_same_store(tmp_path, small_chunks):
-    import tarfile
+@pytest.mark.parametrize("suffix", ["tar", "tar.gz", "zip"])
+def test_an_unlabelled_folder_and_an_archive_give_the_same_store(tmp_path, small_chunks, suffix):
+    """A tar is read in place at each member's offset, a compressed one unpacked to a scratch folder
+    (removed after the build), a zip read by member: none is held in memory whole."""
+    import shutil
 
     root = tmp_path / "flat"
     for k in range(6):
         write_image(root / f"{k}.png", size=(8, 8), seed=k)
     folder = load_data(str(root))
-    with tarfile.open(tmp_path / "flat.tar", "w") as tar:
-        tar.add(root, arcname=".")
-    archive = load_data(str(tmp_path / "flat.tar"))
+    kind = {"tar": "tar", "tar.gz": "gztar", "zip": "zip"}[suffix]
+    archive = load_data(shutil.make_archive(str(tmp_path / "flat"), kind, root))
     assert not folder.train.labelled and folder.test is None
     assert (
         torch.equal(folder.train.images, archive.train.images) and folder.train.names == archive.train.names
     )
+    assert [p.suffix for p in loaders.cache_dir().iterdir()] == [".store", ".store"]  # no scratch left
 
 
 def test_sizes_that_differ_across_shards_are_refused(tmp_path, small_chunks):

@@ -1,12 +1,14 @@
-"""The files of an image folder or of a tar or zip archive: their names, and the bytes of those
-that may be images. Which of them are the images of which split and class:
+"""The files of an image folder or of a tar or zip archive: their names, and a reader of the bytes
+of those that may be images. Which of them are the images of which split and class:
 :mod:`selfsup.data.layout`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from selfsup.data.layout import IMAGE_SUFFIXES, Unused, hidden_prefix
@@ -36,38 +38,71 @@ def folder_names(path: Path, unused: Unused | None = None) -> list[str]:
     return sorted(names)
 
 
-def archive_contents(path: Path) -> tuple[list[str], dict[str, bytes | None]]:
-    """Every file name of a tar or zip archive (sorted) and the bytes of those that may be images
-    (None: a link to a member the archive does not hold)."""
-    names, contents = [], {}
+def archive_contents(path: Path, scratch: Path) -> tuple[list[str], Callable[[str], bytes]]:
+    """Every file name of a tar or zip archive (sorted), and a function that reads the bytes of one
+    that may be an image (:data:`IMAGE_SUFFIXES`; ``OSError`` for a link to a member the archive
+    does not hold). No step holds the archive's images in memory: a zip and an uncompressed tar
+    are read in place (a tar member at its offset), a compressed tar is unpacked once, streaming,
+    into the folder ``scratch``, which must outlive the reading. Raises :class:`DataError` for an
+    archive that cannot be read."""
+    names: list[str] = []
 
     def wanted(name: str) -> bool:
         return hidden_prefix(name) is None and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
     try:
         if path.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(path) as archive:
-                for info in archive.infolist():
-                    if not info.is_dir():
-                        name = _member_name(info.filename)
-                        names.append(name)
-                        if wanted(name):
-                            contents[name] = archive.read(info)
-        else:
-            with tarfile.open(path) as archive:
-                for member in archive:
-                    if member.isfile() or member.issym() or member.islnk():
-                        name = _member_name(member.name)
-                        names.append(name)
-                        if wanted(name):
-                            try:
-                                handle = archive.extractfile(member)  # links resolve inside the archive
-                                contents[name] = handle.read() if handle is not None else None
-                            except KeyError:
-                                contents[name] = None
+            archive = zipfile.ZipFile(path)  # members are read by name; reads from threads are locked
+            members = {}
+            for info in archive.infolist():
+                if not info.is_dir():
+                    names.append(_member_name(info.filename))
+                    members[names[-1]] = info
+            return sorted(names), lambda name: archive.read(members[name])
+        read = _tar_reader(path, scratch, names, wanted)  # fills names
+        return sorted(names), read
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
         raise DataError(f"cannot read archive {path}: {exc}") from None
-    return sorted(names), contents
+
+
+def _tar_reader(path: Path, scratch: Path, names: list[str], wanted) -> Callable[[str], bytes]:
+    """Fill ``names`` with a tar's files; the reader of its images (see :func:`archive_contents`)."""
+    compressed = not path.name.lower().endswith(".tar")
+    places: dict[str, tuple[int, int] | Path | None] = {}
+    with tarfile.open(path) as archive:
+        for member in archive:
+            if not (member.isfile() or member.issym() or member.islnk()):
+                continue
+            name = _member_name(member.name)
+            names.append(name)
+            if not wanted(name):
+                continue
+            if member.isfile() and not compressed:
+                places[name] = (member.offset_data, member.size)
+                continue
+            try:
+                handle = archive.extractfile(member)  # links resolve inside the archive
+            except KeyError:
+                handle = None
+            if handle is None:
+                places[name] = None
+                continue
+            target = scratch / f"{len(places):08d}"
+            with open(target, "wb") as out:
+                shutil.copyfileobj(handle, out, 2**20)
+            places[name] = target
+
+    def read(name: str) -> bytes:
+        place = places[name]
+        if place is None:
+            raise OSError("a link to a file the archive does not hold")
+        if isinstance(place, Path):
+            return place.read_bytes()
+        with open(path, "rb") as handle:
+            handle.seek(place[0])
+            return handle.read(place[1])
+
+    return read
 
 
 def _member_name(name: str) -> str:

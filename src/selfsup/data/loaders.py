@@ -28,6 +28,7 @@ from selfsup.data.corpus import CORPUS_FORMAT
 from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
 from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
+from selfsup.data.folders import remove_dead_partials
 from selfsup.data.layout import Placed, Unused, image_files, place
 from selfsup.data.store import build_store, load_store
 from selfsup.data.tables import (
@@ -313,18 +314,26 @@ def wait_for_store(store: Path, source: str) -> None:
 def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> None:
     """Decode the images of a folder, archive, table or list (:func:`_source`) into the store
     ``store`` (:mod:`selfsup.data.store`)."""
-    source = _source(path)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(store.parent)
+    scratch = store.parent / f"{store.name}.unpacked.partial-{os.getpid()}"  # a killed build's: removed above
+    scratch.mkdir(exist_ok=True)
+    try:
+        source = _source(path, scratch)
 
-    def decode(item: Placed) -> np.ndarray | None:
-        return _decode_file(item, source.read, str(path), image_size, skip_bad_images)
+        def decode(item: Placed) -> np.ndarray | None:
+            return _decode_file(item, source.read, str(path), image_size, skip_bad_images)
 
-    unused = source.unused.message(str(path))
-    build_store(store, source.grouped, decode, str(path), unused, _share_classes, _hold_out, encoding)
+        unused = source.unused.message(str(path))
+        build_store(store, source.grouped, decode, str(path), unused, _share_classes, _hold_out, encoding)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _source(path: Path) -> Source:
+def _source(path: Path, scratch: Path) -> Source:
     """The images of ``path``: a folder or archive by its layout (:mod:`selfsup.data.layout`), or a
-    table or list of images (:mod:`selfsup.data.tables`)."""
+    table or list of images (:mod:`selfsup.data.tables`); ``scratch``: a folder that a compressed
+    archive is unpacked into while the store is built."""
     unused = Unused()
     names = folder_names(path, unused) if path.is_dir() else None
     if is_table_source(path, names):
@@ -337,13 +346,8 @@ def _source(path: Path) -> Source:
         def read(name: str) -> bytes:
             return (path / name).read_bytes()
     else:
-        names, contents = archive_contents(path)
+        names, read = archive_contents(path, scratch)
         placed = place(image_files(names, unused), str(path), unused)
-
-        def read(name: str) -> bytes:
-            if contents[name] is None:
-                raise OSError("a link to a file the archive does not hold")
-            return contents[name]
 
     grouped: dict[str, list[Placed]] = {}
     for item in placed:
