@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsup.data.folders import publish, remove_dead_partials
+
 CORPUS_FORMAT = 1
 CHUNK_CHARS = 4 * 2**20
 """Characters of text read and parsed at a time."""
@@ -195,30 +197,12 @@ class CorpusWriter:
         (self.partial / "codes.bin").unlink()
         info = {"format": CORPUS_FORMAT, "documents": self.count, "classes": classes, **info}
         (self.partial / INFO_FILE).write_text(json.dumps(info))
-        try:
-            os.replace(self.partial, self.final)
-        except OSError:
-            if not (self.final / INFO_FILE).exists():
-                raise
-            shutil.rmtree(self.partial, ignore_errors=True)  # another process finished it first
+        publish(self.partial, self.final, INFO_FILE)
 
     def abandon(self) -> None:
         for handle in (self.texts, self.offsets, self.codes):
             handle.close()
         shutil.rmtree(self.partial, ignore_errors=True)
-
-
-def remove_dead_partials(folder: Path) -> None:
-    """Remove the ``*.partial-PID`` folders in ``folder`` whose process (on this machine) is gone:
-    what a build killed outright leaves."""
-    for partial in folder.glob("*.partial-*"):
-        pid = partial.name.rpartition("-")[2]
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(partial, ignore_errors=True)
-        except (ValueError, PermissionError):  # not ours to judge
-            continue
 
 
 def load_corpus(directory: Path) -> tuple[Documents, np.ndarray | None, dict]:

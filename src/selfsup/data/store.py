@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from selfsup.data.compressed import BYTES_FILE, OFFSETS_FILE, JpegImages, choose_encoding, encode_jpeg
 from selfsup.data.dataset import UNLABELLED, ImageDataset
+from selfsup.data.folders import publish
 from selfsup.data.layout import Placed
 from selfsup.errors import DataError
 
@@ -169,12 +170,7 @@ def build_store(
         "encoding": encoding,
     }
     (out / INFO_FILE).write_text(json.dumps(info))
-    try:
-        os.replace(out, directory)
-    except OSError:
-        if not (directory / INFO_FILE).exists():
-            raise
-        shutil.rmtree(out, ignore_errors=True)  # another process finished the same store first: fine
+    publish(out, directory, INFO_FILE)
     if not _others_building(partial):
         shutil.rmtree(partial, ignore_errors=True)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.corpus import Documents, remove_dead_partials
+from selfsup.data.corpus import Documents
+from selfsup.data.folders import publish, remove_dead_partials
 from selfsup.data.tokenizer import encode_documents, pack_documents, token_lists
 from selfsup.errors import ConfigError
 
@@ -124,9 +125,4 @@ def _build(folder: Path, tokenizer, texts: Documents, form: str, length: int) ->
     else:
         meta = {"dtype": dtype.name, "rows": len(texts), "longest": longest}
     (partial / META_FILE).write_text(json.dumps(meta))
-    try:
-        os.replace(partial, folder)
-    except OSError:
-        if not (folder / META_FILE).exists():
-            raise
-        shutil.rmtree(partial, ignore_errors=True)  # another process finished it first
+    publish(partial, folder, META_FILE)
