@@ -3,6 +3,7 @@ give the same documents, labels and token ids as reading the whole file at once.
 
 import gzip
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -97,10 +98,14 @@ def test_a_build_that_fails_midway_leaves_no_store_and_the_next_run_builds_it(tm
     with pytest.raises(KeyboardInterrupt):
         load_data(str(path))
     assert not list(cache_root.glob("*.corpus")) and not list(cache_root.glob("*.corpus.partial*"))
-    (cache_root / "x.corpus.partial-999999999").mkdir()  # left by a process killed outright
+    (cache_root / f"x.corpus.partial-{socket.gethostname()}-999999999").mkdir()  # a process killed outright
+    (cache_root / "y.corpus.partial-elsewhere-999999999").mkdir()  # another machine's, on a shared disk
     monkeypatch.setattr(corpus.CorpusWriter, "add", original)
     assert everything(load_data(str(path))) == texts()
-    assert [p.name for p in cache_root.iterdir()] == [next(cache_root.glob("*.corpus")).name]
+    assert sorted(p.name for p in cache_root.iterdir()) == [
+        next(cache_root.glob("*.corpus")).name,
+        "y.corpus.partial-elsewhere-999999999",
+    ]
 
 
 def test_token_store_equals_encoding_in_memory_and_is_built_once(tmp_path):
@@ -131,3 +136,32 @@ def test_the_tokenizer_learns_from_a_sample_spread_through_the_corpus():
     sample = list(sample_texts(corpus_texts, 10_000))
     assert len(sample) == 100 and sample[0].startswith("0000") and sample[-1].startswith("0990")
     assert len(list(sample_texts(corpus_texts, 0))) == 1000
+
+
+def test_a_stray_quote_inside_a_field_does_not_split_or_swallow_records(tmp_path):
+    """csv reads a quote inside an unquoted field as a character: the pieces are cut by rows as the
+    csv module reads them, not by counting quotes."""
+    rows = [f'{i % 2}\tThe {i}" monitor, said "fine"' for i in range(30)] + [
+        '1\t"a quoted\nfield over lines"'
+    ]
+    (tmp_path / "stray.tsv").write_text("label\ttext\n" + "\n".join(rows) + "\n")
+    splits = load_data(str(tmp_path / "stray.tsv"))
+    assert sorted(everything(splits)) == sorted(
+        [f'The {i}" monitor, said "fine"' for i in range(30)] + ["a quoted\nfield over lines"]
+    )
+
+
+def test_documents_views_refuse_indices_out_of_range(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(texts()) + "\n")
+    documents = load_data(str(path)).train.texts[:10]
+    assert documents.take(np.array([-1, 0]))[0] == texts()[9]
+    for bad in ([10], [-11]):
+        with pytest.raises(IndexError):
+            documents.take(np.array(bad))
+
+
+def test_a_damaged_gzip_corpus_is_one_line_error(tmp_path):
+    (tmp_path / "corpus.txt.gz").write_bytes(b"not gzip at all\n")
+    with pytest.raises(DataError, match="cannot read .*corpus.txt.gz"):
+        load_data(str(tmp_path / "corpus.txt.gz"))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.data.folders import publish, remove_dead_partials
+from selfsup.data.folders import partial_suffix, publish, remove_dead_partials
 
 CORPUS_FORMAT = 1
 CHUNK_CHARS = 4 * 2**20
@@ -41,44 +41,74 @@ class Documents(Sequence):
     iteration decodes one document at a time. ``directory`` is the store (token stores live in it).
     """
 
-    def __init__(self, directory: Path, index: np.ndarray | None = None):
+    def __init__(self, directory: Path, index: range | np.ndarray | None = None):
         self.directory = Path(directory)
-        self._bytes = (
-            np.memmap(self.directory / TEXTS_FILE, dtype=np.uint8, mode="r") if self._size() else None
-        )
+        # read with pread, not mapped: the text read does not stay in this process's memory (it
+        # stays in the page cache); one descriptor, shared by the views, closed with the last one
+        self._file = _Descriptor(self.directory / TEXTS_FILE)
         self._offsets = np.memmap(self.directory / OFFSETS_FILE, dtype=np.int64, mode="r")
-        self.index = index
-
-    def _size(self) -> int:
-        return (self.directory / TEXTS_FILE).stat().st_size
+        self.persistent = True  # False: read from a removed temporary folder (nothing is stored beside it)
+        # a range (the whole store, or a slice of it: no memory) or an array of document numbers
+        self.index = range(len(self._offsets) - 1) if index is None else index
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1 if self.index is None else len(self.index)
+        return len(self.index)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return self.take(np.arange(len(self))[i])
-        row = int(self.index[i]) if self.index is not None else range(len(self))[i]
+            view = copy.copy(self)
+            view.index = self.index[i]
+            return view
+        row = int(self.index[i])
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
-        return bytes(self._bytes[start:end]).decode("utf-8") if end > start else ""
+        return os.pread(self._file.fd, end - start, start).decode("utf-8") if end > start else ""
 
     def __iter__(self) -> Iterator[str]:
-        for i in range(len(self)):
-            yield self[i]
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self, size: int = 4096) -> Iterator[list[str]]:
+        """The documents, ``size`` at a time (a run of consecutive documents in one read)."""
+        for start in range(0, len(self), size):
+            part = self.index[start : start + size]
+            if not (isinstance(part, range) and part.step == 1 and len(part)):
+                yield [self[i] for i in range(start, min(start + size, len(self)))]
+                continue
+            cuts = np.asarray(self._offsets[part.start : part.stop + 1])
+            data = os.pread(self._file.fd, int(cuts[-1] - cuts[0]), int(cuts[0]))
+            cuts = (cuts - cuts[0]).tolist()
+            yield [data[a:b].decode("utf-8") for a, b in zip(cuts[:-1], cuts[1:])]
 
     def take(self, index) -> Documents:
         """The documents at positions ``index`` (of this view), as a view."""
         index = np.asarray(index, dtype=np.int64)
+        if len(index) and (index.min() < -len(self) or index.max() >= len(self)):
+            raise IndexError(f"document index out of range for {len(self)} documents")
         view = copy.copy(self)  # the same maps: a store read from a removed temporary folder stays readable
-        view.index = self.index[index] if self.index is not None else index
+        if isinstance(self.index, range):
+            view.index = self.index.start + self.index.step * np.where(index < 0, index + len(self), index)
+        else:
+            view.index = self.index[index]
         return view
 
     def rows(self) -> np.ndarray:
         """The store's document numbers of this view."""
-        return self.index if self.index is not None else np.arange(len(self))
+        return (
+            np.arange(self.index.start, self.index.stop, self.index.step)
+            if isinstance(self.index, range)
+            else self.index
+        )
+
+    def key(self) -> bytes:
+        """What names this view's documents (for the token stores built from it)."""
+        if isinstance(self.index, range):
+            return f"{self.index.start}:{self.index.stop}:{self.index.step}".encode()
+        return self.index.tobytes()
 
     def characters(self) -> int:
         """Bytes of UTF-8 text in this view (a document's bytes bound its characters)."""
+        if isinstance(self.index, range) and self.index.step == 1:
+            return int(self._offsets[self.index.stop] - self._offsets[self.index.start])
         rows = self.rows()
         return int((self._offsets[rows + 1] - self._offsets[rows]).sum())
 
@@ -95,6 +125,16 @@ class Documents(Sequence):
 
     def __repr__(self) -> str:
         return f"Documents({self.directory.name}, {len(self)} documents)"
+
+
+class _Descriptor:
+    """A file open for reading, closed when no view holds it any more."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        os.close(self.fd)
 
 
 def open_text(path: Path):
@@ -146,23 +186,12 @@ def cut_paragraphs(text: str) -> int:
     return last.end() if last is not None else 0
 
 
-def cut_csv(text: str) -> int:
-    """A ``cut`` for CSV: after the last line end outside quotes (a quoted field may hold lines)."""
-    quoted, last = False, 0
-    for match in re.finditer(r'["\n]', text):
-        if match.group() == '"':
-            quoted = not quoted
-        elif not quoted:
-            last = match.end()
-    return last
-
-
 class CorpusWriter:
     """Writes a corpus store by appending documents and their labels (text; None: unlabelled)."""
 
     def __init__(self, directory: Path):
         self.final = Path(directory)
-        self.partial = self.final.with_name(f"{self.final.name}.partial-{os.getpid()}")
+        self.partial = self.final.with_name(f"{self.final.name}.{partial_suffix()}")
         shutil.rmtree(self.partial, ignore_errors=True)
         self.partial.mkdir(parents=True)
         remove_dead_partials(self.final.parent)
@@ -212,7 +241,10 @@ def load_corpus(directory: Path) -> tuple[Documents, np.ndarray | None, dict]:
     if info["format"] != CORPUS_FORMAT:
         raise ValueError(f"corpus store format {info['format']}, expected {CORPUS_FORMAT}")
     documents = Documents(directory)
-    if len(documents) != info["documents"]:
-        raise ValueError("the store's offsets do not match its document count")
+    if (
+        len(documents) != info["documents"]
+        or documents._offsets[-1] != (directory / TEXTS_FILE).stat().st_size
+    ):
+        raise ValueError("the store's offsets do not match its documents")
     labels = np.load(directory / LABELS_FILE) if info["classes"] is not None else None
     return documents, labels, info

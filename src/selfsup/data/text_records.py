@@ -5,13 +5,13 @@ is the label) made on the first piece. :func:`selfsup.data.text.load_text` store
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfsup.data.corpus import PARAGRAPH_END, cut_csv, cut_lines, cut_paragraphs, open_text, read_chunks
+from selfsup.data.corpus import PARAGRAPH_END, cut_lines, cut_paragraphs, open_text, read_chunks
 from selfsup.errors import DataError
 
 LABEL_NAMES = (
@@ -57,6 +57,11 @@ TEXT_NAMES = (
 PARAGRAPH_SHARE = 0.05  # auto: paragraphs where blank lines separate documents twice and once per 20 lines
 MAX_CLASSES = 1000  # auto: a column is categorical (a label) with at most this many values...
 MAX_LABEL_CHARS = 50  # ...each at most this long
+ROWS_AT_A_TIME = 20_000
+NUL_MESSAGE = (
+    "{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark, or not a text file); "
+    "convert it to UTF-8 with e.g. `iconv -f utf-16 -t utf-8`"
+)
 SAMPLE_CHARS = 4 * 2**20  # the first characters of a file, where paragraphs, header and columns are chosen
 
 
@@ -72,9 +77,10 @@ def text_records(path: Path, kind: str, options: dict) -> Iterator[Batch]:
     if kind == ".parquet":
         yield from _parquet(path, options)
         return
-    handle, encoding = open_text(path)
-    handle.close()
+    encoding = "utf-8"
     try:
+        handle, encoding = open_text(path)
+        handle.close()
         if kind == ".txt":
             yield from _txt(path, options["documents"])
         elif kind == ".jsonl":
@@ -94,13 +100,8 @@ def _chunks(path: Path, cut) -> Iterator[str]:
     handle, _ = open_text(path)
     with handle:
         for chunk in read_chunks(handle, cut):
-            if (
-                "\x00" in chunk
-            ):  # NUL is no character of text: UTF-16 without a byte-order mark, a binary file
-                raise DataError(
-                    f"{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark, or not "
-                    "a text file); convert it to UTF-8 with e.g. `iconv -f utf-16 -t utf-8`"
-                )
+            if "\x00" in chunk:  # no character of text: UTF-16 without a byte-order mark, a binary file
+                raise DataError(NUL_MESSAGE.format(path=path))
             yield chunk
 
 
@@ -154,21 +155,42 @@ class _Layout:
 
 
 def _table(path: Path, kind: str, options: dict) -> Iterator[Batch]:
-    """A CSV or TSV's rows; the header, delimiter and columns chosen on its first few MB."""
-    rows, delimiter = _table_rows(_sample(path, cut_csv), path, kind)
-    layout, seen = _table_layout(rows, path, delimiter, options), 0
-    for chunk in _chunks(path, cut_csv):
-        body = _parse(chunk, layout.delimiter, path)
-        if seen == 0 and layout.has_header:
-            body = body[1:]
-            seen = 1
-        bad = next((i for i, row in enumerate(body) if len(row) != len(layout.names)), None)
-        if bad is not None:
-            raise DataError(
-                f"{path}: row {seen + bad + 1} has {len(body[bad])} fields, the first row {len(layout.names)}"
-            )
-        seen += len(body)
-        yield layout.batch(body)
+    """A CSV or TSV's rows, :data:`ROWS_AT_A_TIME` at a time, parsed as the ``csv`` module reads a
+    file (a quoted field may hold line breaks and quotes); the header, delimiter and columns chosen
+    on its first few MB of rows."""
+    rows, delimiter = _table_rows(path, kind)
+    layout = _table_layout(rows, path, delimiter, options)
+    handle, _ = open_text(path)
+    with handle:
+        reader, seen, header = _reader(handle, path, delimiter), 0, layout.has_header
+        while True:
+            try:
+                raw = list(itertools.islice(reader, ROWS_AT_A_TIME))
+            except csv.Error as exc:
+                raise DataError(f"cannot parse {path} as CSV: {exc}") from None
+            if not raw:
+                return
+            body = [row for row in raw if row]
+            if header and body:
+                body, header = body[1:], False
+            bad = next((i for i, row in enumerate(body) if len(row) != len(layout.names)), None)
+            if bad is not None:
+                raise DataError(
+                    f"{path}: row {seen + bad + 1 + layout.has_header} has {len(body[bad])} fields, "
+                    f"the first row {len(layout.names)}"
+                )
+            seen += len(body)
+            yield layout.batch(body)
+
+
+def _reader(handle, path: Path, delimiter: str):
+    def lines():
+        for line in handle:
+            if "\x00" in line:
+                raise DataError(NUL_MESSAGE.format(path=path))
+            yield line
+
+    return csv.reader(lines(), delimiter=delimiter)
 
 
 def _sample(path: Path, cut) -> str:
@@ -197,25 +219,33 @@ def _table_layout(rows: list[list[str]], path: Path, delimiter: str, options: di
     return _Layout(delimiter, names, has_header, label_index, text_indices, options["line_break"])
 
 
-def _parse(content: str, delimiter: str, path: Path) -> list[list[str]]:
-    try:
-        return [row for row in csv.reader(io.StringIO(content), delimiter=delimiter) if row]
-    except csv.Error as exc:
-        raise DataError(f"cannot parse {path} as CSV: {exc}") from None
+def _table_rows(path: Path, kind: str) -> tuple[list[list[str]], str]:
+    """The first non-empty rows (about :data:`SAMPLE_CHARS` characters) of a CSV (by commas, else
+    by semicolons where only they make a table of two or more columns) or TSV, and the delimiter;
+    raises :class:`DataError` unless there are rows, all as wide."""
 
-
-def _table_rows(content: str, path: Path, kind: str) -> tuple[list[list[str]], str]:
-    """The non-empty rows of a CSV (by commas, else by semicolons where only they make a table of
-    two or more columns) or TSV, and the delimiter; raises :class:`DataError` unless there are
-    rows, all as wide."""
+    def sample(delimiter: str) -> list[list[str]]:
+        handle, _ = open_text(path)
+        rows, chars = [], 0
+        with handle:
+            try:
+                for row in _reader(handle, path, delimiter):
+                    if row:
+                        rows.append(row)
+                        chars += sum(len(field) + 1 for field in row)
+                    if chars > SAMPLE_CHARS:
+                        break
+            except csv.Error as exc:
+                raise DataError(f"cannot parse {path} as CSV: {exc}") from None
+        return rows
 
     def table(rows: list[list[str]]) -> bool:
         return bool(rows) and len(rows[0]) > 1 and all(len(row) == len(rows[0]) for row in rows)
 
     delimiter = "\t" if kind == ".tsv" else ","
-    rows = _parse(content, delimiter, path)
+    rows = sample(delimiter)
     if kind == ".csv" and not table(rows):
-        semicolons = _parse(content, ";", path)  # spreadsheets in locales whose decimal mark is a comma
+        semicolons = sample(";")  # spreadsheets in locales whose decimal mark is a comma
         if table(semicolons):
             rows, delimiter = semicolons, ";"
     if not rows:
@@ -241,7 +271,7 @@ def _jsonl(path: Path, options: dict) -> Iterator[Batch]:
         seen += chunk.count("\n")
         if not rows:
             continue
-        if not isinstance(rows[0], dict):
+        if not all(isinstance(row, dict) for row in rows):
             raise DataError(f'{path}: each line must be a JSON object, e.g. {{"text": "...", "label": 1}}')
         fields = fields or _fields(rows[0], path, options)
         yield _record_batch(rows, *fields)
