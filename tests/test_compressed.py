@@ -149,3 +149,11 @@ def test_training_gathers_batches_from_a_jpeg_store(tmp_path):
 def test_an_unknown_store_encoding_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="data.store must be one of auto, raw, jpeg"):
         load_data(str(folder(tmp_path / "data", side=8)), store="png")
+
+
+def test_masks_and_zero_dimensional_indices_pick_the_images_a_tensor_would(tmp_path):
+    images = load_data(str(folder(tmp_path / "data")), store="jpeg").train.images
+    whole = images[:]
+    mask = torch.tensor([True, False] * 4)
+    assert torch.equal(images[mask], whole[mask]) and torch.equal(images[torch.tensor(3)], whole[3])
+    assert torch.equal(images[np.int64(5)], whole[5])

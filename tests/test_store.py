@@ -243,3 +243,23 @@ def test_two_processes_building_one_store_at_once_both_get_it(tmp_path, small_ch
     expected = f"21 {int(reference(root, 'train').sum())}"
     assert [run.returncode for run in runs] == [0, 0] and outputs == [expected, expected]
     assert [p.name.endswith(".partial") for p in (tmp_path / "cache").iterdir()] == [False]
+
+
+def test_a_compressed_tar_named_tar_and_a_member_added_twice(tmp_path, small_chunks):
+    """The reader follows what tarfile finds, not the name; a member appended again (tar -r) reads
+    as its last copy, as tar extracts it."""
+    import shutil
+    import tarfile
+
+    root = tmp_path / "flat"
+    for k in range(3):
+        write_image(root / f"{k}.png", size=(8, 8), seed=k)
+    expected = load_data(str(root)).train
+    gz = shutil.make_archive(str(tmp_path / "flat"), "gztar", root)
+    assert torch.equal(load_data(shutil.move(gz, tmp_path / "renamed.tar")).train.images, expected.images)
+    with tarfile.open(tmp_path / "twice.tar.gz", "w:gz") as tar:
+        write_image(tmp_path / "old.png", size=(8, 8), seed=99)
+        tar.add(tmp_path / "old.png", arcname="0.png")
+        for k in range(3):
+            tar.add(root / f"{k}.png", arcname=f"{k}.png")
+    assert torch.equal(load_data(str(tmp_path / "twice.tar.gz")).train.images, expected.images)

@@ -90,15 +90,13 @@ class JpegImages:
         return self.decode_on(device)
 
     def __getitem__(self, index) -> torch.Tensor:
-        if isinstance(index, (int, np.integer)):
-            return self[np.asarray([index])][0]
         if isinstance(index, slice):
-            rows = np.arange(len(self))[index]
-        else:
-            rows = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index, dtype=np.int64)
-            if rows.dtype == bool:
-                rows = np.flatnonzero(rows)
-            rows = np.where(rows < 0, rows + len(self), rows)
+            return self._decode(np.arange(len(self))[index])
+        rows = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+        if rows.ndim == 0:  # an int, or a 0-d tensor or array
+            return self[rows.reshape(1)][0]
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        rows = np.where(rows < 0, rows + len(self), rows)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} images")
         return self._decode(rows)

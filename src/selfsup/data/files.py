@@ -67,8 +67,13 @@ def archive_contents(path: Path, scratch: Path) -> tuple[list[str], Callable[[st
 
 def _tar_reader(path: Path, scratch: Path, names: list[str], wanted) -> Callable[[str], bytes]:
     """Fill ``names`` with a tar's files; the reader of its images (see :func:`archive_contents`)."""
-    compressed = not path.name.lower().endswith(".tar")
+    try:  # read in place only where tarfile finds no compression (whatever the name says)
+        tarfile.open(path, "r:").close()
+        compressed = False
+    except tarfile.ReadError:
+        compressed = True
     places: dict[str, tuple[int, int] | Path | None] = {}
+    unpacked = 0
     with tarfile.open(path) as archive:
         for member in archive:
             if not (member.isfile() or member.issym() or member.islnk()):
@@ -87,7 +92,8 @@ def _tar_reader(path: Path, scratch: Path, names: list[str], wanted) -> Callable
             if handle is None:
                 places[name] = None
                 continue
-            target = scratch / f"{len(places):08d}"
+            target = scratch / f"{unpacked:08d}"  # a name seen twice (tar -r) gets a new file
+            unpacked += 1
             with open(target, "wb") as out:
                 shutil.copyfileobj(handle, out, 2**20)
             places[name] = target

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
+
+from selfsup import distributed
+from selfsup.errors import DataError
 
 
 def publish(partial: Path, final: Path, marker: str) -> None:
@@ -21,14 +26,47 @@ def publish(partial: Path, final: Path, marker: str) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def partial_suffix() -> str:
+    """The suffix of a folder this process is building: ``partial-HOST-PID``."""
+    return f"partial-{socket.gethostname()}-{os.getpid()}"
+
+
 def remove_dead_partials(folder: Path) -> None:
-    """Remove the ``*.partial-PID`` folders in ``folder`` whose process (on this machine) is gone:
-    what a build killed outright leaves."""
+    """Remove the ``*.partial-HOST-PID`` folders in ``folder`` of this machine whose process is
+    gone: what a build killed outright leaves (another machine's, on a shared disk, are left)."""
+    host = socket.gethostname()
     for partial in folder.glob("*.partial-*"):
-        pid = partial.name.rpartition("-")[2]
+        name, _, pid = partial.name.rpartition("-")
+        if not name.endswith(f".partial-{host}"):
+            continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             shutil.rmtree(partial, ignore_errors=True)
         except (ValueError, PermissionError):  # not ours to judge
             continue
+
+
+STORE_WAIT_SECONDS = 3600.0
+"""How long a torchrun process waits for its machine's process of local rank 0 to build a store
+(``$SELFSUP_STORE_WAIT``)."""
+
+
+def local_rank() -> int:
+    """This process's rank on its machine under torchrun (0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if distributed.launched() else 0
+
+
+def wait_for(folder: Path, marker: str, what: str) -> None:
+    """Wait until the process of local rank 0 has published ``folder`` (its file ``marker``): one
+    build per machine, read by all its processes through one page cache. Raises
+    :class:`DataError` after ``$SELFSUP_STORE_WAIT`` seconds."""
+    limit = float(os.environ.get("SELFSUP_STORE_WAIT", STORE_WAIT_SECONDS))
+    deadline = time.monotonic() + limit
+    while not (folder / marker).exists():
+        if time.monotonic() > deadline:
+            raise DataError(
+                f"{what} did not appear in {folder} within {limit:g} s: the process of local rank 0 on "
+                "this machine builds it (is it running, and is SELFSUP_CACHE_DIR the same for every process?)"
+            )
+        time.sleep(0.2)

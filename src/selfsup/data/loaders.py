@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from selfsup import distributed
 from selfsup.data.corpus import CORPUS_FORMAT
 from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
 from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
-from selfsup.data.folders import remove_dead_partials
+from selfsup.data.folders import local_rank, remove_dead_partials, wait_for
 from selfsup.data.layout import Placed, Unused, image_files, place
 from selfsup.data.store import build_store, load_store
 from selfsup.data.tables import (
@@ -285,30 +283,9 @@ def _hold_out(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return held_out_split(labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
 
 
-STORE_WAIT_SECONDS = 3600.0
-"""How long a torchrun process waits for its machine's process of local rank 0 to build a store
-(``$SELFSUP_STORE_WAIT``)."""
-
-
-def local_rank() -> int:
-    """This process's rank on its machine under torchrun (0 otherwise)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) if distributed.launched() else 0
-
-
 def wait_for_store(store: Path, source: str) -> None:
-    """Wait until the process of local rank 0 has built ``store`` (one build per machine, read by
-    all its processes through one page cache); raises :class:`DataError` after
-    ``$SELFSUP_STORE_WAIT`` seconds."""
-    limit = float(os.environ.get("SELFSUP_STORE_WAIT", STORE_WAIT_SECONDS))
-    deadline = time.monotonic() + limit
-    while not (store / "store.json").exists():
-        if time.monotonic() > deadline:
-            raise DataError(
-                f"the decoded store of {source} did not appear in {store} within {limit:g} s: the process "
-                "of local rank 0 on this machine builds it (is it running, and is SELFSUP_CACHE_DIR the "
-                "same for every process?)"
-            )
-        time.sleep(0.2)
+    """Wait until the process of local rank 0 has built ``store`` (:func:`selfsup.data.folders.wait_for`)."""
+    wait_for(store, "store.json", f"the decoded store of {source}")
 
 
 def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> None:
@@ -366,7 +343,7 @@ def _decode_file(
     cannot be read or decoded and ``skip_bad_images``; otherwise such a file raises :class:`DataError`."""
     try:
         data = read(item.name)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, a zip's bad CRC, zlib, a damaged Parquet row group
         if skip_bad_images:
             return None
         raise DataError(

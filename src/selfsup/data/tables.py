@@ -86,7 +86,11 @@ def table_source(path: Path) -> Source:
         ) from None
     unused = Unused()
     tables: dict[str, list[_Table]] = {}
-    for split, file in _table_files(path, unused):
+    try:
+        found = _table_files(path, unused)
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read the dataset folder {path}: {type(exc).__name__}: {exc}") from None
+    for split, file in found:
         tables.setdefault(split, []).append(_Table.open(file, path))
     if "test" in tables and "val" in tables:
         for table in tables.pop("val"):
@@ -285,7 +289,7 @@ def is_image_list(path: Path) -> bool:
     named as :data:`PATH_COLUMNS` lists, else the first) ends with an image suffix."""
     try:
         rows = _list_rows(path, limit=2)
-    except (ValueError, OSError, UnicodeDecodeError):
+    except (ValueError, OSError, UnicodeDecodeError, csv.Error):
         return False
     index = _path_index(rows[0])
     row, column = (rows[1] if len(rows) > 1 else [], index) if index is not None else (rows[0], 0)
@@ -310,8 +314,10 @@ def list_source(path: Path) -> Source:
     unused = Unused()
     grouped: dict[str, list[Placed]] = {}
     for row in rows:
-        if not row or not row[path_index].strip():
+        if not row or not "".join(row).strip():
             continue
+        if len(row) <= max(i for i in (path_index, split_index) if i is not None):
+            raise DataError(f"{path}: a row has {len(row)} fields, fewer than the header names: {row}")
         name = row[path_index].strip()
         label = row[label_index].strip() if label_index is not None and label_index < len(row) else ""
         split = SPLIT_NAMES.get(row[split_index].strip().lower(), "") if split_index is not None else "train"

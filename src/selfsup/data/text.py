@@ -14,6 +14,7 @@ import torch
 
 from selfsup.data.corpus import INFO_FILE, CorpusWriter, Documents, load_corpus
 from selfsup.data.dataset import DataSplits, TextDataset, held_out_split, marks_unlabelled
+from selfsup.data.folders import local_rank, wait_for
 from selfsup.data.text_records import text_records
 from selfsup.errors import DataError
 
@@ -103,6 +104,8 @@ def corpus_store(path: Path, store: Path | None, options: dict) -> tuple[Documen
     """The corpus store of ``path`` at ``store`` (:func:`selfsup.data.corpus.load_corpus`), built
     first where it is missing or damaged; where it cannot be written (or ``store`` is None) it is
     built in a temporary folder, which is removed once its files are mapped."""
+    if store is not None and not (store / INFO_FILE).exists() and local_rank() > 0:
+        wait_for(store, INFO_FILE, f"the corpus store of {path}")  # local rank 0 builds it
     if store is not None and (store / INFO_FILE).exists():
         try:
             return load_corpus(store)
@@ -123,7 +126,9 @@ def corpus_store(path: Path, store: Path | None, options: dict) -> tuple[Documen
     folder = Path(tempfile.mkdtemp(prefix="selfsup-corpus-"))
     try:
         _build_corpus(path, folder / "corpus", options)
-        return load_corpus(folder / "corpus")  # mapped: the files live on while mapped
+        documents, labels, info = load_corpus(folder / "corpus")  # open: the files live on while open
+        documents.persistent = False  # token ids are then encoded in memory, not stored beside it
+        return documents, labels, info
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import warnings
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from selfsup.data.corpus import Documents
-from selfsup.data.folders import publish, remove_dead_partials
+from selfsup.data.folders import local_rank, partial_suffix, publish, remove_dead_partials, wait_for
 from selfsup.data.tokenizer import encode_documents, pack_documents, token_lists
 from selfsup.errors import ConfigError
 
@@ -70,11 +69,13 @@ def sample_texts(texts: Sequence[str], characters: int) -> Iterator[str]:
 def _stored(tokenizer, texts: Sequence[str], form: str, length: int) -> torch.Tensor | None:
     """The ids of ``texts`` from their token store (built first); None where ``texts`` are no
     corpus store or the store's folder cannot be written (they are then encoded in memory)."""
-    if not isinstance(texts, Documents):
+    if not isinstance(texts, Documents) or not texts.persistent:
         return None
     digest = hashlib.sha256(f"{TOKENS_FORMAT}|{form}|{length}|{tokenizer.to_str()}".encode())
-    digest.update(texts.rows().tobytes())
+    digest.update(texts.key())
     folder = texts.directory / "tokens" / digest.hexdigest()[:24]
+    if not (folder / META_FILE).exists() and local_rank() > 0:
+        wait_for(folder, META_FILE, "the token ids of the corpus")  # local rank 0 writes them
     if not (folder / META_FILE).exists():
         try:
             _build(folder, tokenizer, texts, form, length)
@@ -97,7 +98,7 @@ def _stored(tokenizer, texts: Sequence[str], form: str, length: int) -> torch.Te
 
 
 def _build(folder: Path, tokenizer, texts: Documents, form: str, length: int) -> None:
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    partial = folder.with_name(f"{folder.name}.{partial_suffix()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     remove_dead_partials(folder.parent)
@@ -107,8 +108,8 @@ def _build(folder: Path, tokenizer, texts: Documents, form: str, length: int) ->
         if form == "packed":
             handle.write(np.asarray([2], dtype=dtype).tobytes())
             tokens = 1
-        for start in range(0, len(texts), ENCODE_CHUNK):
-            lists = token_lists(tokenizer, list(texts[start : start + ENCODE_CHUNK]))
+        for batch in texts.batches(ENCODE_CHUNK):
+            lists = token_lists(tokenizer, batch)
             if form == "packed":
                 stream = np.fromiter((t for ids in lists for t in (*ids, 3)), dtype=dtype)
                 handle.write(stream.tobytes())
