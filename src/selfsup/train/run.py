@@ -161,7 +161,10 @@ def build_run(
         print(f"selfsup: no checkpoint in {run_dir}; starting from epoch 1", file=sys.stderr)
     run.lr_schedule = lr_schedule(config, steps_per_epoch, peak_lr)
     # the inputs stay where they are (a memory-mapped store may exceed the device's memory): each
-    # batch is gathered on the host and sent (:func:`selfsup.train.loop.gather`)
+    # batch is gathered on the host and sent (:func:`selfsup.train.loop.gather`); compressed images
+    # are decoded on the GPU where there is one
+    if device.type == "cuda" and hasattr(run.inputs, "decode_on"):
+        run.inputs = run.inputs.decode_on(device)
     run.labels = run.labels.to(device) if run.labels is not None else None
     return run
 
