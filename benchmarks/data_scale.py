@@ -4,16 +4,19 @@
 
 Synthesises collections from the shared CIFAR-10 JPEGs (each upscaled to 1.25 × SIDE, randomly
 cropped to SIDE and brightness-jittered, so no two images are alike) in a temporary folder, then
-for each size, each in a fresh process:
+for each size, each in a fresh process (the store is raw pixels below 160 px, JPEG from 160 px):
 
 - builds the store (``load_data``): images/s, bytes on disk, peak RSS;
 - trains SimCLR with ResNet-18 for ``--steps`` steps from it (batches drawn from the whole store):
   peak RSS and ``RssAnon``;
+- evaluates an (untrained) ResNet-18 with the harness, kNN and linear probe on 1% of the labels:
+  the features of the labelled images and the test split, a batch at a time; peak RSS and ``RssAnon``;
 - reads and augments batches of 256 (two SimCLR views) from the store, against torchvision's
   ``ImageFolder`` + ``DataLoader`` (2 workers) on the same files with the same augmentations,
-  alternated, median over batches.
+  one after the other (the loader's workers would take the cores from the store's blocks), median
+  of 3 blocks.
 
-Saves ``benchmarks/results/data_scale_cpu.json`` with the machine.
+Saves ``benchmarks/results/data_scale_SIDEpx_cpu.json`` with the machine.
 """
 
 from __future__ import annotations
@@ -76,6 +79,26 @@ print(status())
 )
 
 
+EVALUATE = (
+    STATUS
+    + """
+import sys, torch
+from selfsup.config import EvalConfig
+from selfsup.data import load_data
+from selfsup.evaluate import evaluate_encoder
+from selfsup.methods.recipes import build_config
+from selfsup.train.modality import build_encoder
+splits = load_data(sys.argv[1])
+config = build_config("simclr", small_images=False)
+torch.manual_seed(0)
+encoder = build_encoder(config, splits.train.images)  # untrained: the memory, not the accuracy, is measured
+evaluation = EvalConfig(labels=["0.01"], seeds=1, protocols=["knn", "linear"])
+evaluate_encoder(encoder, splits, evaluation, torch.device("cpu"), progress=False)
+print(status())
+"""
+)
+
+
 def synthesise(args: tuple[bytes, int, int, str]) -> None:
     import io
 
@@ -120,9 +143,9 @@ def run(script: str, *argv: str, cache: Path) -> dict:
 
 
 def read_batches(folder: Path, cache: Path, batches: int) -> dict:
-    """Seconds per batch of 256 with two SimCLR views (median of 3 alternated blocks of ``batches``):
-    the store + the batched pipeline, and ImageFolder + DataLoader with torchvision's per-image
-    transforms (2 workers)."""
+    """Seconds per batch of 256 with two SimCLR views (median of 3 blocks of ``batches``): the store
+    + the batched pipeline, then ImageFolder + DataLoader with torchvision's per-image transforms
+    (2 workers)."""
     import torch
     from torchvision import datasets, transforms
 
@@ -153,7 +176,7 @@ def read_batches(folder: Path, cache: Path, batches: int) -> dict:
         persistent_workers=True,
         drop_last=True,
     )
-    state = {"iter": iter(loader)}
+    state = {"iter": None}  # the workers start with the first batch asked of them
     generator = torch.Generator().manual_seed(0)
 
     def gather() -> torch.Tensor:
@@ -164,17 +187,18 @@ def read_batches(folder: Path, cache: Path, batches: int) -> dict:
 
     def theirs_batch() -> None:
         try:
-            next(state["iter"])
+            next(state["iter"] or iter(()))
         except StopIteration:  # a new epoch (the workers persist)
             state["iter"] = iter(loader)
             next(state["iter"])
 
-    ours_batch(), theirs_batch()  # warm-up: the workers start, the pipeline's kernels load
-    ours, theirs, gathers = [], [], []
-    for _ in range(3):  # alternated blocks: the loader's workers prefetch, so only a block's rate is fair
-        ours.append(_block_seconds(ours_batch, batches))
-        theirs.append(_block_seconds(theirs_batch, batches))
-        gathers.append(_block_seconds(gather, batches))
+    # one pipeline at a time: the loader's workers, once started, take the 2 cores whenever they
+    # prefetch, so they are started after the store's blocks; its rate is then its steady rate
+    ours_batch()  # warm-up: the pipeline's kernels load
+    ours = [_block_seconds(ours_batch, batches) for _ in range(3)]
+    gathers = [_block_seconds(gather, batches) for _ in range(3)]
+    theirs_batch(), theirs_batch()  # warm-up: the workers start and fill their queues
+    theirs = [_block_seconds(theirs_batch, batches) for _ in range(3)]
     ours, theirs = statistics.median(ours), statistics.median(theirs)
     return {
         "store_s_per_batch": ours,
@@ -197,8 +221,9 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=96)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batches", type=int, default=12)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "data_scale_cpu.json"))
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/data_scale_SIDEpx_cpu.json")
     args = parser.parse_args()
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / f"data_scale_{args.side}px_cpu.json")
     from selfsup.train.machine import machine_info
 
     sources = cifar_sources()
@@ -223,7 +248,11 @@ def main() -> None:
                 "store_mb": store_bytes / 2**20,
                 "decoded_mb": count * 3 * args.side**2 / 2**20,
             }
+            row["build"]["encoding"] = json.loads(next(cache.glob("*.store/store.json")).read_text())[
+                "encoding"
+            ]
             row["train"] = run(TRAIN, str(folder), str(args.steps), str(Path(tmp) / "run"), cache=cache)
+            row["evaluate"] = run(EVALUATE, str(folder), cache=cache)
             row["read"] = read_batches(folder, cache, args.batches)
             print(json.dumps(row), flush=True)
             rows.append(row)
