@@ -119,11 +119,7 @@ def build_store(
     choose_encoding(encoding, 0)  # an unknown name is refused before anything is written
     partial = directory.with_name(directory.name + ".partial")
     (partial / "shards").mkdir(parents=True, exist_ok=True)
-    chosen = partial / "encoding"  # a rerun goes on as the killed build began
-    if not chosen.exists():
-        side = _first_side(grouped, decode) if encoding == "auto" else 0
-        _atomic(chosen, lambda tmp: tmp.write_text(choose_encoding(encoding, side)))
-    encoding = chosen.read_text()
+    encoding = _encoding(partial, grouped, decode, encoding)
     shards = {}
     for split, items in grouped.items():
         shards[split] = _decode_split(partial / "shards", split, items, decode, encoding)
@@ -153,6 +149,23 @@ def build_store(
         splits["test"] = _take(out, "train", "test", train, test_index, encoding)
         splits["train"] = _take(out, "train", "train", train, train_index, encoding)
         held_out = len(test_index)
+    _write_meta(out, splits, {"unused": unused, "held_out": held_out, "encoding": encoding})
+    publish(out, directory, INFO_FILE)
+    if not _others_building(partial):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _encoding(partial: Path, grouped: dict[str, list[Placed]], decode: Decode, encoding: str) -> str:
+    """``raw`` or ``jpeg``, chosen once per build: a rerun goes on as the killed build began."""
+    chosen = partial / "encoding"
+    if not chosen.exists():
+        side = _first_side(grouped, decode) if encoding == "auto" else 0
+        _atomic(chosen, lambda tmp: tmp.write_text(choose_encoding(encoding, side)))
+    return chosen.read_text()
+
+
+def _write_meta(out: Path, splits: dict[str, ImageDataset], info: dict) -> None:
+    """Each split's ``meta.json`` (labels, classes, file names, shape) and the store's ``store.json``."""
     for split, data in splits.items():
         labels = data.labels.tolist() if data.labels is not None else None
         meta = {
@@ -162,17 +175,7 @@ def build_store(
             "shape": list(data.images.shape),
         }
         (out / split / META_FILE).write_text(json.dumps(meta))
-    info = {
-        "format": STORE_FORMAT,
-        "splits": list(splits),
-        "unused": unused,
-        "held_out": held_out,
-        "encoding": encoding,
-    }
-    (out / INFO_FILE).write_text(json.dumps(info))
-    publish(out, directory, INFO_FILE)
-    if not _others_building(partial):
-        shutil.rmtree(partial, ignore_errors=True)
+    (out / INFO_FILE).write_text(json.dumps({"format": STORE_FORMAT, "splits": list(splits), **info}))
 
 
 def _others_building(partial: Path) -> bool:

@@ -9,7 +9,7 @@ one row group at a time, so the images need not fit in memory.
 The image column is the one Hugging Face's features call ``Image``, else one named ``image`` or
 ``img``, else the first column of bytes (or of ``{bytes, path}`` records); a column of file paths
 (absolute, or relative to the table's folder) also serves. The label column is a ``ClassLabel``
-(its names are the classes), else one named as :data:`selfsup.data.text_records.LABEL_NAMES` lists;
+(its names are the classes), else one named as :data:`selfsup.data.names.LABEL_NAMES` lists;
 negative, empty and missing labels mark unlabelled images. Splits follow Hugging Face's names
 (``train``, ``test``, ``validation``; ``unsupervised``/``unlabeled`` join the training split
 without labels); Parquet files in a folder take their split from their name (``train-00000-of-00004.parquet``)
@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from selfsup.data.dataset import marks_unlabelled
 from selfsup.data.layout import IMAGE_SUFFIXES, SPLIT_NAMES, Placed, Unused
-from selfsup.data.text_records import LABEL_NAMES
+from selfsup.data.names import LABEL_NAMES
 from selfsup.errors import DataError
 
 TABLE_SUFFIXES = (".parquet",)

@@ -67,15 +67,15 @@ def load_text(
     (several text columns, comma-separated, are joined by a line break; a label column ``none``
     reads no labels). A ``.csv`` that is no table of two or more columns by commas but is one by
     semicolons is read by semicolons. ``header`` ``auto`` takes the first row as a header when it
-    names a known column (:data:`LABEL_NAMES`, :data:`TEXT_NAMES`), or when it is not among the
-    values of a column of numbers or categories below it. ``label_column`` ``auto`` takes a column
+    names a known column (:mod:`selfsup.data.names`), or when it is not among the values of a
+    column of numbers or categories below it. ``label_column`` ``auto`` takes a column
     named like a label, else the one categorical column (repeated short values); the other columns
     are the text, except columns of numbers (ids) beside text columns. These choices are made on
     the first few MB of rows. ``line_break`` is the mark that stands for a line break inside a field.
 
     ``.jsonl`` (one JSON object per line) and ``.parquet``: the text field is ``text_column`` (or
-    the first named as :data:`TEXT_NAMES` lists, else the first of strings), the label field
-    ``label_column`` (or the first named as :data:`LABEL_NAMES` lists).
+    the first named as ``TEXT_NAMES`` lists, else the first of strings), the label field
+    ``label_column`` (or the first named as ``LABEL_NAMES`` lists).
 
     Empty or negative-number labels mark unlabelled texts (pretrained on, never evaluated; a label
     column of nothing else reads as unlabelled). A labelled corpus holds out ``held_out_fraction``
@@ -94,10 +94,8 @@ def load_text(
     texts, labels, info = corpus_store(path, store, options)
     if labels is None:
         return _unlabelled_splits(texts, path, info["found"])
-    classes = info["classes"]
-    return _labelled_splits(
-        texts, torch.from_numpy(labels), classes, path, info["found"], held_out_fraction, held_out_seed
-    )
+    held_out = (held_out_fraction, held_out_seed)
+    return _labelled_splits(texts, torch.from_numpy(labels), info["classes"], path, info["found"], *held_out)
 
 
 def corpus_store(path: Path, store: Path | None, options: dict) -> tuple[Documents, np.ndarray | None, dict]:

@@ -12,48 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfsup.data.corpus import PARAGRAPH_END, cut_lines, cut_paragraphs, open_text, read_chunks
+from selfsup.data.names import LABEL_NAMES, TEXT_NAMES
 from selfsup.errors import DataError
 
-LABEL_NAMES = (
-    "label",
-    "labels",
-    "class",
-    "class_index",
-    "category",
-    "target",
-    "y",
-    "sentiment",
-    "polarity",
-    "topic",
-    "intent",
-    "emotion",
-    "tag",
-)
-TEXT_NAMES = (
-    "text",
-    "texts",
-    "sentence",
-    "sentence1",
-    "sentence2",
-    "review",
-    "content",
-    "body",
-    "document",
-    "tweet",
-    "title",
-    "description",
-    "comment",
-    "question",
-    "answer",
-    "message",
-    "abstract",
-    "headline",
-    "utterance",
-    "article",
-    "summary",
-    "passage",
-)
-"""Column names that mark a CSV's first row as a header (case-insensitive)."""
 PARAGRAPH_SHARE = 0.05  # auto: paragraphs where blank lines separate documents twice and once per 20 lines
 MAX_CLASSES = 1000  # auto: a column is categorical (a label) with at most this many values...
 MAX_LABEL_CHARS = 50  # ...each at most this long
