@@ -144,6 +144,10 @@ def test_training_gathers_batches_from_a_jpeg_store(tmp_path):
         progress=False,
     )
     assert np.isfinite(result.history[-1]["loss"])
+    scores = api.evaluate(
+        result.run_dir, labels=["2/class"], seeds=1, protocols=["knn", "pixels"], progress=False
+    )
+    assert {row["protocol"] for row in scores["results"]} == {"knn", "pixels"}
 
 
 def test_an_unknown_store_encoding_is_refused(tmp_path):

@@ -145,3 +145,14 @@ def test_a_list_row_without_its_path_column_is_one_line_error(tmp_path):
     (tmp_path / "list.csv").write_text("label,path\ncat,a.png\ndog\n")
     with pytest.raises(DataError, match="a row has 1 fields"):
         load_data(str(tmp_path / "list.csv"))
+
+
+def test_a_list_read_by_a_relative_path_reuses_the_store(tmp_path, monkeypatch):
+    (tmp_path / "img").mkdir()
+    for i, b in enumerate(pictures(3)):
+        (tmp_path / "img" / f"{i}.png").write_bytes(b)
+    (tmp_path / "list.csv").write_text("path\n" + "".join(f"img/{i}.png\n" for i in range(3)))
+    load_data(str(tmp_path / "list.csv"))
+    monkeypatch.chdir(tmp_path)
+    load_data("list.csv")
+    assert len(list((tmp_path / "cache").glob("*.store"))) == 1

@@ -114,8 +114,9 @@ PRETRAIN = Verb(
         Option("--method", "method name (see `selfsup methods`; default simclr)", default="simclr"),
         Option(
             "--data",
-            "'digits', an image folder, a .tar/.tar.gz of one, a .npy/.npz file, "
-            "or a text corpus (.txt, .csv, .tsv) for the text methods",
+            "'digits', an image folder, a .tar/.tar.gz/.zip of one, a .npy/.npz file, a .parquet "
+            "file or Hugging Face save_to_disk folder of images, a .csv/.tsv list of image paths, "
+            "or a text corpus (.txt, .csv, .tsv, .jsonl, .parquet; .gz too) for the text methods",
             required=True,
         ),
         Option(

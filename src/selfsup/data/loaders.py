@@ -215,6 +215,7 @@ def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool, encodi
             except OSError:  # a broken link: its name alone
                 digest.update(f"{name}|missing".encode())
     else:
+        path = path.resolve()  # the same store however the path is written
         files = [path] + (listed_files(path) if path.name.lower().endswith((".csv", ".tsv")) else [])
         for file in files:
             try:
@@ -347,7 +348,7 @@ def _decode_file(
         if skip_bad_images:
             return None
         raise DataError(
-            f"cannot read {source}/{item.name} ({exc}); pass --skip-bad-images to skip such files"
+            f"cannot read {item.name} of {source} ({exc}); pass --skip-bad-images to skip such files"
         ) from None
     try:
         array = decode_image(data)

@@ -270,8 +270,8 @@ def _check_split(shards: list[Shard], source: str) -> None:
     bad = [name for s in shards for name in s.bad]
     if bad:
         warnings.warn(
-            f"{source}: skipped {len(bad)} corrupt image(s) or images without a faithful 8-bit picture, "
-            f"first: {bad[0]}"
+            f"{source}: skipped {len(bad)} corrupt image(s) (or unreadable files, or images without a "
+            f"faithful 8-bit picture), first: {bad[0]}"
         )
     if not any(s.count for s in shards):
         raise DataError(f"{source}: no readable images")

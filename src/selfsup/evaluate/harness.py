@@ -61,7 +61,9 @@ class EvalModality:
     check_data: Callable[[Encoder | TextEncoder, DataSplits, Any], None]
 
 
-def _pixels(images: torch.Tensor) -> torch.Tensor:
+def _pixels(images) -> torch.Tensor:
+    """Each image's pixels as one row in [0, 1] (a stored split is read here: ``images[:]``)."""
+    images = images if isinstance(images, torch.Tensor) else images[:]
     return images.reshape(len(images), -1).float() / 255.0
 
 
