@@ -6,6 +6,7 @@ from __future__ import annotations
 from selfsup.config.sections import TEXT_BACKBONE, Config
 from selfsup.errors import ConfigError
 from selfsup.models.backbones import BACKBONES
+from selfsup.models.library_backbones import is_library_backbone
 
 CHOICES = {
     "optim.name": ("lars", "sgd", "adamw"),
@@ -50,9 +51,14 @@ def check_model(config: Config) -> None:
             f"method '{config.method_name}' learns from text: model.backbone must be {TEXT_BACKBONE}, "
             f"got '{config.model.backbone}'"
         )
-    if not text_method and config.model.backbone not in BACKBONES:
+    if (
+        not text_method
+        and config.model.backbone not in BACKBONES
+        and not is_library_backbone(config.model.backbone)
+    ):
         raise ConfigError(
-            f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)}"
+            f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)}, "
+            "timm:NAME or torchvision:NAME"
             + (
                 f"; {TEXT_BACKBONE} is for the text methods)"
                 if config.model.backbone == TEXT_BACKBONE

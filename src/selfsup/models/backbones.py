@@ -9,6 +9,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from selfsup.errors import ConfigError
+from selfsup.models.library_backbones import is_library_backbone, library_backbone
 
 CIFAR_STEM_MAX_SIDE = 64  # at or below this image side, ResNets use the CIFAR stem by default
 
@@ -135,7 +136,8 @@ def build_backbone(
     patch_size: int = 0,
 ) -> nn.Module:
     """Build a backbone by name (``resnet18``, ``resnet34``, ``resnet50``, ``small_cnn``, ``vit``,
-    ``gated_pixelcnn``, ``row_lstm``).
+    ``gated_pixelcnn``, ``row_lstm``; or ``timm:NAME``, ``torchvision:NAME``:
+    :mod:`selfsup.models.library_backbones`).
 
     ``stem``: ``auto`` (CIFAR stem for images up to 64 px), ``cifar`` or ``imagenet``; ResNets only.
     ``width``: the first layer's channels of ``small_cnn``; the token dimension of ``vit`` (heads:
@@ -143,10 +145,14 @@ def build_backbone(
     default, 12 for ``vit``, 8 for ``gated_pixelcnn``, 4 for ``row_lstm``). ``patch_size``: ``vit``
     only (0: 4 px for images of side 32 or more, else 2 px).
     """
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
     if stem not in ("auto", "cifar", "imagenet"):
         raise ConfigError(f"unknown stem '{stem}' (choose from auto, cifar, imagenet)")
+    if is_library_backbone(name):
+        return library_backbone(name, in_channels, image_size, stem, CIFAR_STEM_MAX_SIDE)
+    if name not in BACKBONES:
+        raise ConfigError(
+            f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)}, timm:NAME or torchvision:NAME)"
+        )
     if name == "vit":
         patch = vit_patch_size(image_size, patch_size)
         if image_size % patch:

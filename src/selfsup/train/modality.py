@@ -30,6 +30,7 @@ from selfsup.errors import ConfigError, DataError
 from selfsup.methods import get_method
 from selfsup.models.backbones import resnet_last_stage_input_side
 from selfsup.models.encoder import Encoder, channel_stats
+from selfsup.models.library_backbones import feature_dim, is_library_backbone
 from selfsup.models.text import TextEncoder
 
 
@@ -85,10 +86,11 @@ def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
     per-channel mean and std."""
     mean, std = channel_stats(images)
     m = config.model
-    return Encoder(
+    side = min(images.shape[2:])
+    encoder = Encoder(
         m.backbone,
         in_channels=images.shape[1],
-        image_size=min(images.shape[2:]),
+        image_size=side,
         mean=mean,
         std=std,
         stem=m.stem,
@@ -96,6 +98,10 @@ def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
         depth=m.depth,
         patch_size=m.patch_size,
     )
+    if is_library_backbone(m.backbone) and config.augment.local_views:  # the small views must fit too
+        local = config.augment.local_side(side)
+        feature_dim(encoder.backbone, m.backbone, images.shape[1], local, "set augment.local_size larger")
+    return encoder
 
 
 class Images(Modality):
@@ -192,7 +198,9 @@ def modality_of(config: Config, splits: DataSplits) -> Modality:
     text = isinstance(splits.train, TextDataset)
     wanted = get_method(config.method_name).build.modality
     if (wanted == "text") != text:
-        hint = "" if text else " (text corpora: .txt, .csv, .tsv)"
+        hint = (
+            "" if text else " (text corpora: .txt, .csv, .tsv, .jsonl, .parquet, each also .gz but Parquet)"
+        )
         raise DataError(
             f"method '{config.method_name}' learns from {wanted}s, and {config.data.spec} "
             f"holds {'texts' if text else 'images'}" + hint
