@@ -93,3 +93,47 @@ def test_local_views_too_small_for_the_backbone_are_a_clear_error(tmp_path):
             progress=False,
             report=False,
         )
+
+
+def test_pretraining_starts_from_weights_in_a_file_or_a_run(tmp_path):
+    from torchvision import models
+
+    data = make_image_folder(tmp_path / "pets", per_class=6, size=(32, 32))
+    weights = models.resnet18(weights=None).state_dict()  # as torchvision saves them, classifier and all
+    torch.save({"state_dict": {f"module.{k}": v for k, v in weights.items()}}, tmp_path / "r18.pth")
+    common = dict(epochs=1, batch_size=8, progress=False, report=False)
+    with pytest.raises(ConfigError, match="other shapes .*conv1.weight .*model.stem=imagenet"):
+        api.pretrain(
+            "simclr",
+            str(data),
+            out=str(tmp_path / "a"),
+            backbone="torchvision:resnet18",
+            overrides=[f"model.weights={tmp_path / 'r18.pth'}"],
+            **common,
+        )
+    from selfsup.methods.recipes import build_config
+    from selfsup.train.modality import build_encoder
+
+    config = build_config(
+        "simclr",
+        small_images=False,
+        overrides=[
+            "model.backbone=torchvision:resnet18",
+            "model.stem=imagenet",
+            f"model.weights={tmp_path / 'r18.pth'}",
+        ],
+    )
+    encoder = build_encoder(config, torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+    assert torch.equal(encoder.backbone.net.layer4[1].conv2.weight, weights["layer4.1.conv2.weight"])
+    run = api.pretrain("simclr", str(data), out=str(tmp_path / "b"), backbone="resnet18", **common)
+    config = build_config("simclr", small_images=False, overrides=[f"model.weights={run.run_dir}"])
+    again = build_encoder(config, torch.zeros(4, 3, 32, 32, dtype=torch.uint8))
+    assert torch.equal(
+        again.backbone.layer1[0].conv1.weight, load_encoder(run.run_dir).backbone.layer1[0].conv1.weight
+    )
+    torch.save({"layer9.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="missing .*not in the model \\(1\\): layer9.weight"):
+        build_encoder(
+            build_config("simclr", small_images=False, overrides=[f"model.weights={tmp_path / 'other.pt'}"]),
+            torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
+        )

@@ -52,6 +52,7 @@ class ModelConfig:
     width: int = 32
     depth: int = 0  # vit, transformer: blocks; gated_pixelcnn / row_lstm: layers; 0 = the backbone's default
     patch_size: int = 0  # vit: patch side in pixels; 0 = 4 for images of side 32 or more, else 2
+    weights: str = ""  # start from these weights: a state dict file (torchvision, timm, ...) or a selfsup run
 
 
 @dataclass

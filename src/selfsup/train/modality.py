@@ -32,6 +32,7 @@ from selfsup.models.backbones import resnet_last_stage_input_side
 from selfsup.models.encoder import Encoder, channel_stats
 from selfsup.models.library_backbones import feature_dim, is_library_backbone
 from selfsup.models.text import TextEncoder
+from selfsup.models.weights import load_weights
 
 
 @dataclass
@@ -98,6 +99,8 @@ def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
         depth=m.depth,
         patch_size=m.patch_size,
     )
+    if m.weights:
+        load_weights(encoder.backbone, m.weights)
     if is_library_backbone(m.backbone) and config.augment.local_views:  # the small views must fit too
         local = config.augment.local_side(side)
         feature_dim(encoder.backbone, m.backbone, images.shape[1], local, "set augment.local_size larger")
