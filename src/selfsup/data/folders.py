@@ -37,14 +37,19 @@ def remove_dead_partials(folder: Path) -> None:
     host = socket.gethostname()
     for partial in folder.glob("*.partial-*"):
         name, _, pid = partial.name.rpartition("-")
-        if not name.endswith(f".partial-{host}"):
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if name.endswith(f".partial-{host}") and pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(partial, ignore_errors=True)
-        except (ValueError, PermissionError):  # not ours to judge
-            continue
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine runs (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 STORE_WAIT_SECONDS = 3600.0

@@ -78,12 +78,12 @@ def load_data(
     if not path.exists():
         raise DataError(f"data path not found: {spec}")
     name = path.name.lower()
-    images = name.endswith((".csv", ".tsv")) and is_image_list(path) or name.endswith(TABLE_SUFFIXES)
-    if images and not (name.endswith(TABLE_SUFFIXES) and not table_holds_images(path)):
+    parquet = name.endswith(TABLE_SUFFIXES)
+    if (parquet and table_holds_images(path)) or (name.endswith((".csv", ".tsv")) and is_image_list(path)):
         return _load_cached(
             path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache, store=store
         )
-    if is_text_path(name) or images:  # images: a Parquet file without an image column, of texts
+    if is_text_path(name) or parquet:  # a Parquet file without an image column: texts
         options = text_options or {}
         store = cache_dir() / f"{_corpus_key(path, options)}.corpus" if cache else None
         return load_text(
@@ -246,7 +246,7 @@ def _load_cached(
     built in a temporary folder and read into memory."""
     encoding, store = store, cache_dir() / f"{_cache_key(path, image_size, skip_bad_images, store)}.store"
     if cache and not store.exists() and local_rank() > 0:
-        wait_for_store(store, str(path))
+        wait_for(store, "store.json", f"the decoded store of {path}")  # local rank 0 builds it
     if cache and store.exists():
         try:
             return _finish_store(*load_store(store), str(path))
@@ -282,11 +282,6 @@ def _held_out_note(source: str, count: int) -> str:
 
 def _hold_out(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return held_out_split(labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
-
-
-def wait_for_store(store: Path, source: str) -> None:
-    """Wait until the process of local rank 0 has built ``store`` (:func:`selfsup.data.folders.wait_for`)."""
-    wait_for(store, "store.json", f"the decoded store of {source}")
 
 
 def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> None:

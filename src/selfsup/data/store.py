@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from selfsup.data.compressed import BYTES_FILE, OFFSETS_FILE, JpegImages, choose_encoding, encode_jpeg
 from selfsup.data.dataset import UNLABELLED, ImageDataset
-from selfsup.data.folders import publish
+from selfsup.data.folders import process_alive, publish
 from selfsup.data.layout import Placed
 from selfsup.errors import DataError
 
@@ -184,14 +184,7 @@ def _others_building(partial: Path) -> bool:
     host = socket.gethostname()
     for folder in partial.glob("out-*"):
         name, _, pid = folder.name[len("out-") :].rpartition("-")
-        if name != host:
-            return True
-        try:
-            os.kill(int(pid), 0)
-            return True
-        except (ProcessLookupError, ValueError):
-            continue
-        except PermissionError:  # alive, another user's
+        if name != host or (pid.isdigit() and process_alive(int(pid))):
             return True
     return False
 
