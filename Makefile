@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,text,tensorboard,tables,timm]'
+	$(BIN)/pip install --quiet -e '.[dev,text,tensorboard,tables,timm,hf,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

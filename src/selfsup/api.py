@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from selfsup import distributed, runs
+from selfsup.augment.presets import ABLATIONS
 from selfsup.config import Config, apply_overrides
 from selfsup.data import DataSplits, ImageDataset
 from selfsup.errors import SelfsupError
@@ -282,17 +283,6 @@ def augment_grid(
     return save_image_grid([batch.float() / 255] + views, out, cell)
 
 
-ABLATIONS: dict[str, list[str]] = {
-    "crop": ["augment.crop_scale=[1.0,1.0]", "augment.crop_ratio=[1.0,1.0]"],
-    "color": ["augment.jitter_p=0"],
-    "grayscale": ["augment.grayscale_p=0"],
-    "blur": ["augment.blur_p=[0.0]", "augment.local_blur_p=0"],
-    "solarize": ["augment.solarize_p=[0.0]"],
-    "flip": ["augment.flip_p=0"],
-}
-"""What removing each augmentation sets (the crop keeps the whole image)."""
-
-
 def ablate(
     method: str,
     data: str,
@@ -385,6 +375,15 @@ def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) 
         "pretrain_epochs": result.epochs,
         "run_dir": result.run_dir,
     }
+
+
+def export(run_dir: str | Path, *, format: str = "safetensors", out: str | Path | None = None) -> dict:
+    """Write a run's encoder as ``format`` (safetensors, torchvision, timm, torchscript, onnx, hf)
+    for use elsewhere; returns the note written beside it (path, how to load it, the checked
+    difference); see :func:`selfsup.models.export.export_encoder`, whose errors it raises."""
+    from selfsup.models.export import export_encoder
+
+    return export_encoder(run_dir, format, out)
 
 
 def methods() -> list[dict[str, str]]:

@@ -189,6 +189,9 @@ SHOW = {
     "report": lambda path, args: print(f"report in {path}"),
     "compare": _show_compare,
     "methods": _show_methods,
+    "export": lambda note, args: print(
+        f"{note['format']} export in {note['path']} (how to load it: {note['path']}.json)"
+    ),
 }
 """What each verb prints of its api function's result (``args``: the parsed command line)."""
 

@@ -313,6 +313,25 @@ COMPARE = Verb(
     ),
 )
 
+EXPORT = Verb(
+    "export",
+    "write a run's encoder for torchvision, timm, ONNX, TorchScript or Hugging Face",
+    "Take a run's encoder out of selfsup: a state dict that the named library's model loads "
+    "(strict, its classifier removed), a TorchScript or ONNX model (normalisation included, "
+    "dynamic batch, checked against PyTorch), plain safetensors, or a Hugging Face folder for "
+    "runs started from an hf: checkpoint. A note OUT.json beside it says how to load it.",
+    (
+        RUN_DIR,
+        Option(
+            "--format",
+            "what to write (default safetensors)",
+            default="safetensors",
+            choices=("safetensors", "torchvision", "timm", "torchscript", "onnx", "hf"),
+        ),
+        Option("--out", "file (folder for hf) to write (default RUN_DIR/export/encoder.<format>)"),
+    ),
+)
+
 METHODS = Verb(
     "methods",
     "list the methods with their family and paper",
@@ -332,6 +351,7 @@ VERBS = {
         GENERATE,
         REPORT,
         COMPARE,
+        EXPORT,
         METHODS,
     )
 }

@@ -102,3 +102,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         local_views=0,
     ),
 }
+
+ABLATIONS: dict[str, list[str]] = {
+    "crop": ["augment.crop_scale=[1.0,1.0]", "augment.crop_ratio=[1.0,1.0]"],
+    "color": ["augment.jitter_p=0"],
+    "grayscale": ["augment.grayscale_p=0"],
+    "blur": ["augment.blur_p=[0.0]", "augment.local_blur_p=0"],
+    "solarize": ["augment.solarize_p=[0.0]"],
+    "flip": ["augment.flip_p=0"],
+}
+"""What removing each augmentation sets (the crop keeps the whole image)."""

@@ -1,0 +1,239 @@
+"""Taking a trained encoder out of selfsup (``selfsup export RUN_DIR --format F``), in the form
+the tool that uses it loads:
+
+- ``safetensors``: the backbone's weights under the keys of the library it comes from (no
+  ``backbone.`` prefix, no selfsup normalisation buffers), the encoder's spec as metadata;
+- ``torchvision`` / ``timm``: a ``.pth`` state dict that ``load_state_dict(strict=True)`` takes
+  into the named library's model once its classifier is removed (``fc = nn.Identity()``, or
+  ``num_classes=0`` in timm); a stem that differs from the library's (CIFAR stem, grey images)
+  is written in the note;
+- ``torchscript`` / ``onnx``: the whole encoder, normalisation included: float images
+  N×C×H×W in [0, 1] -> features N×D, with a dynamic batch axis; each is loaded back (ONNX with
+  ``onnxruntime``) and its output compared with PyTorch's;
+- ``hf``: a text run started from a Hugging Face checkpoint (``--backbone hf:PATH``), written
+  with ``save_pretrained`` together with its tokenizer.
+
+Beside each file, ``<out>.json`` says what the file holds and how to load it (the mean and std
+the images must be standardised with, for the state-dict formats).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from selfsup.errors import ConfigError, SelfsupError
+from selfsup.jsonfile import to_json
+from selfsup.models.encoder import load_encoder
+
+FORMATS = ("safetensors", "torchvision", "timm", "torchscript", "onnx", "hf")
+SUFFIX = {
+    "safetensors": ".safetensors",
+    "torchvision": ".torchvision.pth",
+    "timm": ".timm.pth",
+    "torchscript": ".pt",
+    "onnx": ".onnx",
+}
+TOLERANCE = 1e-4  # largest |difference| allowed between a reloaded export's features and PyTorch's
+BUILTIN_RESNETS = ("resnet18", "resnet34", "resnet50")  # torchvision's models, whose keys timm shares
+
+
+def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> dict:
+    """Write the encoder of ``run_dir`` in format ``fmt`` (:data:`FORMATS`) to ``out`` (default
+    ``RUN_DIR/export/encoder.<suffix>``; a folder for ``hf``) and its note to ``<out>.json``.
+    Returns the note: ``path``, ``format``, ``load`` (how to load it) and, for the formats loaded
+    back here, ``max_abs_difference``. Raises :class:`SelfsupError` for an unknown format, one that
+    does not fit the run's backbone (naming the formats that do), a missing extra, or an export
+    whose reloaded output differs by more than :data:`TOLERANCE`."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    run_dir = Path(run_dir)
+    encoder = load_encoder(run_dir)
+    text = encoder.spec.get("modality") == "text"
+    fits = ("hf", "safetensors") if text else tuple(f for f in FORMATS if f != "hf")
+    if fmt not in fits:
+        kind = "text" if text else "image"
+        raise ConfigError(f"--format {fmt} does not fit a {kind} run; use one of {', '.join(fits)}")
+    default = run_dir / "export" / ("hf" if fmt == "hf" else f"encoder{SUFFIX[fmt]}")
+    path = Path(out) if out is not None else default
+    path.parent.mkdir(parents=True, exist_ok=True)
+    note = WRITERS[fmt](encoder, path)
+    note = {"path": str(path), "format": fmt, **note}
+    (path.parent / f"{path.name}.json").write_text(to_json(note, indent=2))
+    return note
+
+
+def _image_facts(encoder) -> dict:
+    spec = encoder.spec
+    return {
+        "input": f"float images N×{spec['in_channels']}×{spec['image_size']}×{spec['image_size']}",
+        "mean": spec["mean"],
+        "std": spec["std"],
+        "out_dim": encoder.out_dim,
+    }
+
+
+def _library_net(encoder) -> nn.Module:
+    """The library model inside the backbone: timm:/torchvision: models sit in a feature wrapper."""
+    return getattr(encoder.backbone, "net", encoder.backbone)
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def _write_safetensors(encoder, path: Path) -> dict:
+    from safetensors.torch import save_file
+
+    if encoder.spec.get("modality") == "text":
+        weights = _state(encoder)
+        facts = {"input": "token ids N×L of the run's tokenizer (tokenizer.json in the run)"}
+    else:
+        weights, facts = _state(_library_net(encoder)), _image_facts(encoder)
+    save_file(weights, str(path), metadata={"selfsup_spec": to_json(encoder.spec)})
+    return {
+        **facts,
+        "load": "safetensors.torch.load_file(path); the keys are the backbone's own "
+        "(the library's, for timm:, torchvision: and the ResNets)",
+    }
+
+
+def _target_model(encoder, library: str) -> str:
+    """The name of the ``library`` model whose keys the run's backbone has."""
+    name = encoder.spec["backbone"]
+    own, _, model = name.partition(":")
+    if own == library:
+        return model
+    if name in BUILTIN_RESNETS:
+        return name
+    fits = f"{name.split(':')[0]}" if ":" in name else "safetensors, torchscript, onnx"
+    raise ConfigError(
+        f"a run of backbone '{name}' cannot be exported as {library} weights; use --format {fits}"
+    )
+
+
+def _stem_note(net: nn.Module, in_channels: int) -> str | None:
+    conv = getattr(net, "conv1", None)
+    if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
+        return (
+            "CIFAR stem: before loading, set model.conv1 = nn.Conv2d("
+            f"{conv.in_channels}, {conv.out_channels}, 3, 1, 1, bias=False) and model.maxpool = nn.Identity()"
+        )
+    if isinstance(conv, nn.Conv2d) and conv.in_channels != 3:
+        return f"first convolution takes {conv.in_channels} channels: build the model for {conv.in_channels}"
+    return None
+
+
+def _write_library(library: str):
+    def write(encoder, path: Path) -> dict:
+        model = _target_model(encoder, library)
+        net = _library_net(encoder)
+        torch.save(_state(net), path)
+        build = (
+            f"torchvision.models.get_model('{model}', weights=None); then model.fc (or the last "
+            "Linear of model.classifier) = nn.Identity()"
+            if library == "torchvision"
+            else f"timm.create_model('{model}', num_classes=0, in_chans={net_in_channels(net)})"
+        )
+        return {
+            **_image_facts(encoder),
+            "library": library,
+            "model": model,
+            "stem": _stem_note(net, encoder.spec["in_channels"]) or "the library's own",
+            "load": f"model = {build}; model.load_state_dict(torch.load(path), strict=True)",
+        }
+
+    return write
+
+
+def net_in_channels(net: nn.Module) -> int:
+    """The channels the first convolution of ``net`` takes (3 where it has none)."""
+    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 3
+
+
+def _example(encoder) -> torch.Tensor:
+    spec = encoder.spec
+    return torch.rand(
+        2,
+        spec["in_channels"],
+        spec["image_size"],
+        spec["image_size"],
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def _checked(reference: torch.Tensor, reloaded: torch.Tensor, what: str) -> float:
+    difference = float((reference - torch.as_tensor(reloaded)).abs().max())
+    if difference > TOLERANCE:
+        raise SelfsupError(
+            f"the {what} export gives features {difference:.2e} away from PyTorch's (> {TOLERANCE})"
+        )
+    return difference
+
+
+def _write_torchscript(encoder, path: Path) -> dict:
+    example = _example(encoder)
+    with torch.no_grad(), warnings.catch_warnings():
+        # deprecated since torch 2.10 for torch.export, yet what C++ and mobile runtimes still load
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(encoder, example)
+        traced.save(str(path))
+        batch = torch.cat([example, example.flip(0), example])  # another batch size than traced
+        difference = _checked(encoder(batch), torch.jit.load(str(path))(batch), "TorchScript")
+    return {**_image_facts(encoder), "max_abs_difference": difference, "load": "torch.jit.load(path)(images)"}
+
+
+def _write_onnx(encoder, path: Path) -> dict:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("--format onnx needs onnx and onnxruntime: pip install 'selfsup[onnx]'") from None
+    example = _example(encoder)
+    try:
+        torch.onnx.export(
+            encoder,
+            (example,),
+            str(path),
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+            dynamo=True,
+            verbose=False,
+            external_data=False,
+        )
+    except ImportError as exc:
+        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
+    batch = torch.cat([example, example.flip(0), example])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        difference = _checked(encoder(batch), session.run(None, {"images": batch.numpy()})[0], "ONNX")
+    return {
+        **_image_facts(encoder),
+        "max_abs_difference": difference,
+        "load": "onnxruntime.InferenceSession(path).run(None, {'images': images})[0]",
+    }
+
+
+def _write_hf(encoder, path: Path) -> dict:
+    save = getattr(encoder, "save_pretrained", None)
+    if save is None:
+        raise ConfigError(
+            "--format hf takes a run started from a Hugging Face checkpoint (--backbone hf:PATH); "
+            "selfsup's own transformer exports as safetensors"
+        )
+    save(path)
+    return {"load": "transformers.AutoModel.from_pretrained(path); AutoTokenizer.from_pretrained(path)"}
+
+
+WRITERS = {
+    "safetensors": _write_safetensors,
+    "torchvision": _write_library("torchvision"),
+    "timm": _write_library("timm"),
+    "torchscript": _write_torchscript,
+    "onnx": _write_onnx,
+    "hf": _write_hf,
+}
