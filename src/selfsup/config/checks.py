@@ -6,6 +6,7 @@ from __future__ import annotations
 from selfsup.config.sections import TEXT_BACKBONE, Config
 from selfsup.errors import ConfigError
 from selfsup.models.backbones import BACKBONES
+from selfsup.models.hf_text import is_hf_backbone
 from selfsup.models.library_backbones import is_library_backbone
 
 CHOICES = {
@@ -46,10 +47,10 @@ def validate(config: Config) -> None:
 def check_model(config: Config) -> None:
     """The backbone fits the method's modality."""
     text_method = config.modality == "text"
-    if text_method and config.model.backbone != TEXT_BACKBONE:
+    if text_method and config.model.backbone != TEXT_BACKBONE and not is_hf_backbone(config.model.backbone):
         raise ConfigError(
-            f"method '{config.method_name}' learns from text: model.backbone must be {TEXT_BACKBONE}, "
-            f"got '{config.model.backbone}'"
+            f"method '{config.method_name}' learns from text: model.backbone must be {TEXT_BACKBONE} "
+            f"or hf:PATH (a Hugging Face checkpoint folder), got '{config.model.backbone}'"
         )
     if (
         not text_method

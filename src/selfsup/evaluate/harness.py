@@ -28,7 +28,7 @@ from selfsup.evaluate.knn import knn_predict
 from selfsup.evaluate.linear import linear_probe
 from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
 from selfsup.models.encoder import Encoder
-from selfsup.models.text import TextEncoder
+from selfsup.models.text import BaseTextEncoder
 
 PROTOCOLS = {
     "knn": "SSL + kNN",
@@ -58,7 +58,7 @@ class EvalModality:
     baseline: str
     baseline_inputs: Callable[[Any, Any], tuple[Any, Any]]
     baseline_predict: Callable[[Any, torch.Tensor, torch.Tensor, Any, int], tuple[torch.Tensor, dict]]
-    check_data: Callable[[Encoder | TextEncoder, DataSplits, Any], None]
+    check_data: Callable[[Encoder | BaseTextEncoder, DataSplits, Any], None]
 
 
 def _pixels(images) -> torch.Tensor:
@@ -88,7 +88,7 @@ def _check_images(encoder: Encoder, splits: DataSplits, test: ImageDataset) -> N
         )
 
 
-def _check_text(encoder: TextEncoder, splits: DataSplits, test: TextDataset) -> None:
+def _check_text(encoder: BaseTextEncoder, splits: DataSplits, test: TextDataset) -> None:
     """Nothing beyond ``encoder.inputs``, which refuses data that are not text."""
 
 
@@ -111,10 +111,10 @@ MODALITIES = {
 """Each modality's :class:`EvalModality`, by the name of the data an encoder was trained on."""
 
 
-def modality_of(encoder: Encoder | TextEncoder, protocols: list[str]) -> EvalModality:
+def modality_of(encoder: Encoder | BaseTextEncoder, protocols: list[str]) -> EvalModality:
     """The :class:`EvalModality` of ``encoder``; raises :class:`ConfigError` where ``protocols``
     name another modality's baseline."""
-    modality = MODALITIES["text" if isinstance(encoder, TextEncoder) else "images"]
+    modality = MODALITIES["text" if isinstance(encoder, BaseTextEncoder) else "images"]
     others = {m.baseline: m for m in MODALITIES.values() if m is not modality}
     wrong = sorted(set(protocols) & set(others))
     if wrong:
@@ -126,7 +126,7 @@ def modality_of(encoder: Encoder | TextEncoder, protocols: list[str]) -> EvalMod
 
 
 def evaluate_encoder(
-    encoder: Encoder | TextEncoder,
+    encoder: Encoder | BaseTextEncoder,
     splits: DataSplits,
     config: EvalConfig,
     device: torch.device,
@@ -203,7 +203,7 @@ class _Inputs:
     encoder's features (of the labelled training items: item i in row ``position[i]``) and the
     baseline's inputs, where the protocols need them."""
 
-    encoder: Encoder | TextEncoder
+    encoder: Encoder | BaseTextEncoder
     modality: EvalModality
     train: ImageDataset | TextDataset
     test: ImageDataset | TextDataset
@@ -296,7 +296,7 @@ def _predict(inputs: _Inputs, protocol: str, index: torch.Tensor, seed: int) -> 
     return classifier_predict(model, inputs.test_inputs, inputs.device, inputs.amp_dtype), {}
 
 
-def _fresh_like(encoder: Encoder | TextEncoder, seed: int) -> Encoder | TextEncoder:
+def _fresh_like(encoder: Encoder | BaseTextEncoder, seed: int) -> Encoder | BaseTextEncoder:
     torch.manual_seed(seed)
     return encoder.fresh()
 

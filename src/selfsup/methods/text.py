@@ -19,7 +19,7 @@ from selfsup.data.tokenizer import MASK_MARK, trim_padding
 from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
 from selfsup.methods.base import PICTURES, TEST_METRICS, BatchFloor, Method, MethodOutput, Progress
-from selfsup.models.text import LMHead, TextDecoder, TextEncoder
+from selfsup.models.text import BaseTextEncoder, LMHead, TextDecoder, TextEncoder
 
 EXAMPLES = 4  # held-out documents shown in each method's examples file
 
@@ -30,8 +30,8 @@ class TextMethod(Method):
     views = 1
     modality = "text"
 
-    def __init__(self, encoder: TextEncoder):
-        if not isinstance(encoder, TextEncoder):
+    def __init__(self, encoder: BaseTextEncoder):
+        if not isinstance(encoder, BaseTextEncoder):
             raise ConfigError(
                 f"{type(self).__name__} learns from text: it needs text data (.txt, .csv, .tsv) "
                 "and model.backbone=transformer"
@@ -119,7 +119,7 @@ class MaskedLM(TextMethod):
             per_process=True,
         )
 
-    def __init__(self, encoder: TextEncoder, params: MaskedLMParams):
+    def __init__(self, encoder: BaseTextEncoder, params: MaskedLMParams):
         super().__init__(encoder)
         if (
             not 0 < params.mask_prob < 1
@@ -132,7 +132,7 @@ class MaskedLM(TextMethod):
         if encoder.spec["causal"]:
             raise ConfigError("the masked LM needs a bidirectional encoder")
         self.params = params
-        self.head = LMHead(encoder.backbone.embed.tokens, transform=True)
+        self.head = encoder.lm_head(transform=True)
         dim = encoder.out_dim
         self.next_sentence = (
             nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 2)) if params.next_sentence else None
@@ -208,6 +208,10 @@ class BART(TextMethod):
 
     def __init__(self, encoder: TextEncoder, params: BARTParams):
         super().__init__(encoder)
+        if not isinstance(encoder, TextEncoder):
+            raise ConfigError(
+                "BART trains selfsup's own transformer; a Hugging Face checkpoint takes mlm or causal_lm"
+            )
         if encoder.spec["causal"]:
             raise ConfigError("BART's encoder must be bidirectional")
         for key in ("token_masking", "token_deletion", "text_infilling"):
@@ -300,14 +304,14 @@ class CausalLM(TextMethod):
 
     offers = frozenset({TEST_METRICS, PICTURES})
 
-    def __init__(self, encoder: TextEncoder, params: CausalLMParams):
+    def __init__(self, encoder: BaseTextEncoder, params: CausalLMParams):
         super().__init__(encoder)
         if not encoder.spec["causal"]:
             raise ConfigError("the causal LM needs a causal encoder")
         if params.temperature <= 0 or params.top_k < 0:
             raise ConfigError("method.temperature must be positive and method.top_k 0 or more")
         self.params = params
-        self.head = LMHead(encoder.backbone.embed.tokens)
+        self.head = encoder.lm_head()
 
     @staticmethod
     def encoder_options(params: CausalLMParams) -> dict:

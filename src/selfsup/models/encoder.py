@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -116,11 +117,22 @@ def channel_stats(images: torch.Tensor, chunk_values: int = 2**21) -> tuple[list
 
 
 def save_encoder(encoder: nn.Module, run_dir: Path, extra: dict | None = None) -> None:
+    """Write ``encoder`` to ``run_dir``: ``encoder.safetensors`` (a Hugging Face checkpoint's
+    encoder: the folder ``hf/``, with ``save_pretrained``) and ``encoder.json``, its spec."""
     run_dir = Path(run_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    tmp = run_dir / (ENCODER_FILE + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(run_dir / ENCODER_FILE)
+    if hasattr(encoder, "save_pretrained"):
+        from selfsup.models.hf_text import HF_FOLDER
+
+        tmp = run_dir / (HF_FOLDER + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        encoder.save_pretrained(tmp)
+        shutil.rmtree(run_dir / HF_FOLDER, ignore_errors=True)
+        tmp.replace(run_dir / HF_FOLDER)
+    else:
+        state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
+        tmp = run_dir / (ENCODER_FILE + ".tmp")
+        save_file(state, str(tmp))
+        tmp.replace(run_dir / ENCODER_FILE)
     meta = {"encoder": encoder.spec, "out_dim": encoder.out_dim, **(extra or {})}
     (run_dir / ENCODER_META).write_text(to_json(meta, indent=2))
 
@@ -134,6 +146,11 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
     """
     run_dir = Path(run_dir)
     weights, meta_path = run_dir / ENCODER_FILE, run_dir / ENCODER_META
+    if meta_path.exists() and (run_dir / "hf").is_dir():  # started from a Hugging Face checkpoint
+        from selfsup.models.hf_text import HF_FOLDER, HFTextEncoder
+
+        spec = json.loads(meta_path.read_text())["encoder"]
+        return HFTextEncoder.load(run_dir / HF_FOLDER, spec).to(device).eval()
     if not weights.exists() or not meta_path.exists():
         raise SelfsupError(
             f"no trained encoder in {run_dir} (expected {ENCODER_FILE} and {ENCODER_META}; "

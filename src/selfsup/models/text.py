@@ -141,13 +141,53 @@ class LMHead(nn.Module):
         return F.linear(states, self.tokens.weight, self.bias)
 
 
-class TextEncoder(nn.Module):
-    """The text encoder users keep: token ids N×L -> document embeddings N×dim (mean of the final
-    states over the non-padding tokens, or the first token's state with ``pooling='first'``).
+class BaseTextEncoder(nn.Module):
+    """What every text encoder offers the methods and the evaluation: token ids N×L -> document
+    embeddings N×dim (mean of the final states over the non-padding tokens, or the first token's
+    state with ``pooling='first'``); ``backbone(ids)`` -> states N×L×dim; ``lm_head()``, the
+    output layer giving token logits; a ``tokenizer`` and its ``vocab`` (:meth:`attach_tokenizer`);
+    :meth:`inputs` turns texts into ids. Subclasses set ``spec``, ``backbone``, ``out_dim``,
+    ``max_length`` and ``pooling``."""
 
-    ``spec`` rebuilds it; ``tokenizer`` and ``vocab`` are attached from the run directory's
-    ``tokenizer.json`` (:meth:`attach_tokenizer`); :meth:`inputs` turns texts into ids.
-    """
+    spec: dict
+    max_length: int
+    pooling: str = "mean"
+    tokenizer = None
+    vocab: Vocabulary | None = None
+
+    def attach_tokenizer(self, tokenizer) -> BaseTextEncoder:
+        self.tokenizer = tokenizer
+        self.vocab = Vocabulary.of(tokenizer, self.spec["tokenizer_kind"])
+        return self
+
+    def lm_head(self, transform: bool = False) -> nn.Module:
+        """The output layer: states …×dim -> logits …×vocabulary (``transform``: BERT's dense +
+        GELU + LayerNorm first, where the encoder builds one)."""
+        raise NotImplementedError
+
+    def inputs(self, dataset) -> torch.Tensor:
+        """Token ids of a :class:`TextDataset`'s documents (``[CLS] … [SEP]``, padded, at most
+        ``max_length``)."""
+        if not hasattr(dataset, "texts"):
+            raise DataError("this encoder was trained on text; give it a text corpus (.txt, .csv, .tsv)")
+        return document_ids(self.tokenizer, dataset.texts, self.max_length)
+
+    def pool(self, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Document embeddings N×dim from states N×L×dim of ``ids`` N×L."""
+        if self.pooling == "first":
+            return states[:, 0]
+        keep = (ids != 0).unsqueeze(-1).to(states.dtype)
+        return (states * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = trim_padding(ids).long()  # stored ids may be uint16
+        return self.pool(self.backbone(ids), ids)
+
+
+class TextEncoder(BaseTextEncoder):
+    """selfsup's own text encoder: a :class:`TextTransformer` with its tokenizer trained on the
+    corpus. ``spec`` rebuilds it; the tokenizer is attached from the run directory's
+    ``tokenizer.json``."""
 
     def __init__(
         self,
@@ -178,13 +218,9 @@ class TextEncoder(nn.Module):
         self.out_dim = dim
         self.max_length = max_length
         self.pooling = pooling
-        self.tokenizer = None
-        self.vocab: Vocabulary | None = None
 
-    def attach_tokenizer(self, tokenizer) -> TextEncoder:
-        self.tokenizer = tokenizer
-        self.vocab = Vocabulary.of(tokenizer, self.spec["tokenizer_kind"])
-        return self
+    def lm_head(self, transform: bool = False) -> nn.Module:
+        return LMHead(self.backbone.embed.tokens, transform)
 
     @classmethod
     def from_spec(cls, spec: dict, tokenizer) -> TextEncoder:
@@ -194,21 +230,3 @@ class TextEncoder(nn.Module):
     def fresh(self) -> TextEncoder:
         """An untrained encoder of the same architecture and tokenizer (the from-scratch baseline)."""
         return TextEncoder.from_spec(self.spec, self.tokenizer)
-
-    def inputs(self, dataset) -> torch.Tensor:
-        """Token ids of a :class:`TextDataset`'s documents (``[CLS] … [SEP]``, padded, at most
-        ``max_length``)."""
-        if not hasattr(dataset, "texts"):
-            raise DataError("this encoder was trained on text; give it a text corpus (.txt, .csv, .tsv)")
-        return document_ids(self.tokenizer, dataset.texts, self.max_length)
-
-    def pool(self, states: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Document embeddings N×dim from states N×L×dim of ``ids`` N×L."""
-        if self.pooling == "first":
-            return states[:, 0]
-        keep = (ids != 0).unsqueeze(-1).to(states.dtype)
-        return (states * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        ids = trim_padding(ids).long()  # stored ids may be uint16
-        return self.pool(self.backbone(ids), ids)

@@ -30,8 +30,9 @@ from selfsup.errors import ConfigError, DataError
 from selfsup.methods import get_method
 from selfsup.models.backbones import resnet_last_stage_input_side
 from selfsup.models.encoder import Encoder, channel_stats
+from selfsup.models.hf_text import HFTextEncoder, is_hf_backbone
 from selfsup.models.library_backbones import feature_dim, is_library_backbone
-from selfsup.models.text import TextEncoder
+from selfsup.models.text import BaseTextEncoder, TextEncoder
 from selfsup.models.weights import load_weights
 
 
@@ -169,6 +170,10 @@ class Text(Modality):
 
     def prepare(self, splits: DataSplits, resume_dir=None) -> Inputs:
         tokenizer = None
+        if is_hf_backbone(self.config.model.backbone):  # the checkpoint's own tokenizer
+            encoder, train, test = build_text_inputs(self.config, splits)
+            self.lengths = row_lengths(train)
+            return Inputs(encoder, train, test)
         if distributed.is_main():
             if resume_dir is not None and (resume_dir / TOKENIZER_FILE).exists():
                 tokenizer = load_tokenizer(resume_dir)
@@ -189,7 +194,8 @@ class Text(Modality):
         return [trim_padding(batch).long()]
 
     def save(self, encoder, run_dir):
-        save_tokenizer(encoder.tokenizer, run_dir)
+        if not is_hf_backbone(self.config.model.backbone):  # an hf: run saves it with the model
+            save_tokenizer(encoder.tokenizer, run_dir)
 
     def encoder_metadata(self, splits):
         return {"texts": len(splits.train)}
@@ -237,26 +243,33 @@ def train_text_tokenizer(config: Config, texts: Sequence[str]):
 
 def build_text_inputs(
     config: Config, splits: DataSplits, tokenizer=None
-) -> tuple[TextEncoder, torch.Tensor, torch.Tensor | None]:
+) -> tuple[BaseTextEncoder, torch.Tensor, torch.Tensor | None]:
     """The text encoder of ``config`` (its tokenizer trained on the training texts unless given) and
     the token ids of the training and test splits: documents, or blocks of the packed corpus."""
     tc = config.text
-    if tokenizer is None:
-        tokenizer = train_text_tokenizer(config, splits.train.texts)
-    width = config.model.width
     options = get_method(config.method_name).build.encoder_options(config.method)
-    encoder = TextEncoder(
-        tokenizer.get_vocab_size(),
-        width,
-        config.model.depth or 4,
-        max(1, width // 64),
-        tc.max_length,
-        tokenizer_kind=tc.tokenizer,
-        **options,
-    ).attach_tokenizer(tokenizer)
+    if is_hf_backbone(config.model.backbone):
+        path = config.model.backbone[len("hf:") :]
+        encoder = HFTextEncoder.from_checkpoint(path, options.get("causal", False), tc.max_length)
+        tokenizer = encoder.tokenizer
+    else:
+        if tokenizer is None:
+            tokenizer = train_text_tokenizer(config, splits.train.texts)
+        width = config.model.width
+        encoder = TextEncoder(
+            tokenizer.get_vocab_size(),
+            width,
+            config.model.depth or 4,
+            max(1, width // 64),
+            tc.max_length,
+            tokenizer_kind=tc.tokenizer,
+            **options,
+        ).attach_tokenizer(tokenizer)
 
     def tokens(dataset: TextDataset) -> torch.Tensor:
-        return packed_ids(tokenizer, dataset.texts, tc.max_length) if tc.pack else encoder.inputs(dataset)
+        return (
+            packed_ids(tokenizer, dataset.texts, encoder.max_length) if tc.pack else encoder.inputs(dataset)
+        )
 
     test = None
     if splits.test is not None:

@@ -1,0 +1,192 @@
+"""Hugging Face ``transformers`` checkpoints as selfsup's text encoders: ``--backbone hf:PATH``
+continues the pretraining of a local checkpoint folder (encoder models such as BERT, RoBERTa and
+DistilBERT with ``mlm``, decoder models such as GPT-2 with ``causal_lm``) with the checkpoint's
+own tokenizer and output layer; nothing is downloaded (the ``hf`` extra).
+
+selfsup's text code counts on five special ids: ``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]``
+3, ``[MASK]`` 4, the other tokens after them. :class:`HFTokenizer` gives the checkpoint's tokens
+those ids (its ``[CLS]``/``<s>`` becomes 2, and so on; a role the checkpoint lacks, such as
+GPT-2's padding, stands for its end-of-text token), and :class:`HFTextEncoder` maps the ids back
+before the model sees them and puts the logits back in selfsup's order. So masking, padding,
+token stores, batching and the evaluation run unchanged, and the model stays the checkpoint's:
+a run's ``hf/`` folder is written with ``save_pretrained`` and loads in ``transformers``.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from selfsup.errors import ConfigError
+from selfsup.models.text import BaseTextEncoder
+
+PREFIX = "hf:"
+HF_FOLDER = "hf"  # in a run directory: the checkpoint as trained, with its tokenizer
+
+
+def is_hf_backbone(name: str) -> bool:
+    return name.startswith(PREFIX) and len(name) > len(PREFIX)
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise ConfigError("--backbone hf:PATH needs transformers: pip install 'selfsup[hf]'") from None
+    transformers.logging.set_verbosity_error()  # e.g. "weights not used" when AutoModel drops the head
+    transformers.logging.disable_progress_bar()  # a bar per load and save; selfsup shows its own
+    return transformers
+
+
+class HFTokenizer:
+    """A Hugging Face fast tokenizer with selfsup's ids (see the module's docstring); it offers the
+    calls selfsup makes of a ``tokenizers.Tokenizer``. ``to_hf``: selfsup id -> checkpoint id."""
+
+    def __init__(self, hf):
+        backend = getattr(hf, "backend_tokenizer", None)
+        if backend is None:
+            raise ConfigError("hf: checkpoints need a fast tokenizer (tokenizer.json)")
+        self.hf, self.backend = hf, backend
+        end = hf.eos_token_id if hf.eos_token_id is not None else hf.sep_token_id
+        roles = [
+            hf.pad_token_id,
+            hf.unk_token_id,
+            hf.cls_token_id if hf.cls_token_id is not None else hf.bos_token_id,
+            hf.sep_token_id if hf.sep_token_id is not None else end,
+            hf.mask_token_id,
+        ]
+        stand_in = next((r for r in (end, *roles) if r is not None), 0)
+        taken = {r for r in roles if r is not None}
+        regular = [i for i in range(len(hf)) if i not in taken]
+        self.to_hf = torch.tensor([r if r is not None else stand_in for r in roles] + regular)
+        self.from_hf = torch.full((len(hf),), 1, dtype=torch.long)  # 1: [UNK]
+        self.from_hf[regular] = torch.arange(len(roles), len(roles) + len(regular))
+        for ours, theirs in reversed(list(enumerate(roles))):  # a shared id takes the first role
+            if theirs is not None:
+                self.from_hf[theirs] = ours
+        self.kind = "wordpiece" if type(backend.model).__name__ == "WordPiece" else "bpe"
+        self.encode_special_tokens = True
+
+    def get_vocab_size(self) -> int:
+        return len(self.to_hf)
+
+    def get_vocab(self) -> dict[str, int]:
+        return {
+            token: int(self.from_hf[i]) for token, i in self.hf.get_vocab().items() if i < len(self.from_hf)
+        }
+
+    def encode_batch(self, texts, add_special_tokens: bool = False):
+        self.backend.encode_special_tokens = self.encode_special_tokens
+        out = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        return [types.SimpleNamespace(ids=self.from_hf[e.ids].tolist() if e.ids else []) for e in out]
+
+    def decode(self, ids) -> str:
+        return self.backend.decode(self.to_hf[torch.as_tensor(ids, dtype=torch.long)].tolist())
+
+    def to_str(self) -> str:
+        return "selfsup-hf-ids|" + self.backend.to_str()
+
+
+class _Head(nn.Module):
+    """The checkpoint's output layer, its logits put in selfsup's token order."""
+
+    def __init__(self, layer: nn.Module, to_hf: torch.Tensor):
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("to_hf", to_hf, persistent=False)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.layer(states)[..., self.to_hf]
+
+
+class _States(nn.Module):
+    """The checkpoint's base model: selfsup ids N×L (0: padding) -> final states N×L×dim."""
+
+    def __init__(self, model: nn.Module, to_hf: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("to_hf", to_hf, persistent=False)
+
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+        extra = {} if segments is None else {"token_type_ids": segments}
+        out = self.model.base_model(input_ids=self.to_hf[ids], attention_mask=(ids != 0).long(), **extra)
+        return out.last_hidden_state
+
+
+class HFTextEncoder(BaseTextEncoder):
+    """A ``transformers`` masked or causal LM (with its output layer, so that continued pretraining
+    starts from the checkpoint's) as a selfsup text encoder: ids N×L -> mean-pooled final states
+    N×hidden_size. Build it with :meth:`from_checkpoint` or :meth:`load`."""
+
+    def __init__(self, model: nn.Module, tokenizer: HFTokenizer, source: str, causal: bool, max_length: int):
+        super().__init__()
+        config = model.config
+        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512)
+        self.max_length = min(max_length, positions)
+        self.spec = dict(
+            modality="text",
+            backbone=f"{PREFIX}{source}",
+            causal=causal,
+            max_length=self.max_length,
+            pooling="mean",
+            tokenizer_kind=tokenizer.kind,
+            model_type=config.model_type,
+        )
+        self.backbone = _States(model, tokenizer.to_hf)
+        self.out_dim = int(config.hidden_size)
+        self.attach_tokenizer(tokenizer)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.backbone.model
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, causal: bool, max_length: int, source: str | None = None):
+        """The checkpoint folder ``path`` (``config.json``, weights, a fast tokenizer) with its LM
+        output layer: ``AutoModelForCausalLM`` where ``causal``, else ``AutoModelForMaskedLM``.
+        Raises :class:`ConfigError` for a missing folder or a model that is not of that kind."""
+        transformers = _transformers()
+        path = Path(path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"--backbone hf:{path}: no Hugging Face checkpoint there (no config.json)")
+        auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModelForMaskedLM
+        try:
+            model = auto.from_pretrained(path, local_files_only=True)
+        except ValueError as exc:
+            kind = "a decoder (causal_lm: GPT-2, ...)" if causal else "an encoder (mlm: BERT, RoBERTa, ...)"
+            raise ConfigError(f"hf:{path} is not {kind} model ({str(exc).splitlines()[0][:160]})") from None
+        tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(path, local_files_only=True))
+        return cls(model, tokenizer, source or str(path), causal, max_length)
+
+    @classmethod
+    def load(cls, folder: Path, spec: dict) -> HFTextEncoder:
+        """The encoder a run saved in ``folder`` (its ``hf/``) with ``spec`` (its ``encoder.json``)."""
+        source = spec["backbone"][len(PREFIX) :]
+        return cls.from_checkpoint(folder, spec["causal"], spec["max_length"], source)
+
+    def lm_head(self, transform: bool = False) -> nn.Module:
+        del transform  # the checkpoint's head is what it is (BERT's has its transform)
+        model = self.model
+        if hasattr(model, "vocab_projector"):  # DistilBERT keeps its head's parts apart
+            layer = nn.Sequential(
+                model.vocab_transform, model.activation, model.vocab_layer_norm, model.vocab_projector
+            )
+        else:
+            layer = model.cls if hasattr(model, "cls") else model.get_output_embeddings()
+        return _Head(layer, self.backbone.to_hf)
+
+    def fresh(self) -> HFTextEncoder:
+        """The same architecture and tokenizer, untrained (the from-scratch baseline)."""
+        model = type(self.model)(self.model.config)
+        return HFTextEncoder(
+            model, self.tokenizer, self.spec["backbone"][len(PREFIX) :], self.spec["causal"], self.max_length
+        )
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """The model and its tokenizer with ``save_pretrained``: ``AutoModel.from_pretrained`` and
+        ``AutoTokenizer.from_pretrained`` load the folder."""
+        self.model.save_pretrained(folder)
+        self.tokenizer.hf.save_pretrained(folder)
