@@ -137,3 +137,22 @@ def test_pretraining_starts_from_weights_in_a_file_or_a_run(tmp_path):
             build_config("simclr", small_images=False, overrides=[f"model.weights={tmp_path / 'other.pt'}"]),
             torch.zeros(4, 3, 32, 32, dtype=torch.uint8),
         )
+
+
+def test_mae_hides_patches_of_a_timm_vit_and_its_view_matches_timm(tmp_path):
+    from selfsup.models.library_backbones import timm_vit_patches
+
+    backbone = build_backbone("timm:vit_tiny_patch16_224", 3, 64)
+    view = timm_vit_patches(backbone)
+    assert (view.grid, view.patch_size, view.num_patches) == (4, 16, 16)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # all patches kept: the same tokens as timm's own forward
+        torch.testing.assert_close(view.encode(view.embed(x)), backbone.net.forward_features(x))
+    data = make_image_folder(tmp_path / "pets", per_class=8, size=(64, 64))
+    common = dict(epochs=1, batch_size=8, progress=False, report=False)
+    result = api.pretrain(
+        "mae", str(data), out=str(tmp_path / "mae"), backbone="timm:vit_tiny_patch16_224", **common
+    )
+    assert torch.isfinite(torch.tensor(result.history[-1]["loss"]))
+    with pytest.raises(ConfigError, match="mae needs a ViT whose patch tokens it can hide"):
+        api.pretrain("mae", str(data), out=str(tmp_path / "c"), backbone="timm:convnext_atto", **common)

@@ -20,6 +20,7 @@ from selfsup.errors import ConfigError
 from selfsup.losses import masked_patch_loss, standardize_patches
 from selfsup.methods.base import PICTURES, TEST_METRICS, Method, MethodOutput, Progress
 from selfsup.models.encoder import Encoder
+from selfsup.models.library_backbones import TimmViTPatches, timm_vit_patches
 from selfsup.models.vit import VisionTransformer, init_transformer, sincos_positions, transformer_block
 
 
@@ -65,15 +66,23 @@ def unpatchify(patches: torch.Tensor, patch: int, channels: int) -> torch.Tensor
     return x.permute(0, 5, 1, 3, 2, 4).reshape(n, channels, grid * patch, grid * patch)
 
 
+def patch_tokens(backbone: nn.Module) -> VisionTransformer | TimmViTPatches | None:
+    """What MAE hides patches of: selfsup's ViT itself, or the patch-token view of a timm ViT."""
+    return backbone if isinstance(backbone, VisionTransformer) else timm_vit_patches(backbone)
+
+
 class MAE(Method):
     views = 1
     offers = frozenset({TEST_METRICS, PICTURES})
 
     def __init__(self, encoder: Encoder, params: MAEParams):
         super().__init__(encoder)
-        vit = encoder.backbone
-        if not isinstance(vit, VisionTransformer):
-            raise ConfigError(f"mae needs model.backbone=vit, got '{encoder.spec['backbone']}'")
+        vit = patch_tokens(encoder.backbone)
+        if vit is None:
+            raise ConfigError(
+                f"mae needs a ViT whose patch tokens it can hide: model.backbone=vit or a timm ViT "
+                f"(timm:vit_*, with a class token and fixed positions), got '{encoder.spec['backbone']}'"
+            )
         if not 0 < params.mask_ratio < 1 or int(vit.num_patches * (1 - params.mask_ratio)) < 1:
             raise ConfigError(
                 f"method.mask_ratio must leave at least one of the {vit.num_patches} patches visible "
@@ -106,7 +115,7 @@ class MAE(Method):
 
         Returns ``pred`` and ``target`` (N×L×p²C, standardised pixels), ``mask`` (N×L, 1 = hidden)
         and ``latent`` (N×(1+K)×dim, the class token and the K visible tokens)."""
-        vit: VisionTransformer = self.encoder.backbone
+        vit = patch_tokens(self.encoder.backbone)
         x = self.encoder.normalize(images)
         tokens = vit.embed(x)
         n, length, dim = tokens.shape
@@ -136,7 +145,7 @@ class MAE(Method):
         """Images in [0, 1]: the input with its hidden patches predicted (a normalised-pixel
         prediction is mapped back with the true patch's mean and scale, as the official demo does),
         the input with its hidden patches grey, and the pixel mask N×C×H×W (1 = hidden)."""
-        patch, channels = self.encoder.backbone.patch_size, images.shape[1]
+        patch, channels = patch_tokens(self.encoder.backbone).patch_size, images.shape[1]
         pred = out["pred"].float()
         if self.params.norm_pix_loss:
             _, mean, scale = standardize_patches(out["target"].float())

@@ -37,13 +37,14 @@ def library_backbone(
     net = _timm(model, in_channels, image_size) if library == "timm" else _torchvision(model, in_channels)
     if stem == "cifar" or (stem == "auto" and image_size <= cifar_stem_max_side):
         _cifar_stem(net)
-    backbone = _Features(net, repeat_grey=library == "torchvision" and in_channels == 1)
+    backbone = Features(net, repeat_grey=library == "torchvision" and in_channels == 1)
     backbone.out_dim = feature_dim(backbone, name, in_channels, image_size)
     return backbone
 
 
-class _Features(nn.Module):
-    """A library model without its classifier: images -> flat features."""
+class Features(nn.Module):
+    """A model without its classifier: images -> flat features N×D (``repeat_grey``: grey images
+    are repeated to the three channels the model takes)."""
 
     def __init__(self, net: nn.Module, repeat_grey: bool):
         super().__init__()
@@ -125,3 +126,52 @@ def feature_dim(
     finally:
         backbone.train(was_training)
     return int(features.shape[1])
+
+
+class TimmViTPatches:
+    """The patch-token view of a timm ``VisionTransformer`` that MAE needs, as selfsup's own ViT
+    offers it: ``embed`` (images -> patch tokens with their positions, N×L×dim), ``encode`` (the
+    class token and any subset of patch tokens through the blocks), ``grid``, ``patch_size``,
+    ``num_patches``, ``out_dim``. MAE's official code is built on this very model."""
+
+    def __init__(self, net: nn.Module):
+        self.net = net
+        self.patch_size = int(net.patch_embed.patch_size[0])
+        self.grid = int(net.patch_embed.grid_size[0])
+        self.out_dim = int(net.embed_dim)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid * self.grid
+
+    def _positions(self) -> tuple[torch.Tensor | float, torch.Tensor]:
+        """The class token's position (0 where it has none) and the patches' positions."""
+        pos = self.net.pos_embed
+        return (0.0, pos) if self.net.no_embed_class else (pos[:, :1], pos[:, 1:])
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.patch_embed(x) + self._positions()[1]
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        cls = (self.net.cls_token + self._positions()[0]).expand(len(tokens), -1, -1)
+        x = self.net.norm_pre(torch.cat([cls, tokens], dim=1))
+        return self.net.norm(self.net.blocks(x))
+
+
+def timm_vit_patches(backbone: nn.Module) -> TimmViTPatches | None:
+    """The patch-token view of a ``timm:`` backbone that is a plain ViT (a class token, no register
+    tokens, fixed absolute positions, square patches); None for any other backbone."""
+    net = getattr(backbone, "net", None)
+    if type(net).__name__ != "VisionTransformer" or not hasattr(net, "patch_embed"):
+        return None
+    embed = net.patch_embed
+    plain = (
+        net.cls_token is not None
+        and getattr(net, "reg_token", None) is None
+        and net.pos_embed is not None
+        and not getattr(net, "dynamic_img_size", False)
+        and getattr(embed, "flatten", False)
+        and embed.patch_size[0] == embed.patch_size[1]
+        and embed.grid_size[0] == embed.grid_size[1]
+    )
+    return TimmViTPatches(net) if plain else None
