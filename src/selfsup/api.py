@@ -19,13 +19,14 @@ import torch
 from selfsup import distributed, runs
 from selfsup.augment.presets import ABLATIONS
 from selfsup.config import Config, apply_overrides
-from selfsup.data import DataSplits, ImageDataset
+from selfsup.data import DataSplits, ImageDataset, load_data
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder
 from selfsup.evaluate.features import save_features
 from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
 from selfsup.methods.recipes import build_config
+from selfsup.models.backbones import register_backbone
 from selfsup.report import comparison, format_ablation, write_report
 from selfsup.runs import EVAL_FILE, load_method, load_splits, resolve, small_images
 from selfsup.train import PretrainResult
@@ -42,15 +43,15 @@ def _need_images(splits: DataSplits, verb: str) -> None:
 
 def _data_name(data: str) -> str:
     """A short name of the data for a default run directory: ``./pets.tar.gz`` -> ``pets``."""
-    return "digits" if data == "digits" else Path(data).name.split(".")[0]
+    return Path(data).name.split(".")[0] if isinstance(data, (str, os.PathLike)) else "python"
 
 
 def pretrain(
     method: str = "simclr",
-    data: str = "digits",
+    data: Any = "digits",
     *,
     out: str | Path | None = None,
-    backbone: str | None = None,
+    backbone: str | torch.nn.Module | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
     seed: int | None = None,
@@ -64,9 +65,13 @@ def pretrain(
     report: bool = True,
     tensorboard: bool | None = None,
 ) -> PretrainResult:
-    """Pretrain an encoder with ``method`` on ``data`` (``digits`` or a path) and write its report;
-    see ``selfsup pretrain --help`` (an option given as None keeps the recipe's value). Raises
-    :class:`SelfsupError` for a bad option, data set or run directory."""
+    """Pretrain an encoder with ``method`` on ``data`` (``digits``, a path, or from Python a tensor,
+    array, ``(images, labels)`` or Dataset: :mod:`selfsup.data.python_data`) and write its report;
+    see ``selfsup pretrain --help`` (an option given as None keeps the recipe's value).
+    ``backbone`` may be the user's own ``nn.Module`` (images -> features; the run saves it whole).
+    Raises :class:`SelfsupError` for a bad option, data set or run directory."""
+    if isinstance(backbone, torch.nn.Module):
+        backbone = register_backbone(backbone)
     flags = PRETRAIN.flags(locals())
     resolved, splits = resolve(
         method, data, config=config, overrides=overrides, flags=flags, progress=progress
@@ -114,7 +119,7 @@ def compare(run_dirs: list[str | Path], *, out: str | Path = "comparison.html") 
 def evaluate(
     run_dir: str | Path,
     *,
-    data: str | None = None,
+    data: Any = None,
     labels: list[str] | None = None,
     seeds: int | None = None,
     protocols: list[str] | None = None,
@@ -128,15 +133,18 @@ def evaluate(
     :class:`SelfsupError` for a missing run or data, or a bad label budget or protocol."""
     if not distributed.is_main():
         return {}
-    flags = EVALUATE.flags(locals())
+    from_python = data is not None and not isinstance(data, (str, os.PathLike))  # a tensor, a Dataset
+    flags = EVALUATE.flags({**locals(), "data": None if from_python else data})
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SelfsupError(f"run directory not found: {run_dir}")
     config = runs.load_run_config(run_dir)
     apply_overrides(config, overrides, flags)
     if data is None and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
-        raise SelfsupError(f"the run's data {config.data.spec} are not there any more; pass --data PATH")
-    splits = load_splits(config, progress)
+        raise SelfsupError(
+            f"the run's data {config.data.spec} are not there any more; pass --data PATH (from Python: data=)"
+        )
+    splits = load_data(data) if from_python else load_splits(config, progress)
     torch_device = resolve_device(config.train.device)
     encoder = runs.load_encoder(run_dir, torch_device)
     started = time.perf_counter()

@@ -100,15 +100,19 @@ def resolve(
     A data path is recorded absolute, so that the run's data are found from anywhere. With
     ``progress``, print what was found and how the schedules were fitted. Raises
     :class:`SelfsupError` (a ``ConfigError`` or ``DataError``) naming the option or file at fault."""
-    path = Path(data).expanduser()
-    flags = {
-        "data.spec": os.path.abspath(path) if data != "digits" and path.exists() else data,
-        **(flags or {}),
-    }
-    data_config = build_config(
-        method, small_images=False, config_file=config, overrides=overrides, flags=flags, fit=False
-    )  # only how to read the data: the recipe depends on it
-    splits = load_splits(data_config, progress)
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data).expanduser()
+        flags = {
+            "data.spec": os.path.abspath(path) if data != "digits" and path.exists() else str(data),
+            **(flags or {}),
+        }
+        data_config = build_config(
+            method, small_images=False, config_file=config, overrides=overrides, flags=flags, fit=False
+        )  # only how to read the data: the recipe depends on it
+        splits = load_splits(data_config, progress)
+    else:  # from Python: read once; the run records its type, and evaluating it needs --data
+        splits = load_data(data)
+        flags = {**(flags or {}), "data.spec": splits.source}
     resolved = build_config(
         method, small_images=small_images(splits), config_file=config, overrides=overrides, flags=flags
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from selfsup.config.sections import TEXT_BACKBONE, Config
 from selfsup.errors import ConfigError
-from selfsup.models.backbones import BACKBONES
+from selfsup.models.backbones import BACKBONES, CUSTOM_PREFIX
 from selfsup.models.hf_text import is_hf_backbone
 from selfsup.models.library_backbones import is_library_backbone
 
@@ -56,6 +56,7 @@ def check_model(config: Config) -> None:
         not text_method
         and config.model.backbone not in BACKBONES
         and not is_library_backbone(config.model.backbone)
+        and not config.model.backbone.startswith(CUSTOM_PREFIX)
     ):
         raise ConfigError(
             f"unknown backbone '{config.model.backbone}' (choose from {', '.join(BACKBONES)}, "

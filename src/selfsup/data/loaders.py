@@ -28,6 +28,7 @@ from selfsup.data.decode import UnmappableImage, decode_image
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
 from selfsup.data.folders import local_rank, remove_dead_partials, wait_for
 from selfsup.data.layout import Placed, Unused, image_files, place
+from selfsup.data.python_data import python_splits
 from selfsup.data.store import build_store, load_store
 from selfsup.data.tables import (
     TABLE_SUFFIXES,
@@ -57,8 +58,9 @@ def load_data(
     text_options: dict | None = None,
     store: str = "auto",
 ) -> DataSplits:
-    """Load ``digits``, an ImageFolder directory, a tar or zip archive of one, a .npy/.npz file, or a
-    text corpus (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
+    """Load ``digits``, an ImageFolder directory, a tar or zip archive of one, a .npy/.npz file, data
+    from Python (:mod:`selfsup.data.python_data`: a tensor, an array, a Dataset), or a text corpus
+    (.txt, .csv, .tsv: see :func:`selfsup.data.text.load_text`, which takes ``text_options``).
 
     Folders and archives follow :mod:`selfsup.data.layout` (``train/`` and ``test/`` or ``val/``
     folders give those splits; sub-folder names are the classes; a flat folder is unlabelled;
@@ -72,6 +74,8 @@ def load_data(
     Raises :class:`DataError` for a missing or unreadable path, an unknown format, a layout it
     cannot read, corrupt images (unless ``skip_bad_images``) and pixels without a faithful 8-bit picture.
     """
+    if not isinstance(spec, (str, os.PathLike)):  # a tensor, an array or a Dataset from Python
+        return python_splits(spec, _finish)
     if spec == "digits":
         return load_digits()
     path = Path(spec).expanduser()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from selfsup.errors import ConfigError
-from selfsup.models.library_backbones import is_library_backbone, library_backbone
+from selfsup.models.library_backbones import Features, feature_dim, is_library_backbone, library_backbone
 
 CIFAR_STEM_MAX_SIDE = 64  # at or below this image side, ResNets use the CIFAR stem by default
 
@@ -126,6 +127,37 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+CUSTOM_PREFIX = "custom:"
+CUSTOM: dict[str, nn.Module] = {}
+"""The users' own modules by name (``custom:ClassName``), as they were handed over (untrained)."""
+
+
+def register_backbone(module: nn.Module) -> str:
+    """Make the user's ``module`` (images N×C×H×W -> features, flattened to N×D) a backbone;
+    returns its name for ``model.backbone``. A copy is kept, so later training leaves it as given:
+    it is what every run of this backbone starts from, and the from-scratch baseline."""
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"backbone must be a name or a torch.nn.Module, got {type(module).__name__}")
+    name = f"{CUSTOM_PREFIX}{type(module).__name__}"
+    if name in CUSTOM:
+        name += f"-{len(CUSTOM)}"
+    CUSTOM[name] = copy.deepcopy(module).cpu()
+    return name
+
+
+def custom_backbone(name: str, in_channels: int, image_size: int) -> nn.Module:
+    """A fresh copy of the registered module ``name`` with ``out_dim``, found by a forward pass."""
+    if name not in CUSTOM:
+        raise ConfigError(
+            f"backbone '{name}' is a Python module not handed over in this process; "
+            "pass it again with api.pretrain(..., backbone=module)"
+        )
+    backbone = Features(copy.deepcopy(CUSTOM[name]), repeat_grey=False)
+    hint = "give images of the size and channels the module takes"
+    backbone.out_dim = feature_dim(backbone, name, in_channels, image_size, hint)
+    return backbone
+
+
 def build_backbone(
     name: str,
     in_channels: int,
@@ -136,8 +168,8 @@ def build_backbone(
     patch_size: int = 0,
 ) -> nn.Module:
     """Build a backbone by name (``resnet18``, ``resnet34``, ``resnet50``, ``small_cnn``, ``vit``,
-    ``gated_pixelcnn``, ``row_lstm``; or ``timm:NAME``, ``torchvision:NAME``:
-    :mod:`selfsup.models.library_backbones`).
+    ``gated_pixelcnn``, ``row_lstm``; ``timm:NAME``, ``torchvision:NAME``:
+    :mod:`selfsup.models.library_backbones`; ``custom:NAME``: :func:`register_backbone`).
 
     ``stem``: ``auto`` (CIFAR stem for images up to 64 px), ``cifar`` or ``imagenet``; ResNets only.
     ``width``: the first layer's channels of ``small_cnn``; the token dimension of ``vit`` (heads:
@@ -149,6 +181,8 @@ def build_backbone(
         raise ConfigError(f"unknown stem '{stem}' (choose from auto, cifar, imagenet)")
     if is_library_backbone(name):
         return library_backbone(name, in_channels, image_size, stem, CIFAR_STEM_MAX_SIDE)
+    if name.startswith(CUSTOM_PREFIX):
+        return custom_backbone(name, in_channels, image_size)
     if name not in BACKBONES:
         raise ConfigError(
             f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)}, timm:NAME or torchvision:NAME)"

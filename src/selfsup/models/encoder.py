@@ -14,10 +14,11 @@ from selfsup.data.dataset import Rows
 from selfsup.data.tokenizer import load_tokenizer, trim_padding
 from selfsup.errors import SelfsupError
 from selfsup.jsonfile import to_json
-from selfsup.models.backbones import build_backbone
+from selfsup.models.backbones import CUSTOM, CUSTOM_PREFIX, build_backbone
 
 ENCODER_FILE = "encoder.safetensors"
 ENCODER_META = "encoder.json"
+CUSTOM_FILE = "backbone.pt"  # a run of the user's own module: the module as handed over (torch.save)
 
 
 class Encoder(nn.Module):
@@ -129,6 +130,8 @@ def save_encoder(encoder: nn.Module, run_dir: Path, extra: dict | None = None) -
         shutil.rmtree(run_dir / HF_FOLDER, ignore_errors=True)
         tmp.replace(run_dir / HF_FOLDER)
     else:
+        if encoder.spec.get("backbone", "").startswith(CUSTOM_PREFIX):  # the user's class, pickled
+            torch.save(CUSTOM[encoder.spec["backbone"]], run_dir / CUSTOM_FILE)
         state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
         tmp = run_dir / (ENCODER_FILE + ".tmp")
         save_file(state, str(tmp))
@@ -162,6 +165,9 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
 
         encoder = TextEncoder.from_spec(spec, load_tokenizer(run_dir))
     else:
+        name = spec["backbone"]
+        if name.startswith(CUSTOM_PREFIX) and name not in CUSTOM:  # unpickling runs the user's code
+            CUSTOM[name] = torch.load(run_dir / CUSTOM_FILE, map_location="cpu", weights_only=False)
         encoder = Encoder(**spec)
     encoder.load_state_dict(load_file(str(weights)))
     return encoder.to(device).eval()
