@@ -123,7 +123,7 @@ def test_hf_checkpoints_of_the_wrong_kind_or_place_are_one_line_errors(tmp_path)
         continue_pretraining(tmp_path, "mlm", tmp_path / "nowhere", data)
     with pytest.raises(ConfigError, match="BART trains selfsup's own transformer"):
         continue_pretraining(tmp_path, "bart", tiny_bert(tmp_path / "bert", texts()), data)
-    with pytest.raises(ConfigError, match="--format hf takes a run started from a Hugging Face"):
+    with pytest.raises(ConfigError, match="own bidirectional transformer has no transformers architecture"):
         run = api.pretrain(
             "mlm",
             data,
@@ -135,3 +135,29 @@ def test_hf_checkpoints_of_the_wrong_kind_or_place_are_one_line_errors(tmp_path)
             overrides=["model.width=32", "model.depth=1", "text.vocab_size=200", "text.max_length=32"],
         )
         api.export(run.run_dir, format="hf")
+
+
+def test_a_causal_lm_run_of_selfsups_own_transformer_exports_as_gpt2(tmp_path):
+    data = write_news(tmp_path / "news.csv")
+    run = api.pretrain(
+        "causal_lm",
+        data,
+        out=str(tmp_path / "own"),
+        epochs=1,
+        batch_size=8,
+        progress=False,
+        report=False,
+        overrides=["model.width=32", "model.depth=2", "text.vocab_size=200", "text.max_length=32"],
+    )
+    note = api.export(run.run_dir, format="hf")
+    model = transformers.AutoModel.from_pretrained(note["path"]).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(note["path"])
+    encoder = load_encoder(run.run_dir)
+    docs = ["Stocks fell on Wall Street.", "The team won the final."]
+    ids = encoder.inputs(TextDataset(docs))
+    batch = tokenizer(docs, padding=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], ids)  # the tokenizer frames texts as selfsup does
+    with torch.no_grad():
+        states = model(**batch).last_hidden_state
+    keep = batch["attention_mask"].unsqueeze(-1).float()
+    torch.testing.assert_close(encoder(ids), (states * keep).sum(1) / keep.sum(1), atol=1e-5, rtol=1e-4)

@@ -10,8 +10,9 @@ the tool that uses it loads:
 - ``torchscript`` / ``onnx``: the whole encoder, normalisation included: float images
   N×C×H×W in [0, 1] -> features N×D, with a dynamic batch axis; each is loaded back (ONNX with
   ``onnxruntime``) and its output compared with PyTorch's;
-- ``hf``: a text run started from a Hugging Face checkpoint (``--backbone hf:PATH``), written
-  with ``save_pretrained`` together with its tokenizer.
+- ``hf``: a text run, written with ``save_pretrained`` together with its tokenizer: the
+  checkpoint a run started from (``--backbone hf:PATH``), or a ``causal_lm`` run of selfsup's own
+  transformer as a GPT-2 (:func:`selfsup.models.hf_text.save_as_gpt2`).
 
 Beside each file, ``<out>.json`` says what the file holds and how to load it (the mean and std
 the images must be standardised with, for the state-dict formats).
@@ -219,14 +220,16 @@ def _write_onnx(encoder, path: Path) -> dict:
 
 
 def _write_hf(encoder, path: Path) -> dict:
-    save = getattr(encoder, "save_pretrained", None)
-    if save is None:
-        raise ConfigError(
-            "--format hf takes a run started from a Hugging Face checkpoint (--backbone hf:PATH); "
-            "selfsup's own transformer exports as safetensors"
-        )
-    save(path)
-    return {"load": "transformers.AutoModel.from_pretrained(path); AutoTokenizer.from_pretrained(path)"}
+    from selfsup.models.hf_text import save_as_gpt2
+
+    if hasattr(encoder, "save_pretrained"):  # started from a Hugging Face checkpoint
+        encoder.save_pretrained(path)
+    else:
+        save_as_gpt2(encoder, path)
+    return {
+        "load": "transformers.AutoModel.from_pretrained(path); AutoTokenizer.from_pretrained(path)",
+        "embedding": "the mean of the final hidden states over the attended tokens",
+    }
 
 
 WRITERS = {

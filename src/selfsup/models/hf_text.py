@@ -190,3 +190,70 @@ class HFTextEncoder(BaseTextEncoder):
         ``AutoTokenizer.from_pretrained`` load the folder."""
         self.model.save_pretrained(folder)
         self.tokenizer.hf.save_pretrained(folder)
+
+
+def save_as_gpt2(encoder, folder: str | Path) -> None:
+    """Write selfsup's own causal transformer (a ``causal_lm`` run's :class:`TextEncoder`) as a
+    ``transformers`` GPT-2 with its tokenizer: the same pre-norm blocks (GELU, LayerNorm eps 1e-6),
+    so ``AutoModel`` gives the same states. GPT-2's output layer has no bias; selfsup's LM head
+    bias, which lives in the method, is not part of the encoder and is not written.
+    Raises :class:`ConfigError` for a bidirectional encoder (no ``transformers`` architecture has
+    its pre-norm blocks without an embedding LayerNorm)."""
+    transformers = _transformers()
+    spec = encoder.spec
+    if not spec["causal"]:
+        raise ConfigError(
+            "--format hf: selfsup's own bidirectional transformer has no transformers architecture "
+            "that loads it exactly; start from a checkpoint (--backbone hf:PATH) or use --format safetensors"
+        )
+    dim, net = spec["dim"], encoder.backbone
+    config = transformers.GPT2Config(
+        vocab_size=spec["vocab_size"],
+        n_positions=spec["max_length"],
+        n_embd=dim,
+        n_layer=spec["depth"],
+        n_head=spec["heads"],
+        n_inner=4 * dim,
+        activation_function="gelu",
+        layer_norm_epsilon=1e-6,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    state = {"wte.weight": net.embed.tokens.weight, "wpe.weight": net.embed.positions.weight}
+    state |= {"ln_f.weight": net.norm.weight, "ln_f.bias": net.norm.bias}
+    for i, block in enumerate(net.blocks):  # GPT-2's Conv1D keeps its weights transposed
+        pairs = {
+            "ln_1": (block.norm1.weight, block.norm1.bias),
+            "attn.c_attn": (block.self_attn.in_proj_weight.T, block.self_attn.in_proj_bias),
+            "attn.c_proj": (block.self_attn.out_proj.weight.T, block.self_attn.out_proj.bias),
+            "ln_2": (block.norm2.weight, block.norm2.bias),
+            "mlp.c_fc": (block.linear1.weight.T, block.linear1.bias),
+            "mlp.c_proj": (block.linear2.weight.T, block.linear2.bias),
+        }
+        for name, (weight, bias) in pairs.items():
+            state[f"h.{i}.{name}.weight"], state[f"h.{i}.{name}.bias"] = weight, bias
+    model = transformers.GPT2LMHeadModel(config)
+    model.transformer.load_state_dict({k: v.detach().contiguous() for k, v in state.items()}, strict=True)
+    model.save_pretrained(folder)
+    _hf_tokenizer(encoder.tokenizer, transformers).save_pretrained(folder)
+
+
+def _hf_tokenizer(tokenizer, transformers):
+    """selfsup's ``tokenizers.Tokenizer`` as a ``transformers`` fast tokenizer that frames a text
+    as selfsup does (``[CLS] … [SEP]``)."""
+    from tokenizers import Tokenizer, processors
+
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    names = dict(
+        pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
+    )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=copy, bos_token="[CLS]", eos_token="[SEP]", **names
+    )
