@@ -59,3 +59,57 @@ def tiny_gpt2(folder: Path, texts: list[str]) -> Path:
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     hf.save_pretrained(folder)
     return folder
+
+
+def tiny_encoder(folder: Path, texts: list[str], model_type: str) -> Path:
+    """A RoBERTa (byte-level BPE; <s> <pad> </s> <unk> first, <mask> last, positions offset by
+    the padding id) or a DistilBERT (WordPiece, its output layer in four parts) masked LM."""
+    import transformers
+
+    if model_type == "distilbert":
+        tiny_bert(folder, texts)  # then the same tokenizer under a DistilBERT
+        config = transformers.DistilBertConfig(
+            vocab_size=len(transformers.AutoTokenizer.from_pretrained(folder)),
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+        )
+        transformers.DistilBertForMaskedLM(config).save_pretrained(folder)
+        return folder
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.add_special_tokens(["<mask>"])
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+    config = transformers.RobertaConfig(
+        vocab_size=len(hf),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=34,
+        pad_token_id=1,
+    )
+    transformers.RobertaForMaskedLM(config).save_pretrained(folder)
+    hf.save_pretrained(folder)
+    return folder

@@ -78,7 +78,7 @@ def test_a_users_module_and_dataset_pretrain_evaluate_and_reload(tmp_path):
     assert out.strip() == "32"
 
 
-@pytest.mark.parametrize("form", ["tensor", "array", "pair"])
+@pytest.mark.parametrize("form", ["tensor", "array", "pair", "named"])
 def test_tensors_and_arrays_are_data(tmp_path, form):
     digits = load_digits()
     images = (digits.images[:200] * 255 / 16).astype(np.uint8)  # N×H×W
@@ -86,9 +86,14 @@ def test_tensors_and_arrays_are_data(tmp_path, form):
         "tensor": torch.from_numpy(images),
         "array": images,
         "pair": (images, digits.target[:200]),
+        "named": [(image, "odd" if t % 2 else "even") for image, t in zip(images, digits.target)],  # a list
     }[form]
     result = api.pretrain("simclr", data, out=tmp_path / form, backbone="small_cnn", **COMMON)
     assert np.isfinite(result.final_loss)
+    if form == "named":
+        from selfsup.data import load_data
+
+        assert load_data(data).train.classes == ["even", "odd"]
 
 
 def test_bad_python_data_and_backbones_are_one_line_errors(tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from hf_tiny import tiny_bert, tiny_gpt2
+from hf_tiny import tiny_bert, tiny_encoder, tiny_gpt2
 from selfsup import api
 from selfsup.data import TextDataset
 from selfsup.errors import ConfigError
@@ -35,7 +35,7 @@ def texts():
     return [t for group in TOPICS.values() for t in group] * 4
 
 
-def continue_pretraining(tmp_path, method, checkpoint, data):
+def continue_pretraining(tmp_path, method, checkpoint, data, length=32):
     return api.pretrain(
         method,
         data,
@@ -45,7 +45,7 @@ def continue_pretraining(tmp_path, method, checkpoint, data):
         batch_size=8,
         progress=False,
         report=False,
-        overrides=["text.max_length=32", "optim.warmup_epochs=0"],
+        overrides=[f"text.max_length={length}", "optim.warmup_epochs=0"],
     )
 
 
@@ -112,6 +112,17 @@ def test_hf_checkpoints_continue_pretraining_evaluate_export_and_reload(tmp_path
     keep = batch["attention_mask"].unsqueeze(-1).float()
     theirs = (states * keep).sum(1) / keep.sum(1)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_type", ["roberta", "distilbert"])
+def test_roberta_and_distilbert_continue_pretraining_with_their_own_heads(tmp_path, model_type):
+    checkpoint = tiny_encoder(tmp_path / "checkpoint", texts(), model_type)
+    result = continue_pretraining(tmp_path, "mlm", checkpoint, write_news(tmp_path / "news.csv"), length=64)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    encoder = load_encoder(result.run_dir)
+    assert encoder.max_length == (64 if model_type == "distilbert" else 32)  # RoBERTa: 34 positions - 2
+    ids = encoder.inputs(TextDataset(["Stocks fell on Wall Street. " * 20]))  # cut at max_length
+    assert ids.shape[1] == encoder.max_length and torch.isfinite(encoder(ids)).all()
 
 
 def test_hf_checkpoints_of_the_wrong_kind_or_place_are_one_line_errors(tmp_path):

@@ -46,15 +46,23 @@ def python_splits(data, finish) -> DataSplits:
                 f"{source}: item {i} has shape {array.shape}, item 0 {images[0].shape}; resize them"
             )
         images.append(array)
-        labels.append(-1 if label is None else int(label))
-    classes = getattr(data, "classes", None)
-    labelled = any(label >= 0 for label in labels)
-    dataset = ImageDataset.from_arrays(
-        np.stack(images),
-        np.asarray(labels) if labelled else None,
-        classes=list(classes) if labelled and classes else None,
+        labels.append(label)
+    return finish({"train": _labelled(np.stack(images), labels, getattr(data, "classes", None))}, source)
+
+
+def _labelled(images: np.ndarray, labels: list, classes) -> ImageDataset:
+    """Integer labels index the data set's ``classes`` where it has them; other labels (names)
+    name the classes; None marks an unlabelled item."""
+    if all(label is None for label in labels):
+        return ImageDataset.from_arrays(images)
+    if all(isinstance(label, (int, np.integer)) or label is None for label in labels):
+        values = np.asarray([-1 if label is None else int(label) for label in labels])
+        if classes and values.max() < len(classes):
+            return ImageDataset.from_arrays(images, values, classes=list(classes))
+        return ImageDataset.from_arrays(images, values)
+    return ImageDataset.from_arrays(
+        images, np.asarray(["" if label is None else str(label) for label in labels])
     )
-    return finish({"train": dataset}, source)
 
 
 def _array(value) -> np.ndarray:

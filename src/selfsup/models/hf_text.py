@@ -125,6 +125,9 @@ class HFTextEncoder(BaseTextEncoder):
         super().__init__()
         config = model.config
         positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512)
+        offset = getattr(getattr(model.base_model, "embeddings", None), "padding_idx", None)
+        if offset is not None:  # RoBERTa's positions start after its padding id (514 for 512 tokens)
+            positions -= offset + 1
         self.max_length = min(max_length, positions)
         self.spec = dict(
             modality="text",
