@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,36 +41,11 @@ TRAINING = ["text.max_length=128", "optim.lr=3e-4", "optim.warmup_epochs=1", "tr
 
 def random_bert(folder: Path) -> Path:
     """A randomly initialised BERT masked LM with a WordPiece tokenizer trained on tiny-shakespeare."""
-    import transformers
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hf_tiny import tiny_bert
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=SIZE["vocab"], special_tokens=specials)
-    tokenizer.train([str(SHAKESPEARE)], trainer)
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
-    hf = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    config = transformers.BertConfig(
-        vocab_size=len(hf),
-        hidden_size=SIZE["hidden"],
-        num_hidden_layers=SIZE["layers"],
-        num_attention_heads=SIZE["heads"],
-        intermediate_size=4 * SIZE["hidden"],
-        max_position_embeddings=SIZE["positions"],
-    )
-    transformers.BertForMaskedLM(config).save_pretrained(folder)
-    hf.save_pretrained(folder)
-    return folder
+    lines = SHAKESPEARE.read_text().splitlines()
+    return tiny_bert(folder, lines, **SIZE, unused=False)
 
 
 def pretrain(checkpoint: Path, data: Path, epochs: int, out: Path) -> dict:

@@ -4,19 +4,31 @@ model) and saved with ``save_pretrained``: what ``--backbone hf:PATH`` reads in 
 from pathlib import Path
 
 
-def tiny_bert(folder: Path, texts: list[str], hidden: int = 32, layers: int = 2, positions: int = 64) -> Path:
-    """A BERT masked LM with a WordPiece tokenizer whose special tokens are not at selfsup's ids
-    (an ``[unused0]`` before ``[UNK]``, as in BERT's own vocabulary)."""
+def tiny_bert(
+    folder: Path,
+    texts: list[str],
+    hidden: int = 32,
+    layers: int = 2,
+    positions: int = 64,
+    heads: int = 2,
+    vocab: int = 400,
+    unused: bool = True,
+) -> Path:
+    """A BERT masked LM with a WordPiece tokenizer trained on ``texts``; with ``unused`` its special
+    tokens are not at selfsup's ids (an ``[unused0]`` before ``[UNK]``, as in BERT's own vocabulary).
+    The MLP is ``4 * hidden`` wide, as in BERT. Also builds the benchmark's "general" checkpoint."""
     import transformers
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    specials = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    specials = ["[PAD]", *(["[unused0]"] if unused else []), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", 4), ("[CLS]", 3))
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=specials))
+    tokenizer.post_processor = processors.BertProcessing(
+        ("[SEP]", specials.index("[SEP]")), ("[CLS]", specials.index("[CLS]"))
+    )
     hf = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token="[PAD]",
@@ -29,8 +41,8 @@ def tiny_bert(folder: Path, texts: list[str], hidden: int = 32, layers: int = 2,
         vocab_size=len(hf),
         hidden_size=hidden,
         num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
         max_position_embeddings=positions,
     )
     transformers.BertForMaskedLM(config).save_pretrained(folder)

@@ -49,6 +49,20 @@ def continue_pretraining(tmp_path, method, checkpoint, data, length=32):
     )
 
 
+def own_transformer_run(tmp_path, method, data, depth):
+    """One epoch of selfsup's own (not a checkpoint's) transformer."""
+    return api.pretrain(
+        method,
+        data,
+        out=str(tmp_path / "own"),
+        epochs=1,
+        batch_size=8,
+        progress=False,
+        report=False,
+        overrides=["model.width=32", f"model.depth={depth}", "text.vocab_size=200", "text.max_length=32"],
+    )
+
+
 def test_the_tokenizer_maps_the_checkpoints_specials_to_selfsups_ids(tmp_path):
     folder = tiny_bert(tmp_path / "bert", texts())
     hf = transformers.AutoTokenizer.from_pretrained(folder)
@@ -135,31 +149,13 @@ def test_hf_checkpoints_of_the_wrong_kind_or_place_are_one_line_errors(tmp_path)
     with pytest.raises(ConfigError, match="BART trains selfsup's own transformer"):
         continue_pretraining(tmp_path, "bart", tiny_bert(tmp_path / "bert", texts()), data)
     with pytest.raises(ConfigError, match="own bidirectional transformer has no transformers architecture"):
-        run = api.pretrain(
-            "mlm",
-            data,
-            out=str(tmp_path / "own"),
-            epochs=1,
-            batch_size=8,
-            progress=False,
-            report=False,
-            overrides=["model.width=32", "model.depth=1", "text.vocab_size=200", "text.max_length=32"],
-        )
+        run = own_transformer_run(tmp_path, "mlm", data, depth=1)
         api.export(run.run_dir, format="hf")
 
 
 def test_a_causal_lm_run_of_selfsups_own_transformer_exports_as_gpt2(tmp_path):
     data = write_news(tmp_path / "news.csv")
-    run = api.pretrain(
-        "causal_lm",
-        data,
-        out=str(tmp_path / "own"),
-        epochs=1,
-        batch_size=8,
-        progress=False,
-        report=False,
-        overrides=["model.width=32", "model.depth=2", "text.vocab_size=200", "text.max_length=32"],
-    )
+    run = own_transformer_run(tmp_path, "causal_lm", data, depth=2)
     note = api.export(run.run_dir, format="hf")
     model = transformers.AutoModel.from_pretrained(note["path"]).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(note["path"])
