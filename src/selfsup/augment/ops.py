@@ -217,9 +217,24 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return ramp.mul_(chroma.unsqueeze(1)).neg_().add_(value.unsqueeze(1))
 
 
+# On a GPU, picking the chosen images out (``nonzero``, a data-dependent shape) waits for the
+# device; there every image is transformed and the chosen ones are kept with ``torch.where``,
+# which gives the same pixels. On the CPU, transforming only the chosen images saves the work.
+SYNC_FREE_ON_CPU = False  # the tests set it to compare the two ways on the CPU
+
+
+def sync_free(images: torch.Tensor) -> bool:
+    """Whether per-image choices on ``images`` are made without waiting for the device."""
+    return images.device.type != "cpu" or SYNC_FREE_ON_CPU
+
+
 def replace_chosen(images: torch.Tensor, apply: torch.Tensor, operation, inplace: bool) -> torch.Tensor:
     """``images`` with the images where ``apply`` replaced by ``operation(those images, their rows)``;
     written into ``images`` itself when ``inplace`` (the augmentation pipeline owns its buffers)."""
+    if sync_free(images):
+        rows = torch.arange(len(images), device=images.device)
+        new = torch.where(_per_image(apply), operation(images, rows), images)
+        return images.copy_(new) if inplace else new
     chosen = torch.nonzero(apply).flatten()
     if len(chosen) == 0:
         return images
@@ -300,14 +315,15 @@ def apply_jitter(
 ) -> torch.Tensor:
     """The colour jitter of ``draw`` written into ``out``; operations of strength 0 are skipped."""
     grey_input = out.shape[1] == 1  # saturation and hue leave grey images as they are
-    enabled = torch.tensor(
-        [s != 0 and not (grey_input and i >= 2) for i, s in enumerate(strengths)], device=out.device
-    )
+    disabled = [i for i, s in enumerate(strengths) if s == 0 or (grey_input and i >= 2)]
+    free = sync_free(out)
     for position in range(4):
         operation = draw.order[:, position]
-        active = draw.apply & enabled[operation]
+        active = draw.apply
+        for i in disabled:
+            active = active & (operation != i)
         linear = active & (operation < 3)
-        if bool(linear.any()):
+        if free or bool(linear.any()):  # factor 1 and shift 0 leave the other images exact
             factor = torch.where(linear, draw.factors.gather(1, operation.clamp(max=2)[:, None])[:, 0], 1.0)
             rest = 1.0 - factor
             grey_weight = torch.where(operation == 2, rest, 0.0)
@@ -317,9 +333,11 @@ def apply_jitter(
             # grey images are their own luma (and saturation is off for them): only contrast's mean term
             shift = mean if grey is out else grey.mul_(_per_image(grey_weight)).add_(mean)
             out.mul_(_per_image(factor)).add_(shift).clamp_(0.0, 1.0)
-        chosen = torch.nonzero(active & (operation == 3)).flatten()
-        if len(chosen):
-            out.index_copy_(0, chosen, adjust_hue(out[chosen], draw.factors[chosen, 3]))
+        hue = active & (operation == 3)
+        if 3 not in disabled:
+            replace_chosen(
+                out, hue, lambda chosen, rows: adjust_hue(chosen, draw.factors[rows, 3]), inplace=True
+            )
     return out
 
 

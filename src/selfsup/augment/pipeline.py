@@ -114,7 +114,7 @@ class ViewAugmenter:
             x = x.float().div_(255.0)
         boxes = torch.cat([d.boxes for d in draws])
         flip = torch.cat([d.flip for d in draws])
-        if not (
+        if ops.sync_free(x) or not (
             size == (height, width)
             and bool((boxes[:, 2] == height).all() and (boxes[:, 3] == width).all())
             and not flip.any()
@@ -137,7 +137,7 @@ class ViewAugmenter:
         off = torch.zeros(n, dtype=torch.bool, device=x.device)  # a view without the step: no image chosen
         if any(d.blur is not None for d in draws):
             apply, sigmas = (
-                torch.cat(parts) for parts in zip(*(d.blur or (off, off.float()) for d in draws))
+                torch.cat(parts) for parts in zip(*(d.blur or (off, off.float() + 1.0) for d in draws))
             )
             x = ops.blur_chosen(
                 x, apply, sigmas, c.blur_kernel or ops.blur_kernel_size(min(size)), inplace=True

@@ -16,6 +16,7 @@ CHOICES = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.sync_batch_norm": ("auto", "true", "false"),
+    "train.compile": ("auto", "true", "false"),
     "model.stem": ("auto", "cifar", "imagenet"),
     "text.tokenizer": ("wordpiece", "bpe", "char"),
     "eval.finetune_optimizer": ("sgd", "adamw"),
@@ -78,6 +79,10 @@ def check_values(config: Config) -> None:
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise ConfigError(f"option '{key}' must be one of {', '.join(allowed)}, got '{value}'")
+    if config.train.log_every < 0:
+        raise ConfigError(
+            f"option 'train.log_every' must be 0 (auto) or a number of steps, got {config.train.log_every}"
+        )
     for key in POSITIVE:
         section, name = key.split(".")
         if getattr(getattr(config, section), name) <= 0:

@@ -92,6 +92,12 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX or AVX-512 BF16), fp32, bf16, fp16
     channels_last: bool = True
+    # steps between reads of the loss from the device (each read waits for it): 0 = auto, every
+    # step on the CPU (a NaN is caught before the weights change), every 25 on a GPU
+    log_every: int = 0
+    # torch.compile the method's modules: auto = on CUDA (measured faster there), not on the CPU
+    # (its compile time is not recovered in a CPU run; benchmarks/step_overhead.py)
+    compile: str = "auto"
     collapse_threshold: float = 0.05  # warn when an embedding std falls below this × 1/√d
     stop_on_collapse: bool = False
     pictures: int = 8  # test images in the picture grids some methods save at the end (0: none)

@@ -34,11 +34,13 @@ METRICS_FILE = "metrics.jsonl"
 @dataclass
 class StepEnd:
     """What ``on_step_end`` receives: the step's :class:`MethodOutput`, its progress, the loss of
-    the global batch (a float) and the learning rate used."""
+    the global batch (a float) at the steps where the loop read it from the device (every
+    ``train.log_every`` steps and the last of each epoch; None at the others: reading waits for
+    the device) and the learning rate used."""
 
     output: MethodOutput
     progress: Progress
-    loss: float
+    loss: float | None
     lr: float
 
 
@@ -131,8 +133,11 @@ class ProgressBar(Callback):
 
     def on_step_end(self, run, step: StepEnd) -> None:
         self.seen += run.config.train.batch_size
-        speed = self.seen / (time.perf_counter() - self.started)
-        self.bar.set_postfix(loss=f"{step.loss:.4f}", lr=f"{step.lr:.3g}", img_s=f"{speed:.0f}")
+        if step.loss is not None:  # a step whose loss was read (train.log_every)
+            speed = self.seen / (time.perf_counter() - self.started)
+            self.bar.set_postfix(
+                loss=f"{step.loss:.4f}", lr=f"{step.lr:.3g}", img_s=f"{speed:.0f}", refresh=False
+            )
         self.bar.update()
 
     def on_epoch_end(self, run, record: dict) -> None:

@@ -17,6 +17,7 @@ rank 0 writes files and prints.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import time
@@ -32,6 +33,7 @@ from selfsup.config import CONFIG_FILE, Config
 from selfsup.data import DataSplits
 from selfsup.errors import ConfigError, DataError, TrainingError
 from selfsup.methods import Method, Progress
+from selfsup.train import speed
 from selfsup.train.callbacks import (
     METRICS_FILE,
     Callback,
@@ -60,6 +62,7 @@ class PretrainResult:
     history: list[dict] = field(default_factory=list)
     test_metrics: dict[str, float] = field(default_factory=dict)  # the pretext task's own, on the test split
     saved: bool = True  # False in the torchrun processes other than rank 0, which write nothing
+    speed: dict = field(default_factory=dict)  # what selfsup.train.speed chose, where it ran
 
 
 def pretrain(
@@ -149,6 +152,7 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
     for callback in callbacks:
         callback.on_fit_start(run)
     run.started = time.perf_counter()
+    choose_speed(run)
     for epoch in range(run.start_epoch, run.config.train.epochs):
         for callback in callbacks:
             callback.on_epoch_start(run, epoch)
@@ -164,8 +168,33 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
     seconds = time.perf_counter() - run.started
     saved = distributed.is_main()
     return PretrainResult(
-        run.run_dir, run.config.train.epochs, final_loss, seconds, run.history, run.test_metrics, saved=saved
+        run.run_dir,
+        run.config.train.epochs,
+        final_loss,
+        seconds,
+        run.history,
+        run.test_metrics,
+        saved=saved,
+        speed=run.speed,
     )
+
+
+def choose_speed(run: Run) -> None:
+    """Compile the method's modules (``train.compile``) and, on a GPU, measure the precision
+    (``train.precision=auto``) on dry steps of the first batch (:mod:`selfsup.train.speed`); does
+    nothing where neither applies (the CPU's defaults) or no step is left to train."""
+    tc = run.config.train
+    needed = speed.wants_compile(tc.compile, run.device) or speed.measures_precision(tc.precision, run.device)
+    if not needed or run.start_epoch >= tc.epochs or not run.steps_per_epoch:
+        return
+    index, batch = gather(run, run.share(run.order(run.start_epoch), 0)).arrived()
+    views = run.modality.views(batch, torch.Generator(device=run.device).manual_seed(tc.seed))
+    inputs = {"progress": run.progress(run.start_epoch, 0)}
+    if run.labels is not None:
+        inputs["labels"] = run.labels[index]
+    choices = speed.choose(run.method, views, inputs, run.amp_dtype, run.device, tc.precision, tc.compile)
+    run.amp_dtype, run.speed = choices.amp_dtype, choices.summary()
+    speed.report(choices)
 
 
 def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:
@@ -176,7 +205,7 @@ def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:
     torch.manual_seed(epoch_seed(tc.seed, epoch, 0, distributed.rank()))  # each process its own stream
     order, generator = run.order(epoch), run.augment_generator(epoch)
     started = time.perf_counter()
-    loss_sum, term_sums, lr = 0.0, {}, 0.0
+    log, lr = LossLog(log_interval(run)), 0.0
 
     # where gathering costs something (decoding compressed images, sending to a GPU) the next batch
     # is gathered while this one trains; the order is fixed in advance, so this changes no number.
@@ -188,27 +217,71 @@ def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:
     ):
         upcoming = pool.submit(gather, run, run.share(order, 0)) if run.steps_per_epoch else None
         for step_in_epoch in range(run.steps_per_epoch):
-            index, batch = run.share(order, step_in_epoch), upcoming.result()
+            index, batch = upcoming.result().arrived()
             if step_in_epoch + 1 < run.steps_per_epoch:
                 upcoming = pool.submit(gather, run, run.share(order, step_in_epoch + 1))
-            outcome = step(run, index.to(run.device), generator, run.progress(epoch, step_in_epoch), batch)
-            loss_sum, lr = loss_sum + outcome.loss, outcome.lr
-            for key, value in outcome.output.terms.items():
-                term_sums[key] = (
-                    term_sums.get(key, 0.0) + distributed.mean_over_processes(value.detach()).item()
-                )
+            outcome = step(run, index, generator, run.progress(epoch, step_in_epoch), batch, log)
+            lr = outcome.lr
             for callback in callbacks:
                 callback.on_step_end(run, outcome)
     seconds = time.perf_counter() - started
     count = run.steps_per_epoch
     return {
         "epoch": epoch + 1,
-        "loss": loss_sum / count,
-        **{k: v / count for k, v in term_sums.items()},
+        "loss": log.loss_sum / count,
+        **{k: v / count for k, v in log.term_sums.items()},
         "lr": lr,
         "images_per_s": count * tc.batch_size / seconds,
         "seconds": seconds,
     }
+
+
+def log_interval(run: Run) -> int:
+    """Steps between two reads of the losses from the device (``train.log_every``; 0: every step
+    on the CPU, where the step is synchronous anyway and a NaN is then caught before the weights
+    change, and every 25 steps elsewhere, where a read stalls the device's queue)."""
+    every = run.config.train.log_every
+    return every if every > 0 else (1 if run.device.type == "cpu" else 25)
+
+
+class LossLog:
+    """The loss and loss terms of each step, kept on the device until they are read: every
+    ``every`` steps and at the last step of the epoch, all the steps since the last read are
+    averaged over the processes in one collective and copied to the host in one transfer.
+
+    The sums are those of the global batch's values step by step, added in step order in Python
+    floats, so the epoch's record does not depend on ``every``. A non-finite loss raises
+    :class:`TrainingError` at the read that sees it, naming the step where it appeared; with
+    ``every = 1`` that is before the step's backward pass."""
+
+    def __init__(self, every: int = 1):
+        self.every = every
+        self.pending: list[tuple[Progress, tuple[str, ...], torch.Tensor]] = []
+        self.loss_sum, self.term_sums = 0.0, {}
+
+    def add(self, progress: Progress, output) -> None:
+        terms = output.terms
+        values = torch.stack([output.loss.detach().float(), *(v.detach().float() for v in terms.values())])
+        self.pending.append((progress, tuple(terms), values))
+
+    def due(self, progress: Progress) -> bool:
+        position = progress.step % progress.steps_per_epoch + 1
+        return position % self.every == 0 or position == progress.steps_per_epoch
+
+    def read(self, run: Run) -> float:
+        """Add the pending steps to the sums (a host synchronisation); returns the last step's loss."""
+        flat = distributed.mean_over_processes(torch.cat([values for _, _, values in self.pending]))
+        flat, start, loss = flat.tolist(), 0, math.nan
+        for progress, keys, _ in self.pending:
+            loss, terms = flat[start], flat[start + 1 : start + 1 + len(keys)]
+            start += 1 + len(keys)
+            if not math.isfinite(loss):
+                raise TrainingError(non_finite_message(run, progress, loss))
+            self.loss_sum += loss
+            for key, value in zip(keys, terms):
+                self.term_sums[key] = self.term_sums.get(key, 0.0) + value
+        self.pending.clear()
+        return loss
 
 
 class _Inline:
@@ -226,34 +299,74 @@ class _Inline:
         return future
 
 
-def gather(run: Run, index: torch.Tensor) -> torch.Tensor:
-    """The stored inputs ``index`` (a host tensor) on the run's device: read (and decoded) on the
-    host, sent from pinned memory without waiting where the device is a GPU."""
-    batch = run.inputs[index]
-    if run.device.type == "cuda" and batch.device.type == "cpu":
-        return batch.pin_memory().to(run.device, non_blocking=True)
-    return batch.to(run.device)
+@dataclass
+class Gathered:
+    """A batch's training items ``index`` and their stored inputs ``batch``, on the run's device;
+    on a GPU, made on a side stream and ``ready`` once that stream's copies are done."""
+
+    index: torch.Tensor
+    batch: torch.Tensor
+    ready: torch.cuda.Event | None = None
+
+    def arrived(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``index`` and ``batch`` for the current (compute) stream: it waits for the copies on
+        the device, the host does not wait."""
+        if self.ready is not None:
+            stream = torch.cuda.current_stream()
+            stream.wait_event(self.ready)
+            for tensor in (self.index, self.batch):
+                tensor.record_stream(stream)  # their memory is not reused before the step is done
+        return self.index, self.batch
+
+
+def gather(run: Run, index: torch.Tensor) -> Gathered:
+    """The stored inputs ``index`` (a host tensor) and ``index`` itself on the run's device: read
+    (and decoded) on the host; on a GPU, sent from pinned memory on a side stream, so that the copy
+    (or a decoding on the GPU) overlaps the step before it."""
+    if run.device.type != "cuda":
+        return Gathered(index, run.inputs[index].to(run.device))
+    stream = _side_stream(run.device)
+    with torch.cuda.stream(stream):
+        moved = [
+            t.pin_memory().to(run.device, non_blocking=True) if t.device.type == "cpu" else t
+            for t in (index, run.inputs[index])
+        ]
+        ready = torch.cuda.Event()
+        ready.record(stream)
+    return Gathered(*moved, ready)
+
+
+@functools.cache
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device)
 
 
 def step(
-    run: Run, index: torch.Tensor, generator, progress: Progress, batch: torch.Tensor | None = None
+    run: Run,
+    index: torch.Tensor,
+    generator,
+    progress: Progress,
+    batch: torch.Tensor | None = None,
+    log: LossLog | None = None,
 ) -> StepEnd:
     """One optimiser step on the training items ``index`` (this process's share of the batch;
-    ``batch``: their inputs, gathered already by :func:`gather`): views, forward, a finite-loss
-    check, backward (scaled for fp16), gradient clipping, the optimiser, then the method's
-    ``after_step``. Raises :class:`TrainingError` on a NaN or infinite loss, before the weights
-    change."""
+    ``batch``: their inputs, gathered already by :func:`gather`): views, forward, the loss kept
+    in ``log`` (read every step without one), backward (scaled for fp16), gradient clipping, the
+    optimiser, then the method's ``after_step``. Nothing in it waits for the device except the
+    reads of ``log``. Raises :class:`TrainingError` on a NaN or infinite loss at the read that
+    sees it (:class:`LossLog`): every step on the CPU, before the weights change."""
     lr = run.lr_schedule[progress.step]
     set_lr(run.optimizer, lr, run.peak_lr)
-    batch = gather(run, index.cpu()) if batch is None else batch
+    if batch is None:
+        index, batch = gather(run, index.cpu()).arrived()
     views = run.modality.views(batch, generator)
     labels = {"labels": run.labels[index]} if run.labels is not None else {}
     with autocast(run.device, run.amp_dtype):
         output = run.model(views, progress=progress, **labels)
     run.guard.remove()  # the first forward pass did not raise: the shapes are fine
-    loss = distributed.mean_over_processes(output.loss.detach()).item()  # the global batch's loss
-    if not math.isfinite(loss):
-        raise TrainingError(non_finite_message(run, progress, loss))
+    log = log if log is not None else LossLog()
+    log.add(progress, output)
+    loss = log.read(run) if log.due(progress) else None  # the global batch's loss, where read
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(output.loss).backward()
     if run.config.optim.clip_grad > 0:

@@ -64,6 +64,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     test_metrics: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    speed: dict = field(default_factory=dict)  # the precision and compilation chosen (train.speed)
 
     @property
     def checkpoint_path(self) -> Path:

@@ -1,0 +1,171 @@
+"""Choices made for speed on the device at hand, at the start of a run, on its own model and first
+batch: ``train.compile`` (``torch.compile`` of the method's modules, with a fallback to eager
+mode) and, on a GPU, ``train.precision=auto`` by timing bf16 autocast against fp32/TF32.
+
+Both use *dry steps*: forward and backward passes whose every trace is undone (gradients, the
+buffers such as BatchNorm's running statistics, the random number generators), so a run with
+these choices trains exactly as one without them, and a resumed run as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from selfsup import distributed
+from selfsup.train.device import autocast
+
+PRECISIONS = {"bf16": torch.bfloat16, "fp32": None}
+BACKEND = "inductor"  # torch.compile's backend (the tests use TorchDynamo's "eager")
+
+
+@dataclass
+class SpeedChoices:
+    """What :func:`choose` decided: the autocast dtype, the step times it measured for each
+    candidate precision (seconds, median), whether the modules are compiled and how long their
+    compilation took (seconds, the dry step included)."""
+
+    amp_dtype: torch.dtype | None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    compiled: list[torch.nn.Module] = field(default_factory=list)
+    compile_seconds: float = 0.0
+
+    def summary(self) -> dict:
+        precision = next((k for k, v in PRECISIONS.items() if v == self.amp_dtype), str(self.amp_dtype))
+        return {
+            "precision": precision,
+            "step_seconds": self.step_seconds,
+            "compiled": bool(self.compiled),
+            "compile_seconds": self.compile_seconds,
+        }
+
+
+def wants_compile(setting: str, device: torch.device) -> bool:
+    """``train.compile``: ``true``, or ``auto`` on CUDA (on the CPU the compilation, about a minute
+    for a ResNet, is not recovered by a CPU run's gain; benchmarks/step_overhead.py)."""
+    return setting == "true" or (setting == "auto" and device.type == "cuda")
+
+
+def measures_precision(setting: str, device: torch.device) -> bool:
+    """``train.precision=auto`` is measured on CUDA; on the CPU it follows the measured rule of
+    :func:`selfsup.train.device.resolve_precision` (timing there would cost seconds per run)."""
+    return setting == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+@contextlib.contextmanager
+def no_trace(method: torch.nn.Module, device: torch.device):
+    """Undo on exit what forward and backward passes change: the gradients (set to None), the
+    buffers, and the global random number generators (CPU and ``device``)."""
+    buffers = [b.detach().clone() for b in method.buffers()]
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        with torch.no_grad():
+            for saved, buffer in zip(buffers, method.buffers()):
+                buffer.copy_(saved)
+        method.zero_grad(set_to_none=True)
+
+
+def dry_step(method, views: list[torch.Tensor], inputs: dict, amp_dtype, device) -> None:
+    """One forward and backward pass of ``method`` on ``views`` (``inputs``: its other keyword
+    arguments, e.g. progress and labels); no optimiser step."""
+    with autocast(device, amp_dtype):
+        output = method(views, **inputs)
+    output.loss.backward()
+
+
+def time_steps(method, views, inputs, amp_dtype, device, repeats: int = 3) -> float:
+    """Median seconds of ``repeats`` dry steps after one unmeasured one (the device synchronised
+    around each)."""
+    dry_step(method, views, inputs, amp_dtype, device)
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        started = time.perf_counter()
+        dry_step(method, views, inputs, amp_dtype, device)
+        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def compile_modules(method: torch.nn.Module, backend=None) -> list[torch.nn.Module]:
+    """``torch.compile`` each child module of ``method`` that holds parameters (the encoder, the
+    heads, momentum copies), in place: their state-dict keys, and so checkpoints and the saved
+    encoder, stay those of the eager modules. The loss and the method's own logic stay eager
+    (their Python state, e.g. the training progress, would make every step a new graph)."""
+    compiled = [child for child in method.children() if any(True for _ in child.parameters())]
+    for child in compiled:
+        child.compile(backend=backend or BACKEND)
+    return compiled
+
+
+def uncompile(modules: list[torch.nn.Module]) -> None:
+    """Back to eager mode after a failed compilation."""
+    for module in modules:
+        # set by nn.Module.compile, which has no public inverse
+        module._compiled_call_impl = None
+    torch._dynamo.reset()
+
+
+def choose(
+    method, views, inputs: dict, amp_dtype, device, precision: str, compile_setting: str, backend=None
+) -> SpeedChoices:
+    """The run's precision and compilation, decided with dry steps on ``views`` (a first batch's
+    views; ``inputs`` the method's other keyword arguments: progress, labels). ``amp_dtype`` is the precision
+    resolved without measuring; with ``precision=auto`` on CUDA the faster of bf16 and fp32 (with
+    TF32 matrix products) is taken instead. Under torchrun, rank 0's choice is every process's. A
+    compilation that fails warns and leaves the modules eager; nothing else is caught."""
+    choices = SpeedChoices(amp_dtype)
+    with no_trace(method, device):
+        if measures_precision(precision, device):
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            for name, dtype in PRECISIONS.items():
+                choices.step_seconds[name] = time_steps(method, views, inputs, dtype, device)
+            fastest = min(choices.step_seconds, key=choices.step_seconds.get)
+            choices.amp_dtype = PRECISIONS[distributed.broadcast_object(fastest)]
+        if wants_compile(compile_setting, device):
+            started = time.perf_counter()
+            choices.compiled = compile_modules(method, backend)
+            try:
+                dry_step(method, views, inputs, choices.amp_dtype, device)
+            except Exception as exc:  # noqa: BLE001 - any failure of the compiler: train eagerly
+                if not is_compile_error(exc):
+                    raise
+                uncompile(choices.compiled)
+                choices.compiled = []
+                first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+                warnings.warn(
+                    f"torch.compile failed ({type(exc).__name__}: {first_line}); training continues "
+                    "without it (train.compile=false skips the attempt)",
+                    stacklevel=2,
+                )
+            choices.compile_seconds = time.perf_counter() - started
+    return choices
+
+
+def is_compile_error(exc: BaseException) -> bool:
+    """An exception raised by TorchDynamo or TorchInductor (including a failed C++ or Triton
+    build), as opposed to one of the model's own errors."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
+def report(choices: SpeedChoices) -> None:
+    """One line on stderr (rank 0) saying what was decided and why."""
+    if not distributed.is_main() or not (choices.step_seconds or choices.compiled):
+        return
+    parts = []
+    if choices.step_seconds:
+        times = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in choices.step_seconds.items())
+        parts.append(f"precision {choices.summary()['precision']} (a step measured: {times})")
+    if choices.compiled:
+        parts.append(f"torch.compile on ({choices.compile_seconds:.0f} s to compile)")
+    print("selfsup: " + "; ".join(parts), file=sys.stderr)

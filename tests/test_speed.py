@@ -1,0 +1,195 @@
+"""The step without host synchronisation: losses read every ``train.log_every`` steps, the
+augmentation's per-image choices without ``nonzero`` on a GPU, ``train.compile`` and its fallback,
+and the dry steps that leave no trace."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import TINY
+from selfsup.augment import AugmentConfig, ViewAugmenter, ops
+from selfsup.config import preset_config
+from selfsup.data import load_data
+from selfsup.errors import ConfigError, TrainingError
+from selfsup.methods import MethodOutput, Progress
+from selfsup.methods.recipes import build_config
+from selfsup.train import Callback, build_run, pretrain, speed, train_one_epoch
+from selfsup.train.loop import LossLog, log_interval, step
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+def tiny_run(digits, tmp_path, method="vicreg", *overrides):
+    config = build_config(method, small_images=True, overrides=TINY + ["train.epochs=2", *overrides])
+    return build_run(config, digits, tmp_path / "run", torch.device("cpu"), resume=False, overwrite=False)
+
+
+class StepValues(Callback):
+    """What the loop logged before ``train.log_every``: each step's loss and terms read at once."""
+
+    def __init__(self):
+        self.losses, self.terms, self.read = [], {}, []
+
+    def on_step_end(self, run, step):
+        self.losses.append(step.output.loss.item())
+        for key, value in step.output.terms.items():
+            self.terms.setdefault(key, []).append(value.item())
+        self.read.append(step.loss)
+
+
+@pytest.mark.parametrize("every", [0, 1, 3, 100])
+def test_the_epoch_record_is_each_steps_values_summed_whatever_the_log_interval(digits, tmp_path, every):
+    run = tiny_run(digits, tmp_path, "vicreg", f"train.log_every={every}")
+    values = StepValues()
+    record = train_one_epoch(run, 0, [values])
+    steps = run.steps_per_epoch
+    assert record["loss"] == sum(values.losses) / steps  # exactly: the same floats in the same order
+    for key, series in values.terms.items():
+        assert record[key] == sum(series) / steps
+    interval = log_interval(run)
+    assert interval == (every or 1)  # auto on the CPU: every step
+    read = [k for k, loss in enumerate(values.read) if loss is not None]
+    assert read == sorted({k for k in range(steps) if (k + 1) % interval == 0} | {steps - 1})
+    assert all(values.read[k] == values.losses[k] for k in read)
+
+
+def test_a_nan_is_reported_at_the_step_it_appeared_when_read_later(digits, tmp_path):
+    run = tiny_run(digits, tmp_path, "simclr", "train.log_every=4")
+    forward, calls = run.model.forward, {"n": 0}
+
+    def nan_at_second_step(*args, **kwargs):
+        calls["n"] += 1
+        output = forward(*args, **kwargs)
+        return MethodOutput(output.loss * float("nan")) if calls["n"] == 2 else output
+
+    run.model.forward = nan_at_second_step
+    with pytest.raises(TrainingError, match="loss became nan at epoch 1, step 2"):
+        train_one_epoch(run, 0, [])
+    assert calls["n"] == 4  # found at the read of step 4
+
+
+def test_log_every_must_not_be_negative():
+    with pytest.raises(ConfigError, match="train.log_every"):
+        build_config("simclr", small_images=True, overrides=["train.log_every=-1"])
+
+
+def test_loss_log_reads_steps_with_different_terms():
+    log = LossLog(every=2)
+    log.add(Progress(0, 4, 4), MethodOutput(torch.tensor(1.0), {"a": torch.tensor(2.0)}))
+    log.add(
+        Progress(1, 4, 4), MethodOutput(torch.tensor(3.0), {"a": torch.tensor(4.0), "b": torch.tensor(5.0)})
+    )
+    assert not log.due(Progress(0, 4, 4)) and log.due(Progress(1, 4, 4)) and log.due(Progress(3, 4, 4))
+    assert log.read(None) == 3.0 and log.loss_sum == 4.0 and log.term_sums == {"a": 6.0, "b": 5.0}
+    assert log.pending == []
+
+
+@pytest.mark.parametrize("preset", ["simclr", "byol", "dino"])
+def test_the_sync_free_augmentation_makes_the_same_views(monkeypatch, preset):
+    """On a GPU every image is transformed and the chosen ones kept (no nonzero); on the CPU only
+    the chosen ones are: the views are the same."""
+    images = torch.randint(
+        0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    augmenter = ViewAugmenter(preset_config(preset))
+    chosen = augmenter(images, torch.Generator().manual_seed(2))
+    monkeypatch.setattr(ops, "SYNC_FREE_ON_CPU", True)
+    every = augmenter(images, torch.Generator().manual_seed(2))
+    assert len(chosen) == len(every) and all(torch.equal(a, b) for a, b in zip(chosen, every))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_sync_free_path_keeps_whole_unflipped_images_and_grey_ones(monkeypatch, channels):
+    """The whole image unflipped, and colour jitter of grey images (saturation and hue off): the
+    two ways agree there too (the CPU's skips those steps)."""
+    images = torch.randint(
+        0, 256, (6, channels, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)
+    )
+    config = AugmentConfig(views=1, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.5)
+    (chosen,) = ViewAugmenter(config)(images, torch.Generator().manual_seed(4))
+    monkeypatch.setattr(ops, "SYNC_FREE_ON_CPU", True)
+    (every,) = ViewAugmenter(config)(images, torch.Generator().manual_seed(4))
+    assert torch.allclose(chosen, every, atol=1e-6)
+
+
+def test_dry_steps_leave_no_trace(digits, tmp_path):
+    run = tiny_run(digits, tmp_path, "simclr")
+    method = run.method
+    params = [p.detach().clone() for p in method.parameters()]
+    buffers = [b.detach().clone() for b in method.buffers()]
+    views = run.modality.views(run.inputs[:128], torch.Generator().manual_seed(0))
+    rng = torch.get_rng_state()
+    with speed.no_trace(method, run.device):
+        seconds = speed.time_steps(method, views, {}, None, run.device, repeats=1)
+    assert seconds > 0
+    assert all(torch.equal(a, b) for a, b in zip(params, method.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(buffers, method.buffers()))  # BatchNorm's statistics
+    assert all(p.grad is None for p in method.parameters()) and torch.equal(rng, torch.get_rng_state())
+
+
+def test_compile_auto_is_off_on_the_cpu_and_on_with_cuda():
+    assert not speed.wants_compile("auto", torch.device("cpu")) and speed.wants_compile(
+        "true", torch.device("cpu")
+    )
+    assert speed.wants_compile("auto", torch.device("cuda")) and not speed.wants_compile(
+        "false", torch.device("cuda")
+    )
+    assert not speed.measures_precision("auto", torch.device("cpu"))
+
+
+def test_a_compiled_run_trains_as_an_eager_one(digits, tmp_path, monkeypatch):
+    """``train.compile=true`` with TorchDynamo's "eager" backend (the graph capture without
+    Inductor's code generation, which a test cannot wait for): the same losses, the same
+    state-dict keys."""
+    monkeypatch.setattr(speed, "BACKEND", "eager")
+    config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=1"])
+    eager = pretrain(config, digits, tmp_path / "eager", progress=False)
+    compiled_config = build_config(
+        "simclr", small_images=True, overrides=TINY + ["train.epochs=1", "train.compile=true"]
+    )
+    compiled = pretrain(compiled_config, digits, tmp_path / "compiled", progress=False)
+    torch._dynamo.reset()
+    assert compiled.speed["compiled"] and not eager.speed
+    assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-5)
+    saved = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=False)["method"]
+    assert not any("_orig_mod" in key for key in saved)
+
+
+def test_a_failed_compilation_warns_and_trains_eagerly(digits, tmp_path, monkeypatch):
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(speed, "BACKEND", broken_backend)
+    config = build_config(
+        "simclr", small_images=True, overrides=TINY + ["train.epochs=1", "train.compile=true"]
+    )
+    with pytest.warns(UserWarning, match="torch.compile failed .*training continues without it"):
+        result = pretrain(config, digits, tmp_path / "run", progress=False)
+    torch._dynamo.reset()
+    assert not result.speed["compiled"] and math.isfinite(result.final_loss)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the host synchronisations are CUDA's")
+@pytest.mark.parametrize("method", ["simclr", "byol", "vicreg", "dino", "moco"])
+def test_the_training_step_issues_no_host_synchronisation_on_cuda(digits, tmp_path, method):
+    config = build_config(method, small_images=True, overrides=TINY + ["train.epochs=2", "train.device=cuda"])
+    run = build_run(config, digits, tmp_path / "run", torch.device("cuda"), resume=False, overwrite=False)
+    generator = run.augment_generator(0)
+    log = LossLog(every=1000)
+    index, batch = run.share(run.order(0), 0), None
+    step(run, index, generator, run.progress(0, 0), log=log)  # the first step may set things up
+    from selfsup.train.loop import gather
+
+    gathered = gather(run, run.share(run.order(0), 1))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        index, batch = gathered.arrived()
+        step(run, index, generator, run.progress(0, 1), batch, log)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert math.isfinite(log.read(run))
