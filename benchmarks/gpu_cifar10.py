@@ -32,12 +32,53 @@ class TimeUp(Exception):
     pass
 
 
-def main() -> None:
-    from selfsup.api import resolve
+def train_with_knn(config, splits, out, time_limit: float, knn_every: int) -> tuple[list[dict], str]:
+    """Pretrain ``config`` on ``splits`` in ``out``, measuring the kNN accuracy (k 200, T 0.1,
+    cosine; all training labels) on the test split every ``knn_every`` epochs and at the last;
+    stops after the epoch that passes ``time_limit`` seconds. Returns one row per epoch and why
+    it stopped."""
     from selfsup.evaluate.features import extract_features
     from selfsup.evaluate.knn import knn_predict
     from selfsup.train import pretrain
     from selfsup.train.device import resolve_device, resolve_precision
+
+    device = resolve_device(config.train.device)
+    amp = resolve_precision(config.train.precision, device)
+    started = time.perf_counter()
+    epochs: list[dict] = []
+    last = config.train.epochs
+
+    def on_epoch_end(record: dict, method) -> None:
+        row = {k: record[k] for k in ("epoch", "loss", "seconds", "images_per_s")}
+        row["elapsed"] = time.perf_counter() - started
+        if record["epoch"] % knn_every == 0 or record["epoch"] == last or row["elapsed"] > time_limit:
+            train = extract_features(method.encoder, splits.train.images, device, amp).to(device)
+            test = extract_features(method.encoder, splits.test.images, device, amp).to(device)
+            predicted = knn_predict(
+                train, splits.train.labels.to(device), test, len(splits.train.classes), k=200, temperature=0.1
+            )
+            row["knn"] = float((predicted.cpu() == splits.test.labels).float().mean())
+            row["elapsed"] = time.perf_counter() - started
+        epochs.append(row)
+        print(
+            f"epoch {row['epoch']:3d}  {row['seconds']:6.1f} s  {row['images_per_s']:8.0f} img/s  "
+            f"loss {row['loss']:.4f}"
+            + (f"  kNN {row['knn']:.4f}" if "knn" in row else "")
+            + f"  (elapsed {row['elapsed']:.0f} s)",
+            flush=True,
+        )
+        if row["elapsed"] > time_limit:
+            raise TimeUp
+
+    try:
+        pretrain(config, splits, out, overwrite=True, progress=False, on_epoch_end=on_epoch_end)
+    except TimeUp:
+        return epochs, f"time limit {time_limit:.0f} s"
+    return epochs, "epochs done"
+
+
+def main() -> None:
+    from selfsup.api import resolve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(CIFAR))
@@ -61,37 +102,7 @@ def main() -> None:
             *args.overrides,
         ],
     )
-    device = resolve_device(config.train.device)
-    amp = resolve_precision(config.train.precision, device)
-    started = time.perf_counter()
-    epochs: list[dict] = []
-
-    def on_epoch_end(record: dict, method) -> None:
-        row = {k: record[k] for k in ("epoch", "loss", "seconds", "images_per_s")}
-        row["elapsed"] = time.perf_counter() - started
-        if record["epoch"] % args.knn_every == 0 or record["epoch"] == args.epochs:
-            train = extract_features(method.encoder, splits.train.images, device, amp).to(device)
-            test = extract_features(method.encoder, splits.test.images, device, amp).to(device)
-            predicted = knn_predict(
-                train, splits.train.labels.to(device), test, len(splits.train.classes), k=200, temperature=0.1
-            )
-            row["knn"] = float((predicted.cpu() == splits.test.labels).float().mean())
-        epochs.append(row)
-        print(
-            f"epoch {row['epoch']:3d}  {row['seconds']:6.1f} s  {row['images_per_s']:8.0f} img/s  "
-            f"loss {row['loss']:.4f}"
-            + (f"  kNN {row['knn']:.4f}" if "knn" in row else "")
-            + f"  (elapsed {row['elapsed']:.0f} s)",
-            flush=True,
-        )
-        if row["elapsed"] > args.time_limit:
-            raise TimeUp
-
-    stopped = "epochs done"
-    try:
-        pretrain(config, splits, args.out, overwrite=True, progress=False, on_epoch_end=on_epoch_end)
-    except TimeUp:
-        stopped = f"time limit {args.time_limit:.0f} s"
+    epochs, stopped = train_with_knn(config, splits, args.out, args.time_limit, args.knn_every)
     out = ROOT / "benchmarks" / "results" / f"{args.result}.json"
     out.write_text(
         json.dumps(

@@ -152,7 +152,7 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
     for callback in callbacks:
         callback.on_fit_start(run)
     run.started = time.perf_counter()
-    choose_speed(run)
+    compiled = choose_speed(run)
     for epoch in range(run.start_epoch, run.config.train.epochs):
         for callback in callbacks:
             callback.on_epoch_start(run, epoch)
@@ -162,6 +162,7 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
         for callback in callbacks:
             callback.on_epoch_end(run, record)
     run.guard.remove()  # where no step ran (a finished run resumed)
+    speed.uncompile(compiled)
     for callback in callbacks:
         callback.on_fit_end(run)
     final_loss = run.history[-1]["loss"] if run.history else math.nan
@@ -179,14 +180,15 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
     )
 
 
-def choose_speed(run: Run) -> None:
+def choose_speed(run: Run) -> list[torch.nn.Module]:
     """Compile the method's modules (``train.compile``) and, on a GPU, measure the precision
     (``train.precision=auto``) on dry steps of the first batch (:mod:`selfsup.train.speed`); does
-    nothing where neither applies (the CPU's defaults) or no step is left to train."""
+    nothing where neither applies (the CPU's defaults) or no step is left to train. Returns the
+    compiled modules."""
     tc = run.config.train
     needed = speed.wants_compile(tc.compile, run.device) or speed.measures_precision(tc.precision, run.device)
     if not needed or run.start_epoch >= tc.epochs or not run.steps_per_epoch:
-        return
+        return []
     index, batch = gather(run, run.share(run.order(run.start_epoch), 0)).arrived()
     views = run.modality.views(batch, torch.Generator(device=run.device).manual_seed(tc.seed))
     inputs = {"progress": run.progress(run.start_epoch, 0)}
@@ -195,6 +197,7 @@ def choose_speed(run: Run) -> None:
     choices = speed.choose(run.method, views, inputs, run.amp_dtype, run.device, tc.precision, tc.compile)
     run.amp_dtype, run.speed = choices.amp_dtype, choices.summary()
     speed.report(choices)
+    return choices.compiled
 
 
 def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:

@@ -108,11 +108,11 @@ def compile_modules(method: torch.nn.Module, backend=None) -> list[torch.nn.Modu
 
 
 def uncompile(modules: list[torch.nn.Module]) -> None:
-    """Back to eager mode after a failed compilation."""
+    """Back to eager mode: after a failed compilation, and once training is over (the held-out
+    evaluation's batches and modes would only cost new compilations)."""
     for module in modules:
         # set by nn.Module.compile, which has no public inverse
         module._compiled_call_impl = None
-    torch._dynamo.reset()
 
 
 def choose(
