@@ -16,16 +16,12 @@ from selfsup.methods import MethodOutput, Progress
 from selfsup.methods.recipes import build_config
 from selfsup.train import Callback, build_run, pretrain, speed, train_one_epoch
 from selfsup.train.loop import LossLog, log_interval, step
+from test_loop import tiny_run
 
 
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits")
-
-
-def tiny_run(digits, tmp_path, method="vicreg", *overrides):
-    config = build_config(method, small_images=True, overrides=TINY + ["train.epochs=2", *overrides])
-    return build_run(config, digits, tmp_path / "run", torch.device("cpu"), resume=False, overwrite=False)
 
 
 class StepValues(Callback):
