@@ -35,8 +35,9 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain float32.
 
-    ``auto`` is bf16 on CUDA (fp16 on GPUs without bf16) and on CPUs with native bf16 (AMX or
-    AVX-512 BF16), where benchmarks/train_throughput.py measured it 2.2× faster than fp32 for the
+    ``auto`` is bf16 on CUDA (fp16 on GPUs without bf16; where bf16 exists, the run then times
+    it against fp32/TF32 on its own model, :mod:`selfsup.train.speed`) and on CPUs with native
+    bf16 (AMX or AVX-512 BF16), where benchmarks/train_throughput.py measured it 2.2× faster than fp32 for the
     CIFAR ResNet-18 and 1.4× for the digits CNN; fp32 elsewhere.
     """
     if precision == "fp32":
