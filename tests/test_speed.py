@@ -170,7 +170,7 @@ def test_a_failed_compilation_warns_and_trains_eagerly(digits, tmp_path, monkeyp
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the host synchronisations are CUDA's")
-@pytest.mark.parametrize("method", ["simclr", "byol", "vicreg", "dino", "moco"])
+@pytest.mark.parametrize("method", ["simclr", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "moco_v2"])
 def test_the_training_step_issues_no_host_synchronisation_on_cuda(digits, tmp_path, method):
     config = build_config(method, small_images=True, overrides=TINY + ["train.epochs=2", "train.device=cuda"])
     run = build_run(config, digits, tmp_path / "run", torch.device("cuda"), resume=False, overwrite=False)

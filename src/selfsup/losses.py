@@ -32,7 +32,8 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -
     logits = z @ z.T / temperature
     self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
-    positives = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    # made on the device: a tensor sent from the host would make the step wait (on CUDA)
+    positives = (torch.arange(2 * n, device=z.device) + n) % (2 * n)
     return F.cross_entropy(logits, positives)
 
 

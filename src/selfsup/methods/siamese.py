@@ -122,7 +122,7 @@ class Siamese(Method):
         if self.params.loss == "triplet":
             loss = triplet_loss(e1, positive, negative, m)
         else:
-            same = torch.cat([torch.ones(n), torch.zeros(n)]).to(e1.device)
+            same = (torch.arange(2 * n, device=e1.device) < n).float()  # made on the device: no host copy
             loss = margin_contrastive_loss(torch.cat([e1, e1]), torch.cat([positive, negative]), same, m)
         return MethodOutput(
             loss, monitored={"embedding": h[:local].detach(), "projection": own[:local].detach()}
