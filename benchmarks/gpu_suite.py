@@ -1,8 +1,8 @@
 """The prepared GPU suite: everything selfsup measures on one GPU, in about 8 minutes, one command.
 
   (a) SimCLR, ResNet-18 with the CIFAR stem, on the shared CIFAR-10 JPEGs: seconds per step and
-      per two-view epoch (50,000 images; from ``--grid-steps`` measured steps after a warm-up
-      epoch of as many) at batch 512 and 1024, fp32 (TF32 matrix products) and bf16 autocast,
+      per two-view epoch (50,000 images; from 10 measured steps after a warm-up epoch of as
+      many) at batch 512 and 1024, fp32 (TF32 matrix products) and bf16 autocast,
       ``torch.compile`` off and on, with the compile time and the peak GPU memory;
   (c) one short epoch of every method, image and text, on the device (each CUDA path run once;
       SyncBatchNorm needs two processes, which one GPU cannot host under NCCL);

@@ -72,7 +72,7 @@ def time_augmentation(run, epoch: int) -> float:
     return time.perf_counter() - started
 
 
-def time_bare(run, epoch: int, modules=None) -> float:
+def time_bare(run, epoch: int) -> float:
     from selfsup.train.device import autocast
 
     generator = run.augment_generator(epoch)

@@ -85,13 +85,18 @@ def dry_step(method, views: list[torch.Tensor], inputs: dict, amp_dtype, device)
 def time_steps(method, views, inputs, amp_dtype, device, repeats: int = 3) -> float:
     """Median seconds of ``repeats`` dry steps after one unmeasured one (the device synchronised
     around each)."""
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     dry_step(method, views, inputs, amp_dtype, device)
     times = []
     for _ in range(repeats):
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        synchronize()
         started = time.perf_counter()
         dry_step(method, views, inputs, amp_dtype, device)
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        synchronize()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
