@@ -1,4 +1,8 @@
-"""Self-supervised losses as pure functions of embeddings, each with its paper's formula."""
+"""Self-supervised losses as pure functions of embeddings, each with its paper's formula.
+
+The Siamese, masked-image and likelihood losses are here; the clustering and nearest-neighbour
+losses (SwAV, NNCLR), the masked-prediction losses (I-JEPA, iBOT) and the text losses (SimCSE,
+ELECTRA) live in the submodules and are re-exported."""
 
 from __future__ import annotations
 
@@ -7,10 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def _upcast(x: torch.Tensor) -> torch.Tensor:
-    """float32 for half-precision inputs (losses are computed at least in float32), else unchanged."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+from selfsup.losses.precision import upcast as _upcast
 
 
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
