@@ -35,6 +35,13 @@ CASES = {
     "moco_v3": ("moco_v3", {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32}),
     "dino": ("dino", {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer_epochs": 0}),
     "dino_frozen_prototypes": ("dino", {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}),
+    "swav": (
+        "swav",
+        {"proj_hidden_dim": 32, "proj_dim": 16, "prototypes": 12, "freeze_prototypes_epochs": 0}
+        | {"queue_size": 40, "queue_start_epoch": 0},
+    ),
+    "swav_frozen_prototypes": ("swav", {"proj_hidden_dim": 32, "proj_dim": 16, "prototypes": 12}),
+    "nnclr": ("nnclr", {"proj_hidden_dim": 32, "proj_dim": 16, "pred_hidden_dim": 32, "queue_size": 40}),
     "siamese_contrastive": ("siamese", {"proj_dim": 16}),
     "siamese_hardest": ("siamese", {"proj_dim": 16, "mining": "hardest"}),
     "siamese_triplet_semi_hard": ("siamese", {"proj_dim": 16, "loss": "triplet", "mining": "semi_hard"}),

@@ -11,6 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from selfsup.losses.clustering import sinkhorn_knopp as sinkhorn_knopp
+from selfsup.losses.clustering import swav_loss as swav_loss
+from selfsup.losses.neighbours import nearest_neighbour as nearest_neighbour
+from selfsup.losses.neighbours import nnclr_loss as nnclr_loss
 from selfsup.losses.precision import upcast as _upcast
 
 

@@ -169,6 +169,21 @@ class Method(nn.Module):
         return self.encoder(torch.cat(views)), len(views[0])
 
 
+def encode_by_size(encoder: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """``encoder`` over every view, one pass per run of views of one image size (multi-crop: the
+    global crops together, then the local ones), so that BatchNorm sees all views of a size at
+    once: features (V·N)×D, view after view."""
+    features: list[torch.Tensor] = []
+    start = 0
+    while start < len(views):
+        end = start
+        while end < len(views) and views[end].shape == views[start].shape:
+            end += 1
+        features.append(encoder(torch.cat(views[start:end])))
+        start = end
+    return torch.cat(features)
+
+
 class ProjectedPairMethod(Method):
     """Encoder, then ``self.projector`` on both views, then ``pair_loss(z1, z2)`` on the projections
     of the global batch (gathered from all processes): SimCLR, Barlow Twins, VICReg."""

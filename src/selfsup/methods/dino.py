@@ -11,7 +11,7 @@ from torch import nn
 
 from selfsup.distributed import mean_over_processes
 from selfsup.losses import dino_loss
-from selfsup.methods.base import Method, MethodOutput, Progress
+from selfsup.methods.base import Method, MethodOutput, Progress, encode_by_size
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
 
@@ -121,15 +121,7 @@ class DINO(Method):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encoder features and head bottleneck of the first view, and head outputs V×N×K; one
         encoder pass per image size, so BatchNorm sees all views of a size together."""
-        features: list[torch.Tensor] = []
-        start = 0
-        while start < len(views):
-            end = start
-            while end < len(views) and views[end].shape == views[start].shape:
-                end += 1
-            features.append(encoder(torch.cat(views[start:end])))
-            start = end
-        h = torch.cat(features)
+        h = encode_by_size(encoder, views)
         z = head.embed(h)
         n = len(views[0])
         return h[:n], z[:n], head.logits(z, freeze_prototypes).view(len(views), n, -1)
