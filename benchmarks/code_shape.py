@@ -32,6 +32,7 @@ LAYERS = [
     "evaluate",
     "runs",
     "report",
+    "studies",
     "verbs",
     "api",
     "cli",

@@ -319,3 +319,75 @@ def test_the_command_prints_what_the_api_returns(tmp_path, capsys, monkeypatch):
         "config.yaml, encoder.safetensors)",
     ]
     assert "SSL + kNN" in out and "0.500 ± 0.100" in out
+
+
+def test_ablate_pairs_trains_each_augmentation_alone_and_in_pairs_and_draws_the_heat_map(tmp_path, capsys):
+    out = tmp_path / "pairs"
+    code, stdout, _ = run_cli(
+        ["ablate", "--data", "digits", "--pairs", "crop,color", "--epochs", "1", "--labels", "5/class"]
+        + ["--seeds", "1", "--out", out, "--quiet", *TINY],
+        capsys,
+    )
+    assert code == 0
+    study = json.loads((out / "ablation.json").read_text())
+    assert [r["run"] for r in study["rows"]] == ["none", "crop", "crop+color", "color"]
+    augment = {r["run"]: r["augment"] for r in study["rows"]}
+    assert augment["none"]["crop_scale"] == [1.0, 1.0] and augment["none"]["jitter_p"] == 0
+    assert (
+        augment["crop"]["crop_scale"] == [0.4, 1.0] and augment["crop"]["jitter_p"] == 0
+    )  # the recipe's crop
+    assert augment["color"]["crop_scale"] == [1.0, 1.0] and augment["color"]["jitter_p"] == 0.8
+    linear = study["matrix"]["linear"]
+    assert linear[0][1] == linear[1][0] and all(0 < v <= 1 for row in linear for v in row)
+    assert (out / "ablation.png").stat().st_size > 1000 and (out / "report.html").exists()
+    assert "| crop |" in stdout and "no augmentation at all" in stdout
+
+
+def test_pairs_switch_on_what_the_recipe_has_off_and_everything_else_off():
+    from selfsup.methods.recipes import build_config
+    from selfsup.studies import pair_overrides
+
+    full = build_config("simclr", small_images=True)  # the digits preset: crop and colour only
+    config = build_config("simclr", small_images=True, overrides=pair_overrides(("blur", "flip"), full))
+    a = config.augment
+    assert a.blur_p == [0.5] and a.flip_p == 0.5  # SimCLR's ImageNet values
+    assert tuple(a.crop_scale) == (1.0, 1.0) and a.jitter_p == 0 and a.grayscale_p == 0
+
+
+def test_ablate_sweep_trains_one_run_per_value_and_draws_a_curve(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code, stdout, _ = run_cli(
+        ["ablate", "--data", "digits", "--sweep", "augment.brightness=0,0.8", "--epochs", "1"]
+        + ["--labels", "5/class", "--seeds", "1", "--out", out, "--quiet", *TINY],
+        capsys,
+    )
+    assert code == 0
+    study = json.loads((out / "ablation.json").read_text())
+    assert [r["run"] for r in study["rows"]] == ["0", "0.8"]
+    assert [r["augment"]["brightness"] for r in study["rows"]] == [0, 0.8]
+    assert (out / "ablation.png").exists() and "| augment.brightness |" in stdout
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--pairs", "crop,rotate"], "rotate"),
+        (["--pairs", "crop,crop"], "distinct"),
+        (["--pairs", "crop,color", "--drop", "blur"], "one of --drop, --pairs and --sweep"),
+        (["--sweep", "augment.brightness"], "KEY=V1,V2"),
+        (["--sweep", "augment.brightness=0.4"], "two values"),
+        (["--sweep", "augment.shine=0,1"], "shine"),
+    ],
+)
+def test_bad_ablate_studies_are_one_line_errors(options, message, tmp_path, capsys):
+    code, _, err = run_cli(["ablate", "--data", "digits", "--out", tmp_path, *options], capsys)
+    assert_one_line_error(code, err, message)
+
+
+def test_sweep_values_keep_commas_inside_brackets():
+    from selfsup.studies import parse_sweep
+
+    assert parse_sweep("augment.crop_scale=[0.08,1],[0.5, 1]") == (
+        "augment.crop_scale",
+        ["[0.08,1]", "[0.5, 1]"],
+    )

@@ -17,18 +17,16 @@ from typing import Any
 import torch
 
 from selfsup import distributed, runs
-from selfsup.augment.presets import ABLATIONS
-from selfsup.config import Config, apply_overrides
+from selfsup.config import apply_overrides
 from selfsup.data import DataSplits, ImageDataset, load_data
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder
 from selfsup.evaluate.features import save_features
 from selfsup.jsonfile import to_json
 from selfsup.methods import METHODS
-from selfsup.methods.recipes import build_config
 from selfsup.models.backbones import register_backbone
-from selfsup.report import comparison, format_ablation, write_report
-from selfsup.runs import EVAL_FILE, load_method, load_splits, resolve, small_images
+from selfsup.report import comparison, write_report
+from selfsup.runs import EVAL_FILE, load_method, load_splits, resolve
 from selfsup.train import PretrainResult
 from selfsup.train import pretrain as run_pretraining
 from selfsup.train.device import resolve_device, resolve_precision
@@ -295,7 +293,9 @@ def ablate(
     method: str,
     data: str,
     *,
-    drop: list[str],
+    drop: list[str] | None = None,
+    pairs: list[str] | None = None,
+    sweep: str | None = None,
     out: str | Path | None = None,
     epochs: int | None = None,
     labels: list[str] | None = None,
@@ -303,60 +303,37 @@ def ablate(
     overrides=(),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Pretrain ``method`` with its full augmentation pipeline and once without each augmentation
-    in ``drop`` (all else equal, same seed), evaluate every run with kNN and the linear probe, and
-    save the table as ``OUT/ablation.json``. A drop that changes nothing in this pipeline (e.g.
-    blur where the recipe has none) is reported, not trained. Returns what ablation.json holds (its
-    ``table``: Markdown) and ``file``, its path; under torchrun an empty dict except on rank 0.
-    Raises :class:`SelfsupError` for an unknown augmentation, or text data."""
+    """Which augmentations make good views: short pretrainings of ``method`` that differ only in
+    their augmentations, each scored with kNN and the linear probe (:mod:`selfsup.studies`).
+
+    - ``drop``: the full pipeline, then without each named augmentation (the default study, with
+      crop, color, grayscale, blur and flip). A drop that changes nothing in this pipeline is
+      reported, not trained.
+    - ``pairs``: each augmentation alone and every pair of them, all others off (SimCLR's
+      Figure 5, with both branches augmented): a heat map of linear-probe accuracy.
+    - ``sweep``: ``KEY=V1,V2,...``, one setting at several values: a curve.
+
+    Writes ``OUT/ablation.json``, ``OUT/report.html`` and, for pairs and sweeps, ``OUT/ablation.png``.
+    Returns what ablation.json holds (its ``table``: Markdown) and ``file``, its path; under
+    torchrun an empty dict except on rank 0. Raises :class:`SelfsupError` for an unknown
+    augmentation, a malformed sweep, more than one study, or text data."""
+    from selfsup.studies import ablate as run_study
+
     flags = ABLATE.flags(locals())
-    unknown = [name for name in drop if name not in ABLATIONS]
-    if unknown or not drop:
-        raise SelfsupError(
-            f"--drop takes augmentations from {', '.join(ABLATIONS)}; got {','.join(unknown) or 'none'}"
-        )
     out = Path(out) if out is not None else Path("runs") / f"ablate-{method}-{_data_name(data)}"
-    full, splits = resolve(method, data, overrides=overrides, flags=flags, progress=progress)  # loaded once
-    _need_images(splits, "ablate")
-    rows = []
-    for name in ["full"] + list(drop):
-        config = full
-        if name != "full":
-            more = list(overrides) + ABLATIONS[name]
-            config = build_config(method, small_images=small_images(splits), flags=flags, overrides=more)
-            if config.augment == full.augment:
-                rows.append({"drop": name, "note": "not in this pipeline"})
-                continue
-        if progress and distributed.is_main():
-            print(f"selfsup: ablation '{name}'", file=sys.stderr)
-        result = run_pretraining(config, splits, out / name, overwrite=True, progress=progress)
-        evaluation = evaluate(
-            result.run_dir, labels=labels, seeds=seeds, protocols=["knn", "linear"], progress=progress
-        )
-        if evaluation:  # empty in a torchrun process other than rank 0
-            rows.append(
-                {
-                    "drop": name,
-                    "results": evaluation["results"],
-                    "pretrain_seconds": result.seconds,
-                    "final_loss": result.final_loss,
-                }
-            )
-    return _save_ablation(out, method, data, full, rows) if distributed.is_main() else {}
-
-
-def _save_ablation(out: Path, method: str, data: str, full: Config, rows: list[dict]) -> dict[str, Any]:
-    ablation = {
-        "method": method,
-        "data": data,
-        "epochs": full.train.epochs,
-        "augment": dataclasses.asdict(full.augment),
-        "rows": rows,
-        "table": format_ablation(rows),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.json").write_text(to_json(ablation, indent=2))
-    return {**ablation, "file": out / "ablation.json"}
+    return run_study(
+        method,
+        data,
+        drop=drop,
+        pairs=pairs,
+        sweep=sweep,
+        out=out,
+        labels=labels,
+        seeds=seeds,
+        overrides=overrides,
+        flags=flags,
+        progress=progress,
+    )
 
 
 def demo(out: str | Path = "runs/demo", *, overrides=(), progress: bool = True) -> dict[str, Any]:

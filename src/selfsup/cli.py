@@ -142,7 +142,10 @@ def _show_evaluate(evaluation: dict, args) -> None:
 def _show_ablate(ablation: dict, args) -> None:
     if ablation:  # empty in a torchrun process other than rank 0
         print(ablation["table"])
-        print(f"saved {ablation['file']}")
+        saved = [ablation["file"], ablation["report"]] + (
+            [ablation["figure"]] if "figure" in ablation else []
+        )
+        print("saved " + ", ".join(str(path) for path in saved))
 
 
 def _show_demo(demo: dict, args) -> None:

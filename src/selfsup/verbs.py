@@ -221,19 +221,31 @@ AUGMENT = Verb(
 
 ABLATE = Verb(
     "ablate",
-    "pretrain without one augmentation at a time and compare",
-    "The augmentation ablation: short pretrainings with the full pipeline and "
-    "without each named augmentation, then kNN and linear accuracy of each "
-    "(table printed and saved as OUT/ablation.json).",
+    "compare augmentations: drop each, try them in pairs, or sweep one setting",
+    "Short pretrainings that differ only in their augmentations, each scored with kNN and "
+    "the linear probe: the full pipeline and without each augmentation (--drop, the default), "
+    "each augmentation alone and in every pair as in SimCLR's Figure 5 (--pairs: a heat map), "
+    "or one setting at several values (--sweep: a curve). Table printed; OUT/ablation.json, "
+    "OUT/report.html and OUT/ablation.png saved.",
     (
         Option("--method", default="simclr"),
         Option("--data", required=True, key="data.spec"),
         Option(
             "--drop",
             "augmentations to remove one at a time: crop,color,grayscale,blur,solarize,flip "
-            "(default crop,color,grayscale,blur,flip)",
+            "(the default study: crop,color,grayscale,blur,flip)",
             csv,
-            default=["crop", "color", "grayscale", "blur", "flip"],
+        ),
+        Option(
+            "--pairs",
+            "augmentations to train alone and in every pair, all others off, e.g. "
+            "crop,color,grayscale,blur,flip",
+            csv,
+        ),
+        Option(
+            "--sweep",
+            "one setting at several values, e.g. augment.brightness=0,0.2,0.4,0.8",
+            metavar="KEY=V1,V2,...",
         ),
         Option("--epochs", "epochs of each pretraining (default: the recipe's)", int, key="train.epochs"),
         Option("--labels", "label budgets (default: the recipe's)", csv),
