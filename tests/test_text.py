@@ -459,12 +459,16 @@ def test_causal_lm_test_metrics_match_their_definitions(tmp_path, news_csv):
         ("mlm", ["method.whole_word=true", "method.next_sentence=true"]),
         ("bart", []),
         ("causal_lm", []),
+        ("simcse", []),
+        ("electra", []),
     ],
 )
 def test_text_methods_train_on_ag_news_without_nan_or_collapse(tmp_path, ag_news, method, extra):
     result = text_run(tmp_path, method, ag_news, "text.vocab_size=2000", "model.width=64", *extra, epochs=1)
     history = result.history[-1]
-    assert math.isfinite(result.final_loss) and result.final_loss < math.log(2000)
+    if method == "electra":  # L_MLM + 50·L_Disc: each term below its chance level
+        assert history["generator_loss"] < math.log(2000) and history["discriminator_loss"] < math.log(2)
+    assert math.isfinite(result.final_loss) and (method == "electra" or result.final_loss < math.log(2000))
     assert history["embedding_rank"] > 2.0  # the document embeddings span more than a couple of directions
     assert result.test_metrics and all(math.isfinite(v) for v in result.test_metrics.values())
     encoder = load_encoder(result.run_dir)
@@ -598,7 +602,10 @@ def test_unlabelled_corpus_trains_and_has_test_metrics_but_cannot_be_evaluated(t
     )
 
 
-@pytest.mark.parametrize("method, causal", [("mlm", False), ("bart", False), ("causal_lm", True)])
+@pytest.mark.parametrize(
+    "method, causal",
+    [("mlm", False), ("bart", False), ("causal_lm", True), ("simcse", False), ("electra", False)],
+)
 def test_text_recipes_name_their_source_and_build_the_right_encoder(method, causal, news_csv):
     from selfsup.methods.recipes import build_config
     from selfsup.train.modality import build_text_inputs

@@ -16,6 +16,8 @@ from selfsup.losses.clustering import swav_loss as swav_loss
 from selfsup.losses.neighbours import nearest_neighbour as nearest_neighbour
 from selfsup.losses.neighbours import nnclr_loss as nnclr_loss
 from selfsup.losses.precision import upcast as _upcast
+from selfsup.losses.text import replaced_token_detection_loss as replaced_token_detection_loss
+from selfsup.losses.text import simcse_loss as simcse_loss
 
 
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:

@@ -62,7 +62,9 @@ class TextTransformer(nn.Module):
     """A stack of pre-norm blocks over token embeddings: ids N×L -> states N×L×dim (final LayerNorm).
 
     ``causal``: each position attends only to itself and earlier ones (a decoder-only LM); otherwise
-    to every non-padding position. Padding (id 0) is never attended to.
+    to every non-padding position. Padding (id 0) is never attended to. ``dropout``: BERT-style
+    dropout on the embeddings, the attention weights and the residual branches (in train mode only;
+    0 by default, as selfsup's language-model recipes; SimCSE's noise).
     """
 
     def __init__(
@@ -74,16 +76,18 @@ class TextTransformer(nn.Module):
         max_length: int,
         causal: bool = False,
         segments: int = 0,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.causal = causal
         self.embed = TokenEmbedding(vocab_size, dim, max_length, segments)
-        self.blocks = nn.ModuleList(transformer_block(dim, heads) for _ in range(depth))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(transformer_block(dim, heads, dropout=dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_text(self)
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.embed(ids, segments)
+        x = self.drop(self.embed(ids, segments))
         padding = padding_mask(ids)
         mask = causal_mask(ids.shape[1], ids.device) if self.causal else None
         for block in self.blocks:
@@ -187,7 +191,7 @@ class BaseTextEncoder(nn.Module):
 class TextEncoder(BaseTextEncoder):
     """selfsup's own text encoder: a :class:`TextTransformer` with its tokenizer trained on the
     corpus. ``spec`` rebuilds it; the tokenizer is attached from the run directory's
-    ``tokenizer.json``."""
+    ``tokenizer.json``. A spec saved before an option existed (e.g. ``dropout``) takes its default."""
 
     def __init__(
         self,
@@ -200,6 +204,7 @@ class TextEncoder(BaseTextEncoder):
         segments: int = 0,
         pooling: str = "mean",
         tokenizer_kind: str = "wordpiece",
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.spec = dict(
@@ -213,8 +218,9 @@ class TextEncoder(BaseTextEncoder):
             segments=segments,
             pooling=pooling,
             tokenizer_kind=tokenizer_kind,
+            dropout=dropout,
         )
-        self.backbone = TextTransformer(vocab_size, dim, depth, heads, max_length, causal, segments)
+        self.backbone = TextTransformer(vocab_size, dim, depth, heads, max_length, causal, segments, dropout)
         self.out_dim = dim
         self.max_length = max_length
         self.pooling = pooling

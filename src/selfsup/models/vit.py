@@ -35,14 +35,17 @@ def sincos_positions(dim: int, grid: int) -> torch.Tensor:
     return torch.cat([encode(rows), encode(cols)], dim=1).float().unsqueeze(0)
 
 
-def transformer_block(dim: int, heads: int, layer: type[nn.Module] = nn.TransformerEncoderLayer) -> nn.Module:
+def transformer_block(
+    dim: int, heads: int, layer: type[nn.Module] = nn.TransformerEncoderLayer, dropout: float = 0.0
+) -> nn.Module:
     """Pre-norm block: x + Attn(LN(x)), then x + MLP(LN(x)), MLP 4× wide with GELU, no dropout
-    (ViT/MAE). ``layer``: PyTorch's encoder layer, or its decoder layer (with cross-attention)."""
+    by default (ViT/MAE). ``layer``: PyTorch's encoder layer, or its decoder layer (with cross-attention).
+    ``dropout``: on the attention weights and the residual branches (BERT's 0.1; SimCSE's noise)."""
     return layer(
         dim,
         heads,
         dim_feedforward=4 * dim,
-        dropout=0.0,
+        dropout=dropout,
         activation="gelu",
         batch_first=True,
         norm_first=True,
