@@ -21,9 +21,11 @@ from selfsup import distributed
 from selfsup.methods import MethodOutput, Progress, get_method
 from selfsup.methods.text import IGNORE, token_loss
 from selfsup.models.encoder import Encoder
+from selfsup.models.text import TextEncoder
 from selfsup.train.monitors import collapse_metrics
 
 GLOBAL_BATCH = 16
+VIT = {"backbone": "vit", "width": 16, "depth": 1, "patch_size": 2}
 
 CASES = {
     "simclr": ("simclr", {"proj_dim": 16}),
@@ -45,8 +47,35 @@ CASES = {
     "siamese_contrastive": ("siamese", {"proj_dim": 16}),
     "siamese_hardest": ("siamese", {"proj_dim": 16, "mining": "hardest"}),
     "siamese_triplet_semi_hard": ("siamese", {"proj_dim": 16, "loss": "triplet", "mining": "semi_hard"}),
+    # the text methods' randomness is drawn by each process for its own rows, so no split of the
+    # batch can repeat one process's draws. SimCSE: dropout 0, so the two views are equal (the loss
+    # still contrasts each sentence with the 15 others of the gathered batch); a dropout mask seeded
+    # per example would need a dropout of selfsup's own in the encoder. ELECTRA: its masks and
+    # generator samples are drawn for the global batch from fixed seeds and each process takes
+    # its rows (seeded_global_draws), so one and two processes corrupt every example alike
+    "simcse": ("simcse", {"dropout": 0.0}),
+    "electra": ("electra", {}),
+    # on a 1-block ViT (the third element: the encoder's arguments); their masks are drawn for the
+    # global batch from a generator seeded by the step, each process taking its rows
+    "ijepa": (
+        "ijepa",
+        {"predictor_dim": 16, "predictor_depth": 1, "predictor_heads": 2, "min_context": 2},
+        VIT,
+    ),
+    "ibot": (
+        "ibot",
+        {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "freeze_last_layer_epochs": 0},
+        VIT,
+    ),
+    "ibot_frozen_prototypes": (
+        "ibot",
+        {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16, "pred_ratio_zero_p": 0.0},
+        VIT,
+    ),
 }
-"""Each method with a small head; BatchNorm in the encoder and heads (global in 2 processes)."""
+"""Each method with a small head; BatchNorm in the encoder and heads (global in 2 processes); the
+text methods on a tiny transformer (tiny_text_encoder)."""
+TEXT_LENGTH, TEXT_VOCAB = 12, 40
 
 
 class TokenLoss(torch.nn.Module):
@@ -79,14 +108,48 @@ class BatchNormOnPoints(torch.nn.Module):
 EXTRA_CASES = {"token_loss": TokenLoss, "batch_norm_on_points": BatchNormOnPoints}
 
 
+def tiny_text_encoder() -> TextEncoder:
+    """A 2-block transformer of width 16 with a fixed WordPiece vocabulary (the same in every
+    process: a trained tokenizer's ids may differ between runs)."""
+    from tokenizers import Tokenizer, models
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = {token: i for i, token in enumerate(specials + [f"w{k}" for k in range(TEXT_VOCAB - 5)])}
+    tokenizer = Tokenizer(models.WordPiece(words, unk_token="[UNK]"))
+    return TextEncoder(TEXT_VOCAB, 16, 2, 2, TEXT_LENGTH).attach_tokenizer(tokenizer)
+
+
+def seeded_global_draws(method) -> None:
+    """ELECTRA's masking and sampling drawn for the whole global batch from fixed seeds (masks as
+    ``mlm_mask``, samples by the Gumbel-max trick), this process taking its rows."""
+    ids = global_inputs("electra")[0]
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        masked, targets = method.corrupt(ids)
+    noise = torch.rand(*ids.shape, TEXT_VOCAB, generator=torch.Generator().manual_seed(6))
+    gumbel = -torch.log(-torch.log(noise))
+    share = GLOBAL_BATCH // distributed.world_size()
+    rows = slice(distributed.rank() * share, (distributed.rank() + 1) * share)
+    selected = targets[rows] != IGNORE
+    method.corrupt = lambda _: (masked[rows], targets[rows])
+    method.sample = lambda logits: (logits.detach()[:, 5:] + gumbel[rows][selected][:, 5:]).argmax(1) + 5
+
+
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if name in EXTRA_CASES:
         return EXTRA_CASES[name]()
-    method, params = CASES[name]
+    method, params, *encoder_args = CASES[name]
     info = get_method(method)
-    encoder = Encoder("small_cnn", in_channels=1, image_size=8, mean=[0.5], std=[0.25], width=8)
-    return info.build(encoder, replace(info.params(), **params))
+    if info.build.modality == "text":
+        encoder = tiny_text_encoder()
+    else:
+        args = {"backbone": "small_cnn", "width": 8} | (encoder_args[0] if encoder_args else {})
+        encoder = Encoder(in_channels=1, image_size=8, mean=[0.5], std=[0.25], **args)
+    built = info.build(encoder, replace(info.params(), **params))
+    if name == "electra":
+        seeded_global_draws(built)
+    return built
 
 
 def global_inputs(name: str) -> list[torch.Tensor]:
@@ -100,6 +163,13 @@ def global_inputs(name: str) -> list[torch.Tensor]:
             3 * torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator) + 1,
             torch.randn(GLOBAL_BATCH, 6, 1, 1, generator=generator),
         ]
+    if name in ("simcse", "electra"):  # [CLS] tokens [SEP], then padding: 4 to 11 tokens a row
+        ids = torch.randint(5, TEXT_VOCAB, (GLOBAL_BATCH, TEXT_LENGTH), generator=generator)
+        lengths = torch.randint(4, TEXT_LENGTH, (GLOBAL_BATCH,), generator=generator)
+        ids[:, 0] = 2
+        ids[torch.arange(GLOBAL_BATCH), lengths - 1] = 3
+        ids[torch.arange(TEXT_LENGTH) >= lengths[:, None]] = 0
+        return [ids]
     return [torch.rand(GLOBAL_BATCH, 1, 8, 8, generator=generator) for _ in range(2)]
 
 

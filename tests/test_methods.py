@@ -14,6 +14,11 @@ from selfsup.methods.momentum import cosine_momentum, ema_update
 TINY_GENERATIVE = {
     "dae": ["model.width=8", "method.decoder_width=8"],
     "mae": ["model.width=32", "model.depth=2", "method.decoder_dim=32", "method.decoder_depth=1"],
+    "ijepa": ["model.width=32", "model.depth=2", "method.predictor_dim=32", "method.predictor_depth=1"]
+    + ["method.predictor_heads=2"],
+    # iBOT keeps its recipe's head (BatchNorm, 1,024 prototypes, teacher temperature 0.04), as DINO
+    # does: a narrower one starts with the outputs too close together for the collapse monitor
+    "ibot": ["model.width=32", "model.depth=2", "optim.lr=2e-3", "optim.lr_scaling=none"],
     "pixelcnn": ["model.width=16", "model.depth=3"],
     "pixelrnn": ["model.width=16", "model.depth=2"],
 }
@@ -97,6 +102,8 @@ def test_every_method_has_both_recipes_and_they_name_their_source(method):
         assert len(config.source) > 20
         own = {
             "mae": "vit",
+            "ijepa": "vit",
+            "ibot": "vit",
             "pixelcnn": "gated_pixelcnn",
             "pixelrnn": "row_lstm",
         }  # architectures of the method

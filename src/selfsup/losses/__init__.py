@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from selfsup.losses.clustering import sinkhorn_knopp as sinkhorn_knopp
 from selfsup.losses.clustering import swav_loss as swav_loss
+from selfsup.losses.masked_prediction import ibot_patch_loss as ibot_patch_loss
+from selfsup.losses.masked_prediction import ijepa_loss as ijepa_loss
 from selfsup.losses.neighbours import nearest_neighbour as nearest_neighbour
 from selfsup.losses.neighbours import nnclr_loss as nnclr_loss
 from selfsup.losses.precision import upcast as _upcast
