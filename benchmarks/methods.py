@@ -112,7 +112,8 @@ def main() -> None:
         "--subset", type=int, help="pretraining images (class-balanced subset of the training split)"
     )
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    image_methods = [name for name, info in METHODS.items() if info.build.modality == "image"]
+    parser.add_argument("--methods", default=",".join(image_methods), help="default: every image method")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--baselines", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
