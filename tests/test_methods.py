@@ -298,3 +298,11 @@ def test_moco_v2_split_batchnorm_keeps_order_and_normalises_each_part_alone():
         assert not torch.allclose(encoder(images), parts, atol=1e-3)  # whole-batch statistics differ
         encoder.eval()  # without batch statistics the shuffle is invisible: the order comes back
         assert torch.allclose(method.split_encode(encoder, images, shuffle=True), encoder(images), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["ijepa", "ibot"])
+def test_vit_methods_refuse_another_backbone(method, tmp_path):
+    with pytest.raises(api.SelfsupError, match=f"{method} needs selfsup's ViT.*model.backbone=vit"):
+        api.pretrain(
+            method, "digits", out=tmp_path, epochs=1, overrides=["model.backbone=small_cnn"], progress=False
+        )

@@ -32,7 +32,7 @@ from selfsup.methods.base import Method, MethodOutput, Progress
 from selfsup.methods.dino import DINOHead
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
-from selfsup.models.vit import VisionTransformer
+from selfsup.models.vit import selfsup_vit
 
 
 @dataclass
@@ -123,12 +123,7 @@ class IBOT(Method):
 
     def __init__(self, encoder: Encoder, params: IBOTParams):
         super().__init__(encoder)
-        vit = encoder.backbone
-        if not isinstance(vit, VisionTransformer):
-            raise ConfigError(
-                f"ibot needs selfsup's ViT, whose patch embeddings it can mask: model.backbone=vit, "
-                f"got '{encoder.spec['backbone']}'"
-            )
+        selfsup_vit(encoder, "ibot", "embeddings it can mask")
         check_params(params)
         self.params = params
         self.skips_parameters = params.freeze_last_layer_epochs > 0  # the prototypes while they are frozen

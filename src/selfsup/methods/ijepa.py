@@ -32,7 +32,7 @@ from selfsup.losses import ijepa_loss
 from selfsup.methods.base import Method, MethodOutput, Progress
 from selfsup.methods.momentum import ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
-from selfsup.models.vit import VisionTransformer, init_transformer, sincos_positions, transformer_block
+from selfsup.models.vit import init_transformer, selfsup_vit, sincos_positions, transformer_block
 
 
 @dataclass
@@ -162,12 +162,7 @@ class IJEPA(Method):
 
     def __init__(self, encoder: Encoder, params: IJEPAParams):
         super().__init__(encoder)
-        vit = encoder.backbone
-        if not isinstance(vit, VisionTransformer):
-            raise ConfigError(
-                f"ijepa needs selfsup's ViT, whose patch tokens it can pick: model.backbone=vit, "
-                f"got '{encoder.spec['backbone']}'"
-            )
+        vit = selfsup_vit(encoder, "ijepa", "tokens it can pick")
         check_params(params, vit.grid)
         self.params = params
         self.predictor = Predictor(

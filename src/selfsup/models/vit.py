@@ -102,3 +102,15 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(self.embed(x))[:, 1:].mean(dim=1)
+
+
+def selfsup_vit(encoder: nn.Module, method: str, why: str) -> VisionTransformer:
+    """The encoder's backbone where it is selfsup's :class:`VisionTransformer` (whose patch tokens
+    ``method`` takes apart: ``why``); else :class:`ConfigError`."""
+    vit = encoder.backbone
+    if not isinstance(vit, VisionTransformer):
+        raise ConfigError(
+            f"{method} needs selfsup's ViT, whose patch {why}: model.backbone=vit, "
+            f"got '{encoder.spec['backbone']}'"
+        )
+    return vit
