@@ -574,7 +574,7 @@ def test_a_single_class_cannot_be_evaluated(tmp_path, capsys):
 # ---- 4. batches too small to learn from ----------------------------------------------------------
 
 IMAGE_METHODS = sorted(name for name, info in METHODS.items() if info.build.modality == "image")
-FLOORS = {"simclr": 2, "moco_v3": 2, "siamese": 2, "vicreg": 2, "barlow_twins": 3}
+FLOORS = {"simclr": 2, "moco_v3": 2, "siamese": 2, "vicreg": 2, "barlow_twins": 3, "nnclr": 2}
 """The batch each method's loss needs (the others learn from one image, BatchNorm permitting)."""
 TINY_MODELS = {
     "dae": ["method.decoder_width=4"],
@@ -582,6 +582,10 @@ TINY_MODELS = {
     "pixelcnn": ["model.width=8", "model.depth=2"],
     "pixelrnn": ["model.width=8", "model.depth=1"],
     "dino": ["method.out_dim=64", "method.hidden_dim=32", "method.bottleneck_dim=16"],
+    "ibot": ["model.width=16", "model.depth=1", "method.out_dim=64", "method.hidden_dim=32"]
+    + ["method.bottleneck_dim=16"],
+    "ijepa": ["model.width=16", "model.depth=1", "method.predictor_dim=16", "method.predictor_depth=1"]
+    + ["method.predictor_heads=2"],
 }
 
 
