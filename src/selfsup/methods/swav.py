@@ -71,12 +71,14 @@ class SwAV(Method):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._queue_rows = None  # read again from the loaded buffer
 
-    def _queue_full(self) -> bool:
-        if not self.params.queue_size:
-            return False
+    def _rows_queued(self) -> int:
+        """Rows ever enqueued (``queue_rows``), read from the buffer once after building or loading."""
         if self._queue_rows is None:
             self._queue_rows = int(self.queue_rows)
-        return self._queue_rows >= self.params.queue_size
+        return self._queue_rows
+
+    def _queue_full(self) -> bool:
+        return bool(self.params.queue_size) and self._rows_queued() >= self.params.queue_size
 
     def codes(self, scores: torch.Tensor) -> torch.Tensor:
         """Sinkhorn-Knopp codes A×N×K of this process's share of the global crops' scores
@@ -124,10 +126,8 @@ class SwAV(Method):
         if "queue" not in output.update:
             return
         features = output.update["queue"].to(self.queue.dtype)
-        if self._queue_rows is None:
-            self._queue_rows = int(self.queue_rows)
         size = self.params.queue_size
-        index = (self._queue_rows + torch.arange(features.shape[1], device=features.device)) % size
+        index = (self._rows_queued() + torch.arange(features.shape[1], device=features.device)) % size
         self.queue[:, index] = features
         self._queue_rows += features.shape[1]
         self.queue_rows.fill_(self._queue_rows)
