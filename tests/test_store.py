@@ -245,6 +245,41 @@ def test_two_processes_building_one_store_at_once_both_get_it(tmp_path, small_ch
     assert [p.name.endswith(".partial") for p in (tmp_path / "cache").iterdir()] == [False]
 
 
+def test_a_builder_that_finishes_leaves_the_shards_to_one_still_decoding(tmp_path, small_chunks):
+    """The race behind two concurrent builds: the first to publish must not remove the shards
+    while another live process is registered as building from them; the last one removes them."""
+    import os
+    import shutil
+    import socket
+
+    root = mixed_folder(tmp_path / "zoo")
+    load_data(str(root))
+    (built,) = (tmp_path / "cache").iterdir()
+    shutil.rmtree(built)
+    partial = built.with_name(built.name + ".partial")
+    other = partial / "builders" / f"{socket.gethostname()}-{os.getppid()}"  # a live process
+    other.parent.mkdir(parents=True)
+    other.touch()
+    load_data(str(root))
+    assert partial.is_dir() and built.is_dir()
+    other.unlink()
+    shutil.rmtree(built)
+    load_data(str(root))
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [built.name]
+
+
+def test_a_builder_arriving_after_the_store_was_published_decodes_nothing(tmp_path, small_chunks):
+    root = mixed_folder(tmp_path / "zoo")
+    load_data(str(root))
+    (built,) = (tmp_path / "cache").iterdir()
+
+    def never(item):
+        raise AssertionError(f"decoded {item}")
+
+    store.build_store(built, {"train": []}, never, str(root), "", lambda splits: None)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [built.name]
+
+
 def test_a_compressed_tar_named_tar_and_a_member_added_twice(tmp_path, small_chunks):
     """The reader follows what tarfile finds, not the name; a member appended again (tar -r) reads
     as its last copy, as tar extracts it."""

@@ -41,6 +41,30 @@ def remove_dead_partials(folder: Path) -> None:
             shutil.rmtree(partial, ignore_errors=True)
 
 
+def register_builder(folder: Path) -> Path:
+    """Mark this process as one of the builders sharing ``folder`` (``builders/HOST-PID``) and
+    return the mark, recreating the folder where a finishing builder removed it meanwhile."""
+    me = folder / "builders" / f"{socket.gethostname()}-{os.getpid()}"
+    while True:
+        try:
+            me.parent.mkdir(parents=True, exist_ok=True)
+            me.touch()
+            return me
+        except FileNotFoundError:  # removed between mkdir and touch by a finishing builder
+            continue
+
+
+def others_building(folder: Path) -> bool:
+    """Whether another live process (on this machine, or any on another one sharing the folder)
+    is registered as a builder of ``folder``; a killed process's mark does not count."""
+    host = socket.gethostname()
+    for mark in folder.glob("builders/*"):
+        name, _, pid = mark.name.rpartition("-")
+        if name != host or (pid.isdigit() and process_alive(int(pid))):
+            return True
+    return False
+
+
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` of this machine runs (another user's counts)."""
     try:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from selfsup.data.compressed import BYTES_FILE, OFFSETS_FILE, JpegImages, choose_encoding, encode_jpeg
 from selfsup.data.dataset import UNLABELLED, ImageDataset
-from selfsup.data.folders import process_alive, publish
+from selfsup.data.folders import others_building, publish, register_builder
 from selfsup.data.layout import Placed
 from selfsup.errors import DataError
 
@@ -118,6 +118,29 @@ def build_store(
     :func:`~selfsup.data.compressed.choose_encoding`, by the first image's size for ``auto``."""
     choose_encoding(encoding, 0)  # an unknown name is refused before anything is written
     partial = directory.with_name(directory.name + ".partial")
+    me = register_builder(partial)
+    try:
+        # Registered before this check, so a process that published the store and found no other
+        # builder left cannot remove the shards from under this one: it published first.
+        if not (directory / INFO_FILE).exists():
+            _build(directory, partial, grouped, decode, source, unused, share_classes, hold_out, encoding)
+    finally:
+        me.unlink(missing_ok=True)
+    if not others_building(partial):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _build(
+    directory: Path,
+    partial: Path,
+    grouped: dict[str, list[Placed]],
+    decode: Decode,
+    source: str,
+    unused: str,
+    share_classes: Callable[[dict[str, ImageDataset]], None],
+    hold_out: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None,
+    encoding: str,
+) -> None:
     (partial / "shards").mkdir(parents=True, exist_ok=True)
     encoding = _encoding(partial, grouped, decode, encoding)
     shards = {}
@@ -151,8 +174,6 @@ def build_store(
         held_out = len(test_index)
     _write_meta(out, splits, {"unused": unused, "held_out": held_out, "encoding": encoding})
     publish(out, directory, INFO_FILE)
-    if not _others_building(partial):
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _encoding(partial: Path, grouped: dict[str, list[Placed]], decode: Decode, encoding: str) -> str:
@@ -176,17 +197,6 @@ def _write_meta(out: Path, splits: dict[str, ImageDataset], info: dict) -> None:
         }
         (out / split / META_FILE).write_text(json.dumps(meta))
     (out / INFO_FILE).write_text(json.dumps({"format": STORE_FORMAT, "splits": list(splits), **info}))
-
-
-def _others_building(partial: Path) -> bool:
-    """Whether another live process (on this machine, or any on another one sharing the folder)
-    is assembling from these shards; an assembly left by a killed process does not count."""
-    host = socket.gethostname()
-    for folder in partial.glob("out-*"):
-        name, _, pid = folder.name[len("out-") :].rpartition("-")
-        if name != host or (pid.isdigit() and process_alive(int(pid))):
-            return True
-    return False
 
 
 def _first_side(grouped: dict[str, list[Placed]], decode: Decode) -> int:
