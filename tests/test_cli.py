@@ -358,12 +358,15 @@ def test_ablate_sweep_trains_one_run_per_value_and_draws_a_curve(tmp_path, capsy
     out = tmp_path / "sweep"
     code, stdout, _ = run_cli(
         ["ablate", "--data", "digits", "--sweep", "augment.brightness=0,0.8", "--epochs", "1"]
-        + ["--labels", "5/class", "--seeds", "1", "--out", out, "--quiet", *TINY],
+        + ["--labels", "0.5", "--seeds", "1", "--subset", "300", "--out", out, "--quiet", *TINY],
         capsys,
     )
     assert code == 0
     study = json.loads((out / "ablation.json").read_text())
     assert [r["run"] for r in study["rows"]] == ["0", "0.8"]
+    # pretrained on the subset; the probe's half of the labels drawn from the whole split
+    assert study["pretrain_images"] == 300
+    assert [r["labelled_images"] for r in study["rows"][0]["results"]] == [673, 673]
     assert [r["augment"]["brightness"] for r in study["rows"]] == [0, 0.8]
     assert (out / "ablation.png").exists() and "| augment.brightness |" in stdout
 
@@ -377,6 +380,8 @@ def test_ablate_sweep_trains_one_run_per_value_and_draws_a_curve(tmp_path, capsy
         (["--sweep", "augment.brightness"], "KEY=V1,V2"),
         (["--sweep", "augment.brightness=0.4"], "two values"),
         (["--sweep", "augment.shine=0,1"], "shine"),
+        (["--subset", "5"], "--subset must lie between"),
+        (["--subset", "100000"], "--subset must lie between"),
     ],
 )
 def test_bad_ablate_studies_are_one_line_errors(options, message, tmp_path, capsys):

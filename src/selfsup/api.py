@@ -300,6 +300,7 @@ def ablate(
     epochs: int | None = None,
     labels: list[str] | None = None,
     seeds: int | None = None,
+    subset: int | None = None,
     overrides=(),
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -313,10 +314,13 @@ def ablate(
       Figure 5, with both branches augmented): a heat map of linear-probe accuracy.
     - ``sweep``: ``KEY=V1,V2,...``, one setting at several values: a curve.
 
+    ``subset``: pretrain each run on a class-balanced, seeded subset of this many training images
+    (the same for every run); the probes still draw their labels from the whole training split.
     Writes ``OUT/ablation.json``, ``OUT/report.html`` and, for pairs and sweeps, ``OUT/ablation.png``.
     Returns what ablation.json holds (its ``table``: Markdown) and ``file``, its path; under
     torchrun an empty dict except on rank 0. Raises :class:`SelfsupError` for an unknown
-    augmentation, a malformed sweep, more than one study, or text data."""
+    augmentation, a malformed sweep, more than one study, text data, or a ``subset`` not between
+    the number of classes and the training split's size."""
     from selfsup.studies import ablate as run_study
 
     flags = ABLATE.flags(locals())
@@ -330,6 +334,7 @@ def ablate(
         out=out,
         labels=labels,
         seeds=seeds,
+        subset=subset,
         overrides=overrides,
         flags=flags,
         progress=progress,

@@ -27,6 +27,7 @@ from selfsup import distributed, runs
 from selfsup.augment.presets import ABLATIONS, PRESETS
 from selfsup.config import Config, apply_overrides
 from selfsup.data import DataSplits
+from selfsup.data.dataset import train_subset
 from selfsup.errors import SelfsupError
 from selfsup.evaluate import evaluate_encoder
 from selfsup.jsonfile import to_json
@@ -105,6 +106,7 @@ def ablate(
     out: str | Path,
     labels: list[str] | None = None,
     seeds: int | None = None,
+    subset: int | None = None,
     overrides=(),
     flags: dict | None = None,
     progress: bool = True,
@@ -118,6 +120,7 @@ def ablate(
     if not hasattr(splits.train, "images"):
         raise SelfsupError("ablate studies augmentations of images; this is a text corpus")
     small = runs.small_images(splits)
+    pretraining = _pretraining_split(splits, subset)
     rows = []
     for name, more in _plan(kind, names, key, full):
         config = (
@@ -130,12 +133,30 @@ def ablate(
             continue
         if progress and distributed.is_main():
             print(f"selfsup: ablation '{name}'", file=sys.stderr)
-        row = _train_and_score(config, splits, out / _folder(kind, name), labels, seeds, progress)
+        row = _train_and_score(
+            config, pretraining, splits, out / _folder(kind, name), labels, seeds, progress
+        )
         if row:  # empty in a torchrun process other than rank 0
             rows.append({"drop" if kind == "drop" else "run": name, **row})
     if not distributed.is_main():
         return {}
-    return _save(out, kind, method, data, full, rows, names, key)
+    return _save(out, kind, method, data, full, rows, names, key, len(pretraining.train))
+
+
+def _pretraining_split(splits: DataSplits, subset: int | None) -> DataSplits:
+    """The splits each run pretrains on: ``splits``, or a class-balanced subset of ``subset``
+    training images (seed 0, as ``benchmarks/methods.py`` draws it)."""
+    if subset is None or subset == len(splits.train):
+        return splits
+    classes = len(splits.train.present_classes()) if splits.train.labels is not None else 0
+    if not max(classes, 1) <= subset < len(splits.train):
+        raise SelfsupError(
+            f"--subset must lie between the number of classes ({classes}) and the "
+            f"{len(splits.train)} training images, got {subset}"
+        )
+    if classes == 0:
+        raise SelfsupError("--subset draws a class-balanced subset; this training split has no labels")
+    return train_subset(splits, subset)
 
 
 def _which_study(drop, pairs, sweep) -> tuple[str, list[str], str]:
@@ -173,11 +194,11 @@ def _folder(kind: str, name: str) -> str:
 
 
 def _train_and_score(
-    config: Config, splits: DataSplits, run_dir: Path, labels, seeds, progress: bool
+    config: Config, pretraining: DataSplits, splits: DataSplits, run_dir: Path, labels, seeds, progress: bool
 ) -> dict[str, Any]:
-    """Pretrain ``config`` into ``run_dir``, score its encoder with kNN and the linear probe (on
-    rank 0; written to ``eval.json``); the row of the study."""
-    result = run_pretraining(config, splits, run_dir, overwrite=True, progress=progress)
+    """Pretrain ``config`` on ``pretraining`` into ``run_dir``, score its encoder with kNN and the
+    linear probe on ``splits`` (on rank 0; written to ``eval.json``); the row of the study."""
+    result = run_pretraining(config, pretraining, run_dir, overwrite=True, progress=progress)
     if not distributed.is_main():
         return {}
     apply_overrides(
@@ -203,17 +224,23 @@ def _train_and_score(
     }
 
 
-def _save(out: Path, kind: str, method: str, data: str, full: Config, rows, names, key) -> dict[str, Any]:
+def _save(
+    out: Path, kind: str, method: str, data: str, full: Config, rows, names, key, images: int
+) -> dict[str, Any]:
     study: dict[str, Any] = {
         "kind": kind,
         "method": method,
         "data": str(data),
+        "pretrain_images": images,
         "epochs": full.train.epochs,
         "augment": dataclasses.asdict(full.augment),
         "rows": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
-    body = [f"<h1>{esc(kind)} study of {esc(method)} on {esc(data)}</h1>"]
+    body = [
+        f"<h1>{esc(kind)} study of {esc(method)} on {esc(data)}</h1>",
+        f"<p>{full.train.epochs} epochs on {images} training images each</p>",
+    ]
     if kind == "drop":
         study["table"] = format_ablation(rows)
     elif kind == "pairs":

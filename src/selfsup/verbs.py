@@ -250,6 +250,13 @@ ABLATE = Verb(
         Option("--epochs", "epochs of each pretraining (default: the recipe's)", int, key="train.epochs"),
         Option("--labels", "label budgets (default: the recipe's)", csv),
         Option("--seeds", "labelled subsets per budget (default: the recipe's)", int),
+        Option(
+            "--subset",
+            "pretrain on a class-balanced subset of N training images (the probes' labels still "
+            "come from the whole split)",
+            int,
+            metavar="N",
+        ),
         Option("--out", "directory of the runs and ablation.json (default runs/ablate-<method>-<data>)"),
         _quiet(),
         _overrides("settings for every run, e.g. train.batch_size=128"),
