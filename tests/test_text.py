@@ -3,6 +3,7 @@ their runs, evaluation and verbs, and the user's errors."""
 
 import json
 import math
+import random
 
 import numpy as np
 import pytest
@@ -478,6 +479,35 @@ def test_text_methods_train_on_ag_news_without_nan_or_collapse(tmp_path, ag_news
     assert (
         torch.cdist(features, features) + torch.eye(3)
     ).min() > 1e-4  # different texts, different embeddings
+
+
+def test_electras_discriminator_learns_to_flag_what_the_context_gives_away(tmp_path):
+    """Runs of consecutive words (w17 w18 w19 ...): a replacement breaks the run wherever the
+    generator puts it, so the discriminator can learn to flag it from its neighbours alone, while
+    a word's identity says nothing (the generator samples each word about as often as it occurs).
+    Its loss must fall well below the entropy of the base rate, where it would sit if it only
+    learned how many tokens are replaced."""
+    rng = random.Random(0)
+    lines = []
+    for _ in range(3000):
+        start, length = rng.randrange(150), rng.randrange(10, 40)
+        lines.append(" ".join(f"w{(start + k) % 200}" for k in range(length)))
+    (tmp_path / "runs.txt").write_text("\n".join(lines) + "\n")
+    result = api.pretrain(
+        "electra",
+        str(tmp_path / "runs.txt"),
+        out=tmp_path / "electra",
+        epochs=6,
+        overrides=["text.vocab_size=400", "model.width=64", "model.depth=2", "text.max_length=48"]
+        + ["train.batch_size=64", "optim.warmup_epochs=0"],
+        overwrite=True,
+        progress=False,
+    )
+    share = result.test_metrics["replaced_share"]
+    base_rate_entropy = -(share * math.log(share) + (1 - share) * math.log(1 - share))
+    assert result.history[-1]["discriminator_loss"] < 0.75 * base_rate_entropy
+    assert result.test_metrics["detection_recall"] > 0.3
+    assert result.test_metrics["detection_accuracy"] > 1 - share + 0.03
 
 
 def test_char_causal_lm_on_tiny_shakespeare_reports_nats_per_char(tmp_path):
