@@ -8,6 +8,8 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from selfsup import distributed
@@ -41,22 +43,29 @@ def remove_dead_partials(folder: Path) -> None:
             shutil.rmtree(partial, ignore_errors=True)
 
 
-def register_builder(folder: Path) -> Path:
-    """Mark this process as one of the builders sharing ``folder`` (``builders/HOST-PID``) and
-    return the mark, recreating the folder where a finishing builder removed it meanwhile."""
+@contextmanager
+def building(folder: Path) -> Iterator[None]:
+    """Work in ``folder``, which other processes (this machine's or, on a shared disk, another's)
+    may share: marked as one of its builders (``builders/HOST-PID``) meanwhile; on leaving without
+    an error, ``folder`` is removed unless another live builder is marked there (a killed
+    process's mark does not count). A build that fails leaves it, for the next one to resume."""
     me = folder / "builders" / f"{socket.gethostname()}-{os.getpid()}"
     while True:
         try:
             me.parent.mkdir(parents=True, exist_ok=True)
             me.touch()
-            return me
+            break
         except FileNotFoundError:  # removed between mkdir and touch by a finishing builder
             continue
+    try:
+        yield
+    finally:
+        me.unlink(missing_ok=True)
+    if not _others_building(folder):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def others_building(folder: Path) -> bool:
-    """Whether another live process (on this machine, or any on another one sharing the folder)
-    is registered as a builder of ``folder``; a killed process's mark does not count."""
+def _others_building(folder: Path) -> bool:
     host = socket.gethostname()
     for mark in folder.glob("builders/*"):
         name, _, pid = mark.name.rpartition("-")

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from selfsup.data.compressed import BYTES_FILE, OFFSETS_FILE, JpegImages, choose_encoding, encode_jpeg
 from selfsup.data.dataset import UNLABELLED, ImageDataset
-from selfsup.data.folders import others_building, publish, register_builder
+from selfsup.data.folders import building, publish
 from selfsup.data.layout import Placed
 from selfsup.errors import DataError
 
@@ -118,29 +118,41 @@ def build_store(
     :func:`~selfsup.data.compressed.choose_encoding`, by the first image's size for ``auto``."""
     choose_encoding(encoding, 0)  # an unknown name is refused before anything is written
     partial = directory.with_name(directory.name + ".partial")
-    me = register_builder(partial)
-    try:
+    with building(partial):
         # Registered before this check, so a process that published the store and found no other
         # builder left cannot remove the shards from under this one: it published first.
-        if not (directory / INFO_FILE).exists():
-            _build(directory, partial, grouped, decode, source, unused, share_classes, hold_out, encoding)
-    finally:
-        me.unlink(missing_ok=True)
-    if not others_building(partial):
-        shutil.rmtree(partial, ignore_errors=True)
+        if (directory / INFO_FILE).exists():
+            return
+        encoding, shards = _decode(partial, grouped, decode, source, encoding)
+        channels = 3 if any(s.rgb for split_shards in shards.values() for s in split_shards) else 1
+        out = partial / f"out-{socket.gethostname()}-{os.getpid()}"  # each builder assembles its own
+        shutil.rmtree(out, ignore_errors=True)
+        splits = {
+            split: _assemble(out / split, split_shards, channels, encoding)
+            for split, split_shards in shards.items()
+        }
+        share_classes(splits)
+        held_out = 0
+        train = splits.get("train")
+        if (
+            hold_out is not None
+            and train is not None
+            and "test" not in splits
+            and len(train.present_classes()) > 1
+        ):
+            train_index, test_index = hold_out(train.labels)
+            splits["test"] = _take(out, "train", "test", train, test_index, encoding)
+            splits["train"] = _take(out, "train", "train", train, train_index, encoding)
+            held_out = len(test_index)
+        _write_meta(out, splits, {"unused": unused, "held_out": held_out, "encoding": encoding})
+        publish(out, directory, INFO_FILE)
 
 
-def _build(
-    directory: Path,
-    partial: Path,
-    grouped: dict[str, list[Placed]],
-    decode: Decode,
-    source: str,
-    unused: str,
-    share_classes: Callable[[dict[str, ImageDataset]], None],
-    hold_out: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None,
-    encoding: str,
-) -> None:
+def _decode(
+    partial: Path, grouped: dict[str, list[Placed]], decode: Decode, source: str, encoding: str
+) -> tuple[str, dict[str, list[Shard]]]:
+    """The build's encoding and each split's shards, decoding those not finished yet; DataError
+    for a split without a readable image or splits of different image sizes."""
     (partial / "shards").mkdir(parents=True, exist_ok=True)
     encoding = _encoding(partial, grouped, decode, encoding)
     shards = {}
@@ -152,28 +164,7 @@ def _build(
         raise DataError(
             f"{source}: splits have different image sizes {sorted(sizes)}; pass data.image_size=N to resize"
         )
-    channels = 3 if any(s.rgb for split_shards in shards.values() for s in split_shards) else 1
-    out = partial / f"out-{socket.gethostname()}-{os.getpid()}"  # each builder assembles its own
-    shutil.rmtree(out, ignore_errors=True)
-    splits = {
-        split: _assemble(out / split, split_shards, channels, encoding)
-        for split, split_shards in shards.items()
-    }
-    share_classes(splits)
-    held_out = 0
-    train = splits.get("train")
-    if (
-        hold_out is not None
-        and train is not None
-        and "test" not in splits
-        and len(train.present_classes()) > 1
-    ):
-        train_index, test_index = hold_out(train.labels)
-        splits["test"] = _take(out, "train", "test", train, test_index, encoding)
-        splits["train"] = _take(out, "train", "train", train, train_index, encoding)
-        held_out = len(test_index)
-    _write_meta(out, splits, {"unused": unused, "held_out": held_out, "encoding": encoding})
-    publish(out, directory, INFO_FILE)
+    return encoding, shards
 
 
 def _encoding(partial: Path, grouped: dict[str, list[Placed]], decode: Decode, encoding: str) -> str:
