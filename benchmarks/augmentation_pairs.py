@@ -3,11 +3,16 @@
 Each augmentation alone and every pair of them, all others off, both branches augmented; each run
 pretrains SimCLR with its recipe (but ``--epochs``) and is scored with kNN and the linear probe.
 
-    python benchmarks/augmentation_pairs.py [--pairs crop,color,...] [--epochs 100] [--seeds 3]
+    python benchmarks/augmentation_pairs.py [--preset digits|cifar] [--pairs crop,color,...]
+                                            [--epochs N] [--seeds 3]
 
-On the built-in 8×8 digits with simclr_small: crop, color, blur, solarize and flip (grayscale is
-left out: on grey images it changes nothing); 1, 5 and 10 labels per class. Writes
-benchmarks/results/augmentation_pairs_digits.json and .png (the heat map).
+digits  the built-in 8×8 digits with simclr_small, 100 epochs: crop, color, blur, solarize and flip
+        (grayscale is left out: on grey images it changes nothing); 1, 5 and 10 labels per class.
+        Writes benchmarks/results/augmentation_pairs_digits.json and .png (the heat map).
+cifar   the shared CIFAR-10 JPEGs with simclr.yaml sized as benchmarks/methods.py's cifar preset
+        (ResNet-18 with the ImageNet stem, batch 256, 1 warm-up epoch) on a class-balanced subset
+        of 5,000 training images for 10 epochs: crop, color, blur and flip; kNN and linear at 1%
+        and 10% of the 50,000 training labels. Writes augmentation_pairs_cifar_subset.json/.png.
 """
 
 from __future__ import annotations
@@ -21,30 +26,51 @@ from pathlib import Path
 from machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = "crop,color,blur,solarize,flip"
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+PRESETS = {
+    "digits": {"data": "digits", "pairs": "crop,color,blur,solarize,flip", "epochs": 100, "subset": None},
+    "cifar": {
+        "data": str(CIFAR),
+        "pairs": "crop,color,blur,flip",
+        "epochs": 10,
+        "subset": 5000,
+        "labels": ["0.01", "0.1"],
+        "overrides": [
+            "model.backbone=resnet18",
+            "model.stem=imagenet",
+            "train.batch_size=256",
+            "optim.warmup_epochs=1",
+        ],
+    },
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", default=PAIRS, help=f"augmentations (default {PAIRS})")
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="digits")
+    parser.add_argument("--pairs", help="augmentations (default: the preset's)")
+    parser.add_argument("--epochs", type=int, help="default: the preset's")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
+    preset = PRESETS[args.preset]
     from selfsup import api
 
-    out = ROOT / "runs" / "augmentation-pairs-digits"
+    name = "augmentation_pairs_" + ("digits" if args.preset == "digits" else "cifar_subset")
+    out = ROOT / "runs" / name.replace("_", "-")
     started = time.perf_counter()
     study = api.ablate(
         "simclr",
-        "digits",
-        pairs=args.pairs.split(","),
+        preset["data"],
+        pairs=(args.pairs or preset["pairs"]).split(","),
         out=out,
-        epochs=args.epochs,
+        epochs=args.epochs or preset["epochs"],
+        labels=preset.get("labels"),
         seeds=args.seeds,
+        subset=preset["subset"],
+        overrides=preset.get("overrides", []),
         progress=False,
     )
     results = ROOT / "benchmarks" / "results"
-    name = "augmentation_pairs_digits"
     shutil.copy(study["figure"], results / f"{name}.png")
     saved = {k: v for k, v in study.items() if k not in ("file", "report", "figure")}
     saved |= {"machine": machine_info(), "wall_seconds": time.perf_counter() - started}

@@ -49,7 +49,8 @@ def pair_heat_map(matrices: dict, names: list[str], title: str):
     fig, (ax,) = new_figure(1)
     values = np.array(matrices["linear"], dtype=float)
     fig.set_size_inches(1.0 * len(names) + 2.5, 0.9 * len(names) + 1.5)
-    shown = ax.imshow(values, cmap="Greens", vmin=np.nanmin(values) - 0.02, vmax=np.nanmax(values))
+    low, high = np.nanmin(values) - 0.02, np.nanmax(values)
+    shown = ax.imshow(values, cmap="Greens", vmin=low, vmax=high)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("second augmentation")
@@ -57,7 +58,9 @@ def pair_heat_map(matrices: dict, names: list[str], title: str):
     for i in range(len(names)):
         for j in range(len(names)):
             if not np.isnan(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=9)
+                dark = (values[i, j] - low) > 0.6 * (high - low)  # black text would vanish there
+                colour = "white" if dark else "black"
+                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=9, color=colour)
     ax.set_title(title)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     return fig
