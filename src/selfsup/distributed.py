@@ -159,6 +159,12 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def own_share(x: torch.Tensor, n: int, dim: int = 0) -> torch.Tensor:
+    """This process's ``n`` rows along ``dim`` of ``x``, something drawn or computed for the global
+    batch of world_size·n rows in rank order (the order :func:`gather` assembles)."""
+    return x.narrow(dim, rank() * n, n)
+
+
 def mean_over_processes(x: torch.Tensor) -> torch.Tensor:
     """The mean of ``x`` over processes (no gradient): logged losses, DINO's centre."""
     if not active():

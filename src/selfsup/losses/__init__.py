@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from selfsup.losses.clustering import sinkhorn_knopp as sinkhorn_knopp
 from selfsup.losses.clustering import swav_loss as swav_loss
+from selfsup.losses.distillation import teacher_distribution as teacher_distribution
 from selfsup.losses.masked_prediction import ibot_patch_loss as ibot_patch_loss
 from selfsup.losses.masked_prediction import ijepa_loss as ijepa_loss
 from selfsup.losses.neighbours import nearest_neighbour as nearest_neighbour
@@ -211,7 +212,7 @@ def dino_loss(
     views the teacher also saw; ``teacher_out``: V_t×N×K; ``center``: K (or 1×K). The teacher's
     probabilities carry no gradient.
     """
-    teacher = F.softmax((_upcast(teacher_out) - _upcast(center)) / teacher_temp, dim=-1).detach()
+    teacher = teacher_distribution(teacher_out, center, teacher_temp)
     student = F.log_softmax(_upcast(student_out) / student_temp, dim=-1)
     total, pairs = 0.0, 0
     for i in range(teacher.shape[0]):

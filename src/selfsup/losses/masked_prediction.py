@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from selfsup.losses.distillation import teacher_distribution
 from selfsup.losses.precision import upcast
 
 
@@ -69,7 +70,7 @@ def ibot_patch_loss(
             f"mask must be N×L = {tuple(student_patch_logits.shape[:2])} (one flag per patch), "
             f"got {tuple(mask.shape)}"
         )
-    teacher = F.softmax((upcast(teacher_patch_logits) - upcast(center)) / teacher_temp, dim=-1).detach()
+    teacher = teacher_distribution(teacher_patch_logits, center, teacher_temp)
     student = F.log_softmax(upcast(student_patch_logits) / student_temp, dim=-1)
     per_patch = -(teacher * student).sum(dim=-1)
     weight = mask.to(per_patch.dtype)

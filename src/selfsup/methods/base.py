@@ -39,6 +39,11 @@ class Progress:
     def epoch(self) -> float:
         return self.step / self.steps_per_epoch
 
+    def generator(self, seed: int, device) -> torch.Generator:
+        """A generator seeded by ``seed`` and the step: the same draw in every process and a new
+        one each step, for what is drawn for the global batch (I-JEPA's and iBOT's masks)."""
+        return torch.Generator(device=device).manual_seed((seed + self.step) % 2**63)
+
 
 @dataclass
 class MethodOutput:

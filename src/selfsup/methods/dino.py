@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.distributed import mean_over_processes
-from selfsup.losses import dino_loss
+from selfsup.losses import dino_loss, teacher_distribution
 from selfsup.methods.base import Method, MethodOutput, Progress, encode_by_size
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from selfsup.models.encoder import Encoder
@@ -139,7 +139,7 @@ class DINO(Method):
             _, _, teacher = self._by_resolution(self.teacher_encoder, self.teacher_head, views[:g])
         temperature = self.teacher_temperature(progress)
         loss = dino_loss(student, teacher, self.center, self.params.student_temp, temperature)
-        assignments = F.softmax((teacher[0].float() - self.center) / temperature, dim=-1)
+        assignments = teacher_distribution(teacher[0], self.center, temperature)
         return MethodOutput(
             loss,
             monitored={

@@ -22,12 +22,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from selfsup import distributed
 from selfsup.errors import ConfigError
-from selfsup.losses import dino_loss, ibot_patch_loss
+from selfsup.losses import dino_loss, ibot_patch_loss, teacher_distribution
 from selfsup.methods.base import Method, MethodOutput, Progress
 from selfsup.methods.dino import DINOHead
 from selfsup.methods.momentum import cosine_momentum, ema_update, frozen_copy
@@ -159,14 +158,14 @@ class IBOT(Method):
 
     def masks(self, n: int, views: int, device, progress: Progress) -> torch.Tensor:
         """This process's share of the global batch's masks, (views·N)×L, view after view."""
-        p, world, rank = self.params, distributed.world_size(), distributed.rank()
-        generator = torch.Generator(device=device).manual_seed((self.mask_seed + progress.step) % 2**63)
+        p, world = self.params, distributed.world_size()
+        generator = progress.generator(self.mask_seed, device)
         u = torch.rand(2, views, n * world, generator=generator, device=device)
         ratios = p.pred_ratio + p.pred_ratio_var * (2 * u[0] - 1)
         ratios = torch.where(u[1] < p.pred_ratio_zero_p, torch.zeros_like(ratios), ratios)
         grid = self.encoder.backbone.grid
         masks = blockwise_masks(ratios.flatten(), grid, p.pred_aspect, generator).view(views, n * world, -1)
-        return masks[:, rank * n : (rank + 1) * n].flatten(0, 1)
+        return distributed.own_share(masks, n, dim=1).flatten(0, 1)
 
     def _heads(
         self, tokens: torch.Tensor, head: DINOHead, patch_head: DINOHead | None, frozen: bool = False
@@ -205,7 +204,7 @@ class IBOT(Method):
             monitored={
                 "embedding": student[:n, 1:].mean(dim=1).detach(),
                 "projection": z[:n].detach(),
-                "assignments": F.softmax((t_cls[:n].float() - self.center) / cls_temp, dim=-1),
+                "assignments": teacher_distribution(t_cls[:n], self.center, cls_temp),
             },
             update={
                 "center": distributed.mean_over_processes(t_cls.float().mean(dim=0)),

@@ -174,11 +174,11 @@ class IJEPA(Method):
 
     def masks(self, n: int, device, progress: Progress) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of the global batch's masks (context N×K, targets N×M×T)."""
-        world, rank = distributed.world_size(), distributed.rank()
-        generator = torch.Generator(device=device).manual_seed((self.mask_seed + progress.step) % 2**63)
-        grid = self.encoder.backbone.grid
-        context, targets = multiblock_masks(n * world, grid, self.params, generator, device)
-        return context[rank * n : (rank + 1) * n], targets[rank * n : (rank + 1) * n]
+        generator, grid = progress.generator(self.mask_seed, device), self.encoder.backbone.grid
+        context, targets = multiblock_masks(
+            n * distributed.world_size(), grid, self.params, generator, device
+        )
+        return distributed.own_share(context, n), distributed.own_share(targets, n)
 
     def forward(
         self, views: list[torch.Tensor], labels: torch.Tensor | None = None, progress: Progress | None = None

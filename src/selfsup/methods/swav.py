@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.distributed import gather, rank
+from selfsup.distributed import gather, own_share
 from selfsup.losses import sinkhorn_knopp, swav_loss
 from selfsup.methods.base import Method, MethodOutput, Progress, encode_by_size
 from selfsup.models.encoder import Encoder
@@ -89,7 +89,7 @@ class SwAV(Method):
             batch = gather(scores[i].detach())
             queued = self.queue[i] @ self.prototypes.detach().T if self._queue_full() else batch[:0]
             q = sinkhorn_knopp(torch.cat([queued.to(batch.dtype), batch]), p.epsilon, p.sinkhorn_iterations)
-            codes.append(q[len(queued) :][rank() * n : (rank() + 1) * n])
+            codes.append(own_share(q[len(queued) :], n))
         return torch.stack(codes)
 
     def forward(
