@@ -24,23 +24,19 @@ import time
 from pathlib import Path
 
 from machine import machine_info
+from methods import PRESETS as METHOD_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+_CIFAR = METHOD_PRESETS["cifar"]  # the methods table's sizing of the CIFAR-10 recipes for a CPU
 PRESETS = {
     "digits": {"data": "digits", "pairs": "crop,color,blur,solarize,flip", "epochs": 100, "subset": None},
     "cifar": {
-        "data": str(CIFAR),
+        "data": _CIFAR["data"],
         "pairs": "crop,color,blur,flip",
         "epochs": 10,
         "subset": 5000,
-        "labels": ["0.01", "0.1"],
-        "overrides": [
-            "model.backbone=resnet18",
-            "model.stem=imagenet",
-            "train.batch_size=256",
-            "optim.warmup_epochs=1",
-        ],
+        "labels": _CIFAR["budgets"],
+        "overrides": _CIFAR["overrides"] + _CIFAR["resnet_overrides"],
     },
 }
 
