@@ -24,8 +24,15 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "make: chromium is not installed (needs root and apt-get); the browser test will be skipped"
 
+# the tests of committed numbers run again where ATen, oneDNN and MKL take another CPU's code paths:
+# AVX2 (as on a CPU without AVX-512), and no vectorisation at all (sums in yet another order)
+AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+SCALAR := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
+
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest
+	$(AVX2) $(BIN)/python -m pytest -q -m pinned
+	$(SCALAR) $(BIN)/python -m pytest -q -m pinned
 
 # ruff checks the format and the lint rules of pyproject.toml; `make format` rewrites the files
 lint: $(STAMP)
