@@ -143,7 +143,7 @@ def test_a_listed_file_that_is_missing_is_one_line_error(tmp_path):
 
 def test_a_list_row_without_its_path_column_is_one_line_error(tmp_path):
     (tmp_path / "list.csv").write_text("label,path\ncat,a.png\ndog\n")
-    with pytest.raises(DataError, match="a row has 1 fields"):
+    with pytest.raises(DataError, match="line 3 has 1 fields"):
         load_data(str(tmp_path / "list.csv"))
 
 

@@ -145,7 +145,7 @@ def test_bad_csv_files_give_clear_errors(tmp_path):
         load_data(missing, text_options={"text_column": "body"})
     ragged = tmp_path / "ragged.csv"
     ragged.write_text('"1","a b c"\n"2","d e","f"\n')
-    with pytest.raises(DataError, match="row 2 has 3 fields"):
+    with pytest.raises(DataError, match="line 2 has 3 fields"):
         load_data(str(ragged))
 
 

@@ -32,6 +32,7 @@ class DataConfig:
     header: str = "auto"  # whether the CSV's first row names the columns: auto, true, false
     documents: str = "auto"  # .txt: line (one document per line), paragraph (blank-line separated), auto
     line_break: str = "\\"  # the mark that stands for a line break inside a CSV field (AG News: a backslash)
+    quoting: str = "auto"  # CSV/TSV: fields in "quotes" (true), quotes are text (false), auto: as the file is
 
     def text_options(self) -> dict:
         return dict(
@@ -40,6 +41,7 @@ class DataConfig:
             header=self.header,
             documents=self.documents,
             line_break=self.line_break,
+            quoting=self.quoting,
         )
 
 

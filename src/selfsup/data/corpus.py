@@ -28,7 +28,7 @@ import numpy as np
 
 from selfsup.data.folders import partial_suffix, publish, remove_dead_partials
 
-CORPUS_FORMAT = 1
+CORPUS_FORMAT = 2  # 2: tables read by selfsup.data.delimited (quotes as the file means them)
 CHUNK_CHARS = 4 * 2**20
 """Characters of text read and parsed at a time."""
 TEXTS_FILE, OFFSETS_FILE, LABELS_FILE, INFO_FILE = "texts.bin", "offsets.bin", "labels.npy", "corpus.json"

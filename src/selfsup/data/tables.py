@@ -18,13 +18,13 @@ or folder (``train/part-0.parquet``); a lone file is the training split.
 
 from __future__ import annotations
 
-import csv
 import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from selfsup.data import delimited
 from selfsup.data.dataset import marks_unlabelled
 from selfsup.data.layout import IMAGE_SUFFIXES, SPLIT_NAMES, Placed, Unused
 from selfsup.data.names import LABEL_NAMES
@@ -288,9 +288,10 @@ def is_image_list(path: Path) -> bool:
     """Whether a .csv/.tsv file lists image paths: its path column's first value (the column
     named as :data:`PATH_COLUMNS` lists, else the first) ends with an image suffix."""
     try:
-        rows = _list_rows(path, limit=2)
-    except (ValueError, OSError, UnicodeDecodeError, csv.Error):
+        _, sample = delimited.sniff(path, _kind(path))
+    except (DataError, OSError, UnicodeDecodeError):
         return False
+    rows = [row.fields for row in sample[:2]]
     index = _path_index(rows[0])
     row, column = (rows[1] if len(rows) > 1 else [], index) if index is not None else (rows[0], 0)
     return column < len(row) and PurePosixPath(row[column].strip()).suffix.lower() in IMAGE_SUFFIXES
@@ -299,8 +300,10 @@ def is_image_list(path: Path) -> bool:
 def list_source(path: Path) -> Source:
     """The images a CSV/TSV list names: a path column (absolute, or relative to the list's folder),
     an optional label column and an optional ``split`` column (train/test/val); without a header,
-    the first column is the path and the second the label."""
-    rows = _list_rows(path)
+    the first column is the path and the second the label. Read as :mod:`selfsup.data.delimited`
+    reads tables: a row of another width than the first is an error naming its lines."""
+    dialect, sample = delimited.sniff(path, _kind(path))
+    rows = [row.fields for row in delimited.rows(path, dialect, len(sample[0].fields))]
     header = rows[0]
     path_index = _path_index(header)
     has_header = path_index is not None
@@ -314,10 +317,6 @@ def list_source(path: Path) -> Source:
     unused = Unused()
     grouped: dict[str, list[Placed]] = {}
     for row in rows:
-        if not row or not "".join(row).strip():
-            continue
-        if len(row) <= max(i for i in (path_index, split_index) if i is not None):
-            raise DataError(f"{path}: a row has {len(row)} fields, fewer than the header names: {row}")
         name = row[path_index].strip()
         label = row[label_index].strip() if label_index is not None and label_index < len(row) else ""
         split = SPLIT_NAMES.get(row[split_index].strip().lower(), "") if split_index is not None else "train"
@@ -349,17 +348,8 @@ def listed_files(path: Path) -> list[Path]:
     ]
 
 
-def _list_rows(path: Path, limit: int | None = None) -> list[list[str]]:
-    delimiter = "\t" if path.name.lower().endswith(".tsv") else ","
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = []
-        for row in csv.reader(handle, delimiter=delimiter):
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
-    if not rows:
-        raise ValueError("empty")
-    return rows
+def _kind(path: Path) -> str:
+    return ".tsv" if path.name.lower().endswith(".tsv") else ".csv"
 
 
 def _path_index(header: list[str]) -> int | None:

@@ -46,6 +46,7 @@ def load_text(
     header: str = "auto",
     documents: str = "auto",
     line_break: str = "\\",
+    quoting: str = "auto",
     held_out_seed: int = 0,
     held_out_fraction: float = 0.2,
 ) -> DataSplits:
@@ -72,6 +73,9 @@ def load_text(
     named like a label, else the one categorical column (repeated short values); the other columns
     are the text, except columns of numbers (ids) beside text columns. These choices are made on
     the first few MB of rows. ``line_break`` is the mark that stands for a line break inside a field.
+    ``quoting`` (``auto``, ``true``, ``false``): whether double quotes enclose fields
+    (:mod:`selfsup.data.delimited`; ``auto``: where the file quotes whole fields); a row of
+    another width than the first is an error naming its lines, never merged into another.
 
     ``.jsonl`` (one JSON object per line) and ``.parquet``: the text field is ``text_column`` (or
     the first named as ``TEXT_NAMES`` lists, else the first of strings), the label field
@@ -90,6 +94,7 @@ def load_text(
         header=header,
         documents=documents,
         line_break=line_break,
+        quoting=quoting,
     )
     texts, labels, info = corpus_store(path, store, options)
     if labels is None:

@@ -4,14 +4,15 @@ is the label) made on the first piece. :func:`selfsup.data.text.load_text` store
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfsup.data import delimited
 from selfsup.data.corpus import PARAGRAPH_END, cut_lines, cut_paragraphs, open_text, read_chunks
+from selfsup.data.delimited import NUL_MESSAGE, SAMPLE_CHARS
 from selfsup.data.names import LABEL_NAMES, TEXT_NAMES
 from selfsup.errors import DataError
 
@@ -19,11 +20,6 @@ PARAGRAPH_SHARE = 0.05  # auto: paragraphs where blank lines separate documents 
 MAX_CLASSES = 1000  # auto: a column is categorical (a label) with at most this many values...
 MAX_LABEL_CHARS = 50  # ...each at most this long
 ROWS_AT_A_TIME = 20_000
-NUL_MESSAGE = (
-    "{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark, or not a text file); "
-    "convert it to UTF-8 with e.g. `iconv -f utf-16 -t utf-8`"
-)
-SAMPLE_CHARS = 4 * 2**20  # the first characters of a file, where paragraphs, header and columns are chosen
 
 
 Batch = tuple[list[str], "list[str | None] | None", str]
@@ -86,9 +82,9 @@ def _txt(path: Path, documents: str) -> Iterator[Batch]:
 
 @dataclass
 class _Layout:
-    """How a table is read: its delimiter, column names, header, label and text columns."""
+    """How a table is read: its dialect, column names, header, label and text columns."""
 
-    delimiter: str
+    dialect: delimited.Dialect
     names: list[str]
     has_header: bool
     label_index: int | None
@@ -108,7 +104,7 @@ class _Layout:
             return f"'{self.names[i]}'" if self.has_header else f"column {i}"
 
         return (
-            f" ({'header row; ' if self.has_header else 'no header; '}"
+            f" ({self.dialect.describe()}; {'header row; ' if self.has_header else 'no header; '}"
             f"text: {', '.join(quoted(i) for i in self.text_indices)}"
             + (f"; label: {quoted(self.label_index)}" if self.label_index is not None else "")
             + ")"
@@ -116,42 +112,19 @@ class _Layout:
 
 
 def _table(path: Path, kind: str, options: dict) -> Iterator[Batch]:
-    """A CSV or TSV's rows, :data:`ROWS_AT_A_TIME` at a time, parsed as the ``csv`` module reads a
-    file (a quoted field may hold line breaks and quotes); the header, delimiter and columns chosen
+    """A CSV or TSV's rows, :data:`ROWS_AT_A_TIME` at a time, read in the dialect
+    :func:`selfsup.data.delimited.sniff` finds (``data.quoting``); the header and columns chosen
     on its first few MB of rows."""
-    rows, delimiter = _table_rows(path, kind)
-    layout = _table_layout(rows, path, delimiter, options)
-    handle, _ = open_text(path)
-    with handle:
-        reader, seen, header = _reader(handle, path, delimiter), 0, layout.has_header
-        while True:
-            try:
-                raw = list(itertools.islice(reader, ROWS_AT_A_TIME))
-            except csv.Error as exc:
-                raise DataError(f"cannot parse {path} as CSV: {exc}") from None
-            if not raw:
-                return
-            body = [row for row in raw if row]
-            if header and body:
-                body, header = body[1:], False
-            bad = next((i for i, row in enumerate(body) if len(row) != len(layout.names)), None)
-            if bad is not None:
-                raise DataError(
-                    f"{path}: row {seen + bad + 1 + layout.has_header} has {len(body[bad])} fields, "
-                    f"the first row {len(layout.names)}"
-                )
-            seen += len(body)
-            yield layout.batch(body)
-
-
-def _reader(handle, path: Path, delimiter: str):
-    def lines():
-        for line in handle:
-            if "\x00" in line:
-                raise DataError(NUL_MESSAGE.format(path=path))
-            yield line
-
-    return csv.reader(lines(), delimiter=delimiter)
+    dialect, sample = delimited.sniff(path, kind, options.get("quoting", "auto"))
+    layout = _table_layout([row.fields for row in sample], path, dialect, options)
+    body = delimited.rows(path, dialect, len(layout.names))
+    if layout.has_header:
+        next(body, None)
+    while True:
+        batch = [row.fields for row in itertools.islice(body, ROWS_AT_A_TIME)]
+        if not batch:
+            return
+        yield layout.batch(batch)
 
 
 def _sample(path: Path, cut) -> str:
@@ -165,7 +138,7 @@ def _sample(path: Path, cut) -> str:
     return text[:end] if end > 0 else text
 
 
-def _table_layout(rows: list[list[str]], path: Path, delimiter: str, options: dict) -> _Layout:
+def _table_layout(rows: list[list[str]], path: Path, dialect: delimited.Dialect, options: dict) -> _Layout:
     header = options["header"]
     if header == "auto":
         has_header = _has_header(rows)
@@ -177,45 +150,7 @@ def _table_layout(rows: list[list[str]], path: Path, delimiter: str, options: di
     body = rows[1:] if has_header else rows
     label_index = _label_index(options["label_column"], names, body, has_header, path)
     text_indices = _text_indices(options["text_column"], label_index, names, body, path)
-    return _Layout(delimiter, names, has_header, label_index, text_indices, options["line_break"])
-
-
-def _table_rows(path: Path, kind: str) -> tuple[list[list[str]], str]:
-    """The first non-empty rows (about :data:`SAMPLE_CHARS` characters) of a CSV (by commas, else
-    by semicolons where only they make a table of two or more columns) or TSV, and the delimiter;
-    raises :class:`DataError` unless there are rows, all as wide."""
-
-    def sample(delimiter: str) -> list[list[str]]:
-        handle, _ = open_text(path)
-        rows, chars = [], 0
-        with handle:
-            try:
-                for row in _reader(handle, path, delimiter):
-                    if row:
-                        rows.append(row)
-                        chars += sum(len(field) + 1 for field in row)
-                    if chars > SAMPLE_CHARS:
-                        break
-            except csv.Error as exc:
-                raise DataError(f"cannot parse {path} as CSV: {exc}") from None
-        return rows
-
-    def table(rows: list[list[str]]) -> bool:
-        return bool(rows) and len(rows[0]) > 1 and all(len(row) == len(rows[0]) for row in rows)
-
-    delimiter = "\t" if kind == ".tsv" else ","
-    rows = sample(delimiter)
-    if kind == ".csv" and not table(rows):
-        semicolons = sample(";")  # spreadsheets in locales whose decimal mark is a comma
-        if table(semicolons):
-            rows, delimiter = semicolons, ";"
-    if not rows:
-        raise DataError(f"{path} holds no text (empty corpus)")
-    width = len(rows[0])
-    bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
-    if bad is not None:
-        raise DataError(f"{path}: row {bad + 1} has {len(rows[bad])} fields, the first row {width}")
-    return rows, delimiter
+    return _Layout(dialect, names, has_header, label_index, text_indices, options["line_break"])
 
 
 def _jsonl(path: Path, options: dict) -> Iterator[Batch]:
