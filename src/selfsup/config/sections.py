@@ -64,6 +64,8 @@ class TextConfig:
     )
     vocab_size: int = 8000  # at most this many tokens (char: every character of the corpus)
     lowercase: bool = True
+    strip_accents: bool = False  # remove accents and combining marks (BERT strips them when it lower-cases)
+    max_unknown: float = 0.1  # stop before training where more of the sampled tokens are [UNK]
     max_length: int = 128  # tokens per document (longer ones are cut) or per block when packed
     pack: bool = False  # train on the corpus as one stream cut into max_length blocks (language models)
     tokenizer_sample: int = (

@@ -1,8 +1,18 @@
 """Tokenizers trained on the corpus with Hugging Face ``tokenizers``, and documents as token-id tensors.
 
-Three kinds: ``wordpiece`` (BERT: Unicode normalisation, optional lower-casing, split on whitespace
-and punctuation, ``##`` continuations), ``bpe`` (GPT-2/BART: byte-level BPE, lossless) and ``char``
-(one token per character, for character-level language models). Every kind has the same special
+Three kinds, each normalising the text as said here:
+
+* ``wordpiece`` (BERT): Unicode NFC (a letter and its accent written as one character or two
+  are the same), BERT's cleaning (control characters removed, white space as spaces, Chinese
+  characters as words), lower-casing if asked; split on white space and punctuation, words cut
+  into pieces of at most :data:`MAX_WORD_CHARS` characters, ``##`` continuations.
+* ``bpe`` (GPT-2/BART): byte-level BPE, lossless: no normalisation but lower-casing if asked.
+* ``char`` (one token per character, for character-level language models): NFC, lower-casing if
+  asked.
+
+Accents and other combining marks are kept: they tell words apart (``hacia``/``hacía``,
+``papa``/``papá``, Hindi ``कुल``/``कल``). BERT's own tokenizer strips them whenever it
+lower-cases; here that is a separate choice (``strip_accents``). Every kind has the same special
 tokens; a document is encoded as ``[CLS] tokens [SEP]``.
 """
 
@@ -20,6 +30,15 @@ SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4 in this order
 TOKENIZER_FILE = "tokenizer.json"
 KINDS = ("wordpiece", "bpe", "char")
 SENTENCE_END = ".!?"
+MAX_WORD_CHARS = 100
+"""WordPiece cuts longer words (protein sequences, URLs, words of scripts without spaces) into
+pieces of this length before its own matching, which turns a longer word into one ``[UNK]`` and
+costs time cubic in the word's length."""
+MAX_UNKNOWN_SHARE = 0.1
+"""A run stops before training where more of its training text's tokens are ``[UNK]``
+(``text.max_unknown``)."""
+UNKNOWN_SAMPLE_CHARS = 1_000_000
+"""Characters of the training text, spread through it, whose share of ``[UNK]`` is counted."""
 MASK_MARK = (
     "<mask>"  # how texts show [MASK], and how a user writes one where masks are meant (`selfsup denoise`)
 )
@@ -36,17 +55,35 @@ def _tokenizers():
 
 
 def train_tokenizer(
-    texts: list[str], kind: str = "wordpiece", vocab_size: int = 8000, lowercase: bool = True
+    texts: list[str],
+    kind: str = "wordpiece",
+    vocab_size: int = 8000,
+    lowercase: bool = True,
+    strip_accents: bool = False,
 ):
     """A ``tokenizers.Tokenizer`` of ``kind`` trained on ``texts`` with at most ``vocab_size`` tokens
-    (``char``: every character of the corpus, whatever ``vocab_size``)."""
+    (``char``: every character of the corpus, whatever ``vocab_size``), normalising as the module
+    docstring says; ``strip_accents`` removes accents and other combining marks (BERT's
+    ``strip_accents``; not for ``bpe``, which stays lossless)."""
     tk = _tokenizers()
     if kind not in KINDS:
         raise ConfigError(f"text.tokenizer must be one of {', '.join(KINDS)}, got '{kind}'")
+    if strip_accents and kind == "bpe":
+        raise ConfigError("text.strip_accents does not apply to text.tokenizer=bpe, which is lossless")
     if kind == "wordpiece":
-        tokenizer = tk.Tokenizer(tk.models.WordPiece(unk_token=UNK))
-        tokenizer.normalizer = tk.normalizers.BertNormalizer(lowercase=lowercase)
-        tokenizer.pre_tokenizer = tk.pre_tokenizers.BertPreTokenizer()
+        tokenizer = tk.Tokenizer(tk.models.WordPiece(unk_token=UNK, max_input_chars_per_word=MAX_WORD_CHARS))
+        tokenizer.normalizer = tk.normalizers.Sequence(
+            [
+                tk.normalizers.NFC(),
+                tk.normalizers.BertNormalizer(lowercase=lowercase, strip_accents=strip_accents),
+            ]
+        )
+        tokenizer.pre_tokenizer = tk.pre_tokenizers.Sequence(
+            [
+                tk.pre_tokenizers.BertPreTokenizer(),
+                tk.pre_tokenizers.Split(tk.Regex(rf"[\s\S]{{1,{MAX_WORD_CHARS}}}"), "isolated"),
+            ]
+        )
         tokenizer.decoder = tk.decoders.WordPiece()
         trainer = tk.trainers.WordPieceTrainer(
             vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
@@ -65,8 +102,10 @@ def train_tokenizer(
         )
     else:
         tokenizer = tk.Tokenizer(tk.models.BPE(unk_token=UNK))
-        if lowercase:
-            tokenizer.normalizer = tk.normalizers.Lowercase()
+        steps = [tk.normalizers.NFC()] + [tk.normalizers.Lowercase()] * lowercase
+        if strip_accents:
+            steps += [tk.normalizers.NFD(), tk.normalizers.StripAccents(), tk.normalizers.NFC()]
+        tokenizer.normalizer = tk.normalizers.Sequence(steps)
         tokenizer.pre_tokenizer = tk.pre_tokenizers.Split(tk.Regex(r"[\s\S]"), "isolated")
         tokenizer.decoder = tk.decoders.Fuse()
         trainer = tk.trainers.BpeTrainer(

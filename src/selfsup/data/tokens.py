@@ -24,8 +24,8 @@ import torch
 
 from selfsup.data.corpus import Documents
 from selfsup.data.folders import local_rank, partial_suffix, publish, remove_dead_partials, wait_for
-from selfsup.data.tokenizer import encode_documents, pack_documents, token_lists
-from selfsup.errors import ConfigError
+from selfsup.data.tokenizer import UNKNOWN_SAMPLE_CHARS, encode_documents, pack_documents, token_lists
+from selfsup.errors import ConfigError, DataError
 
 TOKENS_FORMAT = 1
 ENCODE_CHUNK = 4096
@@ -64,6 +64,23 @@ def sample_texts(texts: Sequence[str], characters: int) -> Iterator[str]:
     stride = max(1, -(-total // characters)) if characters > 0 else 1
     for i in range(0, len(texts), stride):
         yield texts[i]
+
+
+def check_known_tokens(tokenizer, texts: Sequence[str], max_unknown: float, advice: str) -> float:
+    """The share of ``[UNK]`` (id 1) among the tokens of about
+    :data:`~selfsup.data.tokenizer.UNKNOWN_SAMPLE_CHARS` characters of ``texts``, spread through
+    them. Raises :class:`DataError` where it is above ``max_unknown`` (``text.max_unknown``): a
+    model of such tokens learns nothing of the text, so the run stops before training, saying
+    what to do (``advice``)."""
+    ids = token_lists(tokenizer, list(sample_texts(texts, UNKNOWN_SAMPLE_CHARS)))
+    total = sum(len(row) for row in ids)
+    share = sum(row.count(1) for row in ids) / total if total else 0.0
+    if share > max_unknown:
+        raise DataError(
+            f"{share:.0%} of the tokens of a sample of the training text ({total} tokens) are [UNK], "
+            f"the unknown token: {advice} (text.max_unknown={max_unknown:g} sets the share allowed)"
+        )
+    return share
 
 
 def _stored(tokenizer, texts: Sequence[str], form: str, length: int) -> torch.Tensor | None:

@@ -25,7 +25,7 @@ from selfsup.data.tokenizer import (
     train_tokenizer,
     trim_padding,
 )
-from selfsup.data.tokens import packed_ids, row_lengths, sample_texts
+from selfsup.data.tokens import check_known_tokens, packed_ids, row_lengths, sample_texts
 from selfsup.errors import ConfigError, DataError
 from selfsup.methods import get_method
 from selfsup.models.backbones import resnet_last_stage_input_side
@@ -237,8 +237,9 @@ def group_by_length(
 def train_text_tokenizer(config: Config, texts: Sequence[str]):
     """The tokenizer of ``config.text`` trained on a sample of ``texts`` (``text.tokenizer_sample``
     characters, spread through the corpus)."""
-    sample = sample_texts(texts, config.text.tokenizer_sample)
-    return train_tokenizer(sample, config.text.tokenizer, config.text.vocab_size, config.text.lowercase)
+    tc = config.text
+    sample = sample_texts(texts, tc.tokenizer_sample)
+    return train_tokenizer(sample, tc.tokenizer, tc.vocab_size, tc.lowercase, tc.strip_accents)
 
 
 def build_text_inputs(
@@ -252,9 +253,11 @@ def build_text_inputs(
         path = config.model.backbone[len("hf:") :]
         encoder = HFTextEncoder.from_checkpoint(path, options.get("causal", False), tc.max_length)
         tokenizer = encoder.tokenizer
+        advice = f"the tokenizer of {path} does not know this text's words; use a checkpoint of its language"
     else:
         if tokenizer is None:
             tokenizer = train_text_tokenizer(config, splits.train.texts)
+        advice = "text.tokenizer=bpe (byte-level) never gives it"
         width = config.model.width
         encoder = TextEncoder(
             tokenizer.get_vocab_size(),
@@ -265,6 +268,8 @@ def build_text_inputs(
             tokenizer_kind=tc.tokenizer,
             **options,
         ).attach_tokenizer(tokenizer)
+
+    check_known_tokens(tokenizer, splits.train.texts, tc.max_unknown, advice)
 
     def tokens(dataset: TextDataset) -> torch.Tensor:
         return (
