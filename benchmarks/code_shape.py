@@ -21,6 +21,7 @@ FUNCTION_LIMIT, FILE_LIMIT, LINE_LIMIT = 60, 400, 110
 LAYERS = [
     "errors",
     "jsonfile",
+    "atomic",
     "distributed",
     "data",
     "augment",

@@ -135,19 +135,21 @@ def test_run_files_and_checkpoint_callbacks_write_the_run(digits, tmp_path):
     files.on_fit_start(run)
     assert (run.run_dir / "config.yaml").exists() and read_history(run.run_dir) == []
     record = {"epoch": 1, "loss": 0.5, "embedding_std": float("nan")}
-    files.on_epoch_end(run, record)
+    run.history.append(record)  # as the loop does before the callbacks
     checkpoint.on_epoch_end(run, record)
+    files.on_epoch_end(run, record)
     assert read_history(run.run_dir)[0]["loss"] == 0.5 and math.isnan(
         read_history(run.run_dir)[0]["embedding_std"]
     )
     state = torch.load(run.checkpoint_path, weights_only=True)
     assert state["epoch"] == 1 and state["method"] == "byol" and "scaler" not in state
+    assert state["history"] == [{"epoch": 1, "loss": 0.5, "embedding_std": None}]  # strict, as the file
 
 
 def test_default_callbacks_put_saving_before_acting_on_collapse(digits):
     config = build_config("simclr", small_images=True, overrides=TINY)
     names = [type(c).__name__ for c in default_callbacks(config, progress=True)]
-    saving = ["CollapseMetrics", "RunFiles", "Checkpoint", "ProgressBar", "CollapseGuard"]
+    saving = ["CollapseMetrics", "Checkpoint", "RunFiles", "ProgressBar", "CollapseGuard"]
     assert names == saving + ["HeldOutResults", "EncoderExport"]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from selfsup import distributed, runs
+from selfsup.atomic import write_text
 from selfsup.config import apply_overrides
 from selfsup.data import DataSplits, ImageDataset, load_data
 from selfsup.errors import SelfsupError
@@ -150,7 +151,7 @@ def evaluate(
     evaluation = evaluate_encoder(encoder, splits, config.eval, torch_device, precision, progress=progress)
     evaluation["seconds"] = time.perf_counter() - started
     evaluation["eval_config"] = dataclasses.asdict(config.eval)
-    (run_dir / EVAL_FILE).write_text(to_json(evaluation, indent=2))
+    write_text(run_dir / EVAL_FILE, to_json(evaluation, indent=2))
     if report:
         _write_report(run_dir, device, progress)
     return evaluation
@@ -194,7 +195,7 @@ def embed(
         meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_features(encoder, [encoder.inputs(dataset) for _, dataset in parts], torch_device, out)
-    out.with_suffix(".json").write_text(to_json(meta))
+    write_text(out.with_suffix(".json"), to_json(meta))
     return out
 
 

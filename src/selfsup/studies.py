@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup import distributed, runs
+from selfsup.atomic import write_file, write_text
 from selfsup.augment.presets import ABLATIONS, PRESETS
 from selfsup.config import Config, apply_overrides
 from selfsup.data import DataSplits
@@ -215,7 +216,7 @@ def _train_and_score(
         progress=progress,
     )
     evaluation["seconds"] = time.perf_counter() - started
-    (run_dir / runs.EVAL_FILE).write_text(to_json(evaluation, indent=2))
+    write_text(run_dir / runs.EVAL_FILE, to_json(evaluation, indent=2))
     return {
         "results": evaluation["results"],
         "pretrain_seconds": result.seconds,
@@ -253,11 +254,13 @@ def _save(
         study["table"] = format_sweep(rows, key)
         figure = sweep_curves(rows, key, method)
     if kind != "drop":
-        figure.savefig(out / "ablation.png", dpi=120, bbox_inches="tight")
+        write_file(
+            out / "ablation.png", lambda h: figure.savefig(h, format="png", dpi=120, bbox_inches="tight")
+        )
         body.append(img(figure, f"{kind} study", plot=True))
     body.append(f"<pre>{esc(study['table'])}</pre>")
     body.append(table(["setting", "value"], [[k, v] for k, v in study["augment"].items()]))
-    (out / "ablation.json").write_text(to_json(study, indent=2))
+    write_text(out / "ablation.json", to_json(study, indent=2))
     files = {"file": out / "ablation.json", "report": out / "report.html"}
     if kind != "drop":
         files["figure"] = out / "ablation.png"

@@ -195,4 +195,7 @@ def _coerce(value: Any, hint, key: str):
 
 
 def save_config(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write ``config`` as YAML to ``path`` (atomically; :class:`~selfsup.atomic.WriteError`)."""
+    from selfsup.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsup.atomic import write_file, write_text
 from selfsup.data.folders import partial_suffix, publish, remove_dead_partials
 
 CORPUS_FORMAT = 2  # 2: tables read by selfsup.data.delimited (quotes as the file means them)
@@ -222,10 +223,11 @@ class CorpusWriter:
             position = {c: i for i, c in enumerate(classes)}
             for name, code in self.names.items():
                 remap[code] = position.get(name, -1)
-            np.save(self.partial / LABELS_FILE, remap[codes])
+            labels = remap[codes]
+            write_file(self.partial / LABELS_FILE, lambda handle: np.save(handle, labels))
         (self.partial / "codes.bin").unlink()
         info = {"format": CORPUS_FORMAT, "documents": self.count, "classes": classes, **info}
-        (self.partial / INFO_FILE).write_text(json.dumps(info))
+        write_text(self.partial / INFO_FILE, json.dumps(info))
         publish(self.partial, self.final, INFO_FILE)
 
     def abandon(self) -> None:

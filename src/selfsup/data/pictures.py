@@ -7,12 +7,18 @@ from pathlib import Path
 
 import torch
 
+from selfsup.atomic import write_file
+
 
 def save_image_grid(columns: list[torch.Tensor], path: str | Path, cell: int = 64) -> Path:
-    """Save :func:`image_grid` of ``columns`` as a PNG file."""
+    """Save :func:`image_grid` of ``columns`` as an image file (PNG, or the format its suffix
+    names), atomically (:class:`~selfsup.atomic.WriteError`)."""
+    from PIL import Image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(columns, cell).save(path)
+    grid, kind = image_grid(columns, cell), Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    write_file(path, lambda handle: grid.save(handle, format=kind))
     return path
 
 

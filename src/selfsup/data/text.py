@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.atomic import WriteError, cache_failure, write_error
 from selfsup.data.corpus import INFO_FILE, CorpusWriter, Documents, load_corpus
 from selfsup.data.dataset import DataSplits, TextDataset, held_out_split, marks_unlabelled
 from selfsup.data.folders import local_rank, wait_for
@@ -121,9 +122,9 @@ def corpus_store(path: Path, store: Path | None, options: dict) -> tuple[Documen
         try:
             _build_corpus(path, store, options)
             return load_corpus(store)
-        except OSError as exc:
+        except (OSError, WriteError) as exc:
             warnings.warn(
-                f"could not store the corpus in {store.parent} ({exc.strerror or exc}); the next run reads "
+                f"could not store the corpus in {store.parent} ({cache_failure(exc)}); the next run reads "
                 "it again (set SELFSUP_CACHE_DIR to a writable folder)"
             )
     folder = Path(tempfile.mkdtemp(prefix="selfsup-corpus-"))
@@ -132,6 +133,8 @@ def corpus_store(path: Path, store: Path | None, options: dict) -> tuple[Documen
         documents, labels, info = load_corpus(folder / "corpus")  # open: the files live on while open
         documents.persistent = False  # token ids are then encoded in memory, not stored beside it
         return documents, labels, info
+    except OSError as exc:
+        raise write_error(exc, folder / "corpus") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

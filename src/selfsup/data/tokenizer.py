@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from selfsup.atomic import write_text
 from selfsup.errors import ConfigError, SelfsupError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -118,9 +119,7 @@ def train_tokenizer(
 
 
 def save_tokenizer(tokenizer, run_dir: Path) -> None:
-    tmp = Path(run_dir) / (TOKENIZER_FILE + ".tmp")
-    tokenizer.save(str(tmp))
-    tmp.replace(Path(run_dir) / TOKENIZER_FILE)
+    write_text(Path(run_dir) / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
 
 
 def load_tokenizer(run_dir: Path):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.atomic import WriteError, cache_failure, write_text
 from selfsup.data.corpus import Documents
 from selfsup.data.folders import local_rank, partial_suffix, publish, remove_dead_partials, wait_for
 from selfsup.data.tokenizer import UNKNOWN_SAMPLE_CHARS, encode_documents, pack_documents, token_lists
@@ -96,9 +97,10 @@ def _stored(tokenizer, texts: Sequence[str], form: str, length: int) -> torch.Te
     if not (folder / META_FILE).exists():
         try:
             _build(folder, tokenizer, texts, form, length)
-        except OSError as exc:
+        except (OSError, WriteError) as exc:
             warnings.warn(
-                f"could not store the token ids in {folder.parent} ({exc}); encoding them in memory"
+                f"could not store the token ids in {folder.parent} ({cache_failure(exc)}); "
+                "encoding them in memory"
             )
             return None
     meta = json.loads((folder / META_FILE).read_text())
@@ -119,6 +121,15 @@ def _build(folder: Path, tokenizer, texts: Documents, form: str, length: int) ->
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     remove_dead_partials(folder.parent)
+    try:
+        _write_ids(partial, tokenizer, texts, form, length)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    publish(partial, folder, META_FILE)
+
+
+def _write_ids(partial: Path, tokenizer, texts: Documents, form: str, length: int) -> None:
     dtype = np.dtype(np.uint16 if tokenizer.get_vocab_size() <= 2**16 else np.int32)
     tokens, longest = 0, 0
     with open(partial / IDS_FILE, "wb") as handle:
@@ -142,5 +153,4 @@ def _build(folder: Path, tokenizer, texts: Documents, form: str, length: int) ->
         meta = {"dtype": dtype.name, "tokens": tokens, "blocks": tokens // length}
     else:
         meta = {"dtype": dtype.name, "rows": len(texts), "longest": longest}
-    (partial / META_FILE).write_text(json.dumps(meta))
-    publish(partial, folder, META_FILE)
+    write_text(partial / META_FILE, json.dumps(meta))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from selfsup.atomic import reserve, write_path
 from selfsup.models.encoder import model_input
 from selfsup.train.device import autocast
 
@@ -43,17 +43,29 @@ def write_features(
 def save_features(encoder: nn.Module, parts: list[torch.Tensor], device: torch.device, out: Path) -> None:
     """The features of every row of ``parts`` (stored inputs, one after the other) as one float32
     ``.npy`` (N×D), streamed into a memory-mapped file written under a temporary name, then
-    renamed: memory is set by the batch, not by the data set."""
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.npy")
+    renamed: memory is set by the batch, not by the data set. The file's blocks are allocated
+    before it is mapped (:func:`selfsup.atomic.reserve`): a disk without room for it is a
+    :class:`~selfsup.atomic.WriteError` before any work, not a SIGBUS during it."""
     shape = (sum(len(part) for part in parts), encoder.out_dim)
-    rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-    at = 0
-    for part in parts:
-        write_features(encoder, part, device, rows[at : at + len(part)])
-        at += len(part)
-    rows.flush()
-    del rows
-    os.replace(tmp, out)
+
+    def write(tmp: Path) -> None:
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": shape,
+        }
+        with open(tmp, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            reserve(handle, out, handle.tell() + shape[0] * shape[1] * 4)
+        rows = np.lib.format.open_memmap(tmp, mode="r+")
+        at = 0
+        for part in parts:
+            write_features(encoder, part, device, rows[at : at + len(part)])
+            at += len(part)
+        rows.flush()
+        del rows
+
+    write_path(out, write, suffix=".npy")
 
 
 @torch.no_grad()

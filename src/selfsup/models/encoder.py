@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from selfsup import atomic
 from selfsup.data.dataset import Rows
 from selfsup.data.tokenizer import load_tokenizer, trim_padding
 from selfsup.errors import SelfsupError
@@ -119,25 +119,30 @@ def channel_stats(images: torch.Tensor, chunk_values: int = 2**21) -> tuple[list
 
 def save_encoder(encoder: nn.Module, run_dir: Path, extra: dict | None = None) -> None:
     """Write ``encoder`` to ``run_dir``: ``encoder.safetensors`` (a Hugging Face checkpoint's
-    encoder: the folder ``hf/``, with ``save_pretrained``) and ``encoder.json``, its spec."""
+    encoder: the folder ``hf/``, with ``save_pretrained``) and ``encoder.json``, its spec; each
+    file atomically (:mod:`selfsup.atomic`; raises :class:`~selfsup.atomic.WriteError`)."""
     run_dir = Path(run_dir)
     if hasattr(encoder, "save_pretrained"):
         from selfsup.models.hf_text import HF_FOLDER
 
-        tmp = run_dir / (HF_FOLDER + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        encoder.save_pretrained(tmp)
-        shutil.rmtree(run_dir / HF_FOLDER, ignore_errors=True)
-        tmp.replace(run_dir / HF_FOLDER)
+        with atomic.folder(run_dir / HF_FOLDER) as tmp:
+            encoder.save_pretrained(tmp)
     else:
         if encoder.spec.get("backbone", "").startswith(CUSTOM_PREFIX):  # the user's class, pickled
-            torch.save(CUSTOM[encoder.spec["backbone"]], run_dir / CUSTOM_FILE)
+            module = CUSTOM[encoder.spec["backbone"]]
+            atomic.write_file(run_dir / CUSTOM_FILE, lambda handle: torch.save(module, handle))
         state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-        tmp = run_dir / (ENCODER_FILE + ".tmp")
-        save_file(state, str(tmp))
-        tmp.replace(run_dir / ENCODER_FILE)
+        atomic.write_bytes(run_dir / ENCODER_FILE, safetensors_bytes(state))
     meta = {"encoder": encoder.spec, "out_dim": encoder.out_dim, **(extra or {})}
-    (run_dir / ENCODER_META).write_text(to_json(meta, indent=2))
+    atomic.write_text(run_dir / ENCODER_META, to_json(meta, indent=2))
+
+
+def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """``state`` in the safetensors format, in memory, so that :mod:`selfsup.atomic` writes it
+    (safetensors' own ``save_file`` words a failed write its own way)."""
+    from safetensors.torch import save
+
+    return save(state, metadata=metadata)
 
 
 def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:

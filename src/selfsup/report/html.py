@@ -151,7 +151,7 @@ def comparison(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, str]:
         )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(document("selfsup comparison", body))
+    write_page(out, document("selfsup comparison", body))
     return out, markdown(header, rows)
 
 

@@ -9,6 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from selfsup.atomic import write_text
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -65,8 +67,7 @@ def document(title: str, body: list[str]) -> str:
 
 
 def write_page(path: Path, page: str) -> Path:
-    """Write ``page`` to ``path`` whole or not at all (through a temporary file); returns ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
+    """Write ``page`` to ``path`` whole or not at all (:func:`selfsup.atomic.write_text`);
+    returns ``path``."""
+    write_text(path, page)
     return path

@@ -21,9 +21,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from selfsup import distributed
+from selfsup.atomic import remove_stale_temporaries, write_text
 from selfsup.config import CONFIG_FILE, save_config
+from selfsup.data.folders import process_alive
 from selfsup.errors import ConfigError, TrainingError
-from selfsup.jsonfile import to_json
+from selfsup.jsonfile import strict, to_json
 from selfsup.methods import MethodOutput, Progress
 from selfsup.train.checkpoint import save_checkpoint
 from selfsup.train.monitors import collapse_message, collapse_metrics
@@ -59,22 +61,24 @@ class Callback:
 
 
 class RunFiles(Callback):
-    """``config.yaml``, the tokenizer (text) and ``metrics.jsonl``: rewritten to the restored
-    history at the start, one JSON line appended per epoch."""
+    """``config.yaml``, the tokenizer (text) and ``metrics.jsonl``: the restored history at the
+    start, then rewritten (atomically) with each epoch's line once the epoch's checkpoint is
+    saved, so that the file lists exactly the epochs a resumed run keeps."""
 
     def on_fit_start(self, run) -> None:
-        (run.run_dir / METRICS_FILE).write_text("".join(to_json(r) + "\n" for r in run.history))
+        remove_stale_temporaries(run.run_dir, process_alive)  # what a killed run left
+        write_text(run.run_dir / METRICS_FILE, "".join(to_json(r) + "\n" for r in run.history))
         save_config(run.config, run.run_dir / CONFIG_FILE)
         run.modality.save(run.method.encoder, run.run_dir)
 
     def on_epoch_end(self, run, record: dict) -> None:
-        with open(run.run_dir / METRICS_FILE, "a") as handle:
-            handle.write(to_json(record) + "\n")
+        write_text(run.run_dir / METRICS_FILE, "".join(to_json(r) + "\n" for r in run.history))
 
 
 class Checkpoint(Callback):
     """``checkpoint.pt`` after every epoch, written atomically: the method, the optimiser (and the
-    fp16 scaler), the epoch and the configuration."""
+    fp16 scaler), the epoch, the configuration and the epochs' records (what ``metrics.jsonl``
+    holds, so a resumed run restores them from the checkpoint they belong to)."""
 
     def on_epoch_end(self, run, record: dict) -> None:
         config = run.config
@@ -85,6 +89,7 @@ class Checkpoint(Callback):
             "config": config.to_dict(),
             "model": run.method.state_dict(),
             "optimizer": run.optimizer.state_dict(),
+            "history": [strict(r) for r in run.history],
         }
         if run.scaler.is_enabled():
             state["scaler"] = run.scaler.state_dict()
@@ -211,15 +216,16 @@ class EpochHook(Callback):
         self.hook(record, run.method)
 
 
+def restored_history(records: list[dict]) -> list[dict]:
+    """Epoch records as a checkpoint holds them (strict: None for NaN), with NaN restored."""
+    return [{key: math.nan if value is None else value for key, value in r.items()} for r in records]
+
+
 def read_history(run_dir: Path, upto_epoch: int | None = None) -> list[dict]:
     """The epoch records of ``RUN_DIR/metrics.jsonl`` (up to ``upto_epoch``); none without the file.
     A value the file holds as null (a NaN when it was written) is read as NaN."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    records = [
-        {key: math.nan if value is None else value for key, value in json.loads(line).items()}
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
+    records = restored_history([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
     return [r for r in records if upto_epoch is None or r["epoch"] <= upto_epoch]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from selfsup.atomic import write_file
 from selfsup.config import CONFIG_FILE, read_yaml, schedule_keys
 from selfsup.errors import SelfsupError
 
@@ -19,14 +20,21 @@ the schedules in epochs (``method.*_epochs``), which are fitted to ``train.epoch
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Write ``state`` so that a reader sees either the old checkpoint or the whole new one, never
-    a torn file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    a torn file (:func:`selfsup.atomic.write_file`); raises :class:`~selfsup.atomic.WriteError`
+    for a failed write, the old checkpoint left as it was."""
+    write_file(path, lambda handle: torch.save(state, handle), needed=tensor_bytes(state))
+
+
+def tensor_bytes(value) -> int:
+    """The bytes of the tensors in ``value`` (nested dicts, lists and tuples): about what
+    ``torch.save`` writes of it."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from selfsup import distributed
+from selfsup.atomic import write_text
 from selfsup.data.pictures import save_image_grid
 from selfsup.jsonfile import to_json
 from selfsup.methods import PICTURES, TEST_METRICS, Method
@@ -70,7 +71,7 @@ class EncoderExport(Callback):
             "precision": str(run.amp_dtype or "float32").replace("torch.", ""),
             "finished": datetime.now().isoformat(timespec="seconds"),
         }
-        (run.run_dir / RUN_FILE).write_text(to_json(summary, indent=2))
+        write_text(run.run_dir / RUN_FILE, to_json(summary, indent=2))
 
 
 @torch.no_grad()
@@ -99,7 +100,7 @@ def held_out_results(
     method.eval()
     metrics = average_test_metrics(method, inputs, labels, device, amp_dtype, batch_size)
     if metrics:
-        (run_dir / TEST_METRICS_FILE).write_text(to_json(metrics, indent=2))
+        write_text(run_dir / TEST_METRICS_FILE, to_json(metrics, indent=2))
     if pictures > 0 and PICTURES in method.offers:
         save_pictures(method, inputs, labels, run_dir, device, amp_dtype, pictures, seed)
     return metrics
@@ -130,6 +131,6 @@ def save_pictures(method, inputs, labels, run_dir: Path, device, amp_dtype, pict
         )
     for name, content in examples.items():
         if content and isinstance(content[0], str):
-            (run_dir / f"{name}.txt").write_text("\n".join(content) + "\n")
+            write_text(run_dir / f"{name}.txt", "\n".join(content) + "\n")
         else:
             save_image_grid(content, run_dir / f"{name}.png")

@@ -132,7 +132,7 @@ def default_callbacks(config: Config, progress: bool, on_epoch_end=None) -> list
     monitor = CollapseMetrics()
     callbacks: list[Callback] = [monitor]
     if main:
-        callbacks += [RunFiles(), Checkpoint()]
+        callbacks += [Checkpoint(), RunFiles()]  # an epoch is listed once its checkpoint is saved
         if config.train.tensorboard:
             callbacks.append(TensorBoard())
     if progress:

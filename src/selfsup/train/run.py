@@ -23,7 +23,7 @@ from selfsup.data import DataSplits
 from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.methods import Method, Progress, get_method
 from selfsup.train.batch_guard import MIN_BATCH_NORM_VALUES, BatchNormGuard, check_batch_floor
-from selfsup.train.callbacks import read_history
+from selfsup.train.callbacks import read_history, restored_history
 from selfsup.train.checkpoint import CHECKPOINT_FILE, check_resumable, keep_schedules, load_checkpoint
 from selfsup.train.device import resolve_precision
 from selfsup.train.modality import Modality, modality_of
@@ -257,4 +257,8 @@ def restore(run: Run) -> None:
     if run.scaler.is_enabled() and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
     run.start_epoch = int(state["epoch"])
-    run.history = distributed.broadcast_object(read_history(run.run_dir, run.start_epoch) if main else None)
+    saved = state.get("history")  # checkpoints of older versions hold none: the metrics file then
+    history = None
+    if main:
+        history = restored_history(saved) if saved is not None else read_history(run.run_dir, run.start_epoch)
+    run.history = distributed.broadcast_object(history)
