@@ -25,7 +25,10 @@ class Encoder(nn.Module):
     """Maps float images N×C×H×W in [0, 1] to features N×out_dim.
 
     Normalises with the training data's per-channel mean and std, then runs the backbone.
-    ``spec`` holds everything needed to rebuild it (see :func:`load_encoder`).
+    ``spec`` holds everything needed to rebuild it (see :func:`load_encoder`): ``image_size`` is
+    the training images' shorter side (what the backbone is built for), ``input_size`` their
+    height and width (None in encoders saved before it was recorded: square images of
+    ``image_size``).
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class Encoder(nn.Module):
         width: int = 32,
         depth: int = 0,
         patch_size: int = 0,
+        input_size: list[int] | None = None,
     ):
         super().__init__()
         self.spec = dict(
@@ -51,6 +55,7 @@ class Encoder(nn.Module):
             width=width,
             depth=depth,
             patch_size=patch_size,
+            input_size=list(input_size) if input_size is not None else [image_size, image_size],
         )
         self.backbone = build_backbone(
             backbone, in_channels, image_size, stem=stem, width=width, depth=depth, patch_size=patch_size
@@ -173,6 +178,7 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
         name = spec["backbone"]
         if name.startswith(CUSTOM_PREFIX) and name not in CUSTOM:  # unpickling runs the user's code
             CUSTOM[name] = torch.load(run_dir / CUSTOM_FILE, map_location="cpu", weights_only=False)
-        encoder = Encoder(**spec)
+        shape = json.loads(meta_path.read_text()).get("image_shape")  # C×H×W, recorded by older runs too
+        encoder = Encoder(**{"input_size": shape[1:] if shape else None, **spec})
     encoder.load_state_dict(load_file(str(weights)))
     return encoder.to(device).eval()

@@ -21,14 +21,16 @@ the images must be standardised with, for the state-dict formats).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from selfsup.atomic import folder, write_bytes, write_file, write_path, write_text
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.jsonfile import to_json
-from selfsup.models.encoder import load_encoder
+from selfsup.models.encoder import load_encoder, safetensors_bytes
 
 FORMATS = ("safetensors", "torchvision", "timm", "torchscript", "onnx", "hf")
 SUFFIX = {
@@ -63,14 +65,20 @@ def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     note = WRITERS[fmt](encoder, path)
     note = {"path": str(path), "format": fmt, **note}
-    (path.parent / f"{path.name}.json").write_text(to_json(note, indent=2))
+    write_text(path.parent / f"{path.name}.json", to_json(note, indent=2))
     return note
 
 
-def _image_facts(encoder) -> dict:
+def _image_facts(encoder, any_size: bool = False) -> dict:
+    """What the note says of an image encoder's input: the run's image shape (``any_size``: the
+    export takes other heights and widths too), the standardisation, the feature size."""
     spec = encoder.spec
+    height, width = spec["input_size"]
+    sizes = "; any height and width (dynamic axes)" if any_size else " (fixed)"
     return {
-        "input": f"float images N×{spec['in_channels']}×{spec['image_size']}×{spec['image_size']}",
+        "input": f"float images N×{spec['in_channels']}×{height}×{width} in [0, 1], the run's images{sizes}",
+        "input_shape": [spec["in_channels"], height, width],
+        "any_size": any_size,
         "mean": spec["mean"],
         "std": spec["std"],
         "out_dim": encoder.out_dim,
@@ -87,14 +95,12 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _write_safetensors(encoder, path: Path) -> dict:
-    from safetensors.torch import save_file
-
     if encoder.spec.get("modality") == "text":
         weights = _state(encoder)
         facts = {"input": "token ids N×L of the run's tokenizer (tokenizer.json in the run)"}
     else:
         weights, facts = _state(_library_net(encoder)), _image_facts(encoder)
-    save_file(weights, str(path), metadata={"selfsup_spec": to_json(encoder.spec)})
+    write_bytes(path, safetensors_bytes(weights, {"selfsup_spec": to_json(encoder.spec)}))
     return {
         **facts,
         "load": "safetensors.torch.load_file(path); the keys are the backbone's own "
@@ -132,7 +138,8 @@ def _write_library(library: str):
     def write(encoder, path: Path) -> dict:
         model = _target_model(encoder, library)
         net = _library_net(encoder)
-        torch.save(_state(net), path)
+        state = _state(net)
+        write_file(path, lambda handle: torch.save(state, handle))
         build = (
             f"torchvision.models.get_model('{model}', weights=None); then model.fc (or the last "
             "Linear of model.classifier) = nn.Identity()"
@@ -156,15 +163,44 @@ def net_in_channels(net: nn.Module) -> int:
     return conv.in_channels if conv is not None else 3
 
 
-def _example(encoder) -> torch.Tensor:
+def _example(encoder, batch: int = 2, grow: int = 0) -> torch.Tensor:
+    """Random images of the run's shape (``grow``: that many pixels taller and wider)."""
     spec = encoder.spec
-    return torch.rand(
-        2,
-        spec["in_channels"],
-        spec["image_size"],
-        spec["image_size"],
-        generator=torch.Generator().manual_seed(0),
-    )
+    height, width = spec["input_size"]
+    generator = torch.Generator().manual_seed(batch + grow)
+    return torch.rand(batch, spec["in_channels"], height + grow, width + grow, generator=generator)
+
+
+OTHER_SIZE = 8
+"""How many pixels taller and wider than the run's images the other size an export is checked on is."""
+
+
+def _takes_any_size(encoder) -> bool:
+    """Whether the PyTorch encoder itself takes images of another size than the run's (a
+    convolutional network does; a ViT's fixed positions do not)."""
+    try:
+        with torch.no_grad():
+            return encoder(_example(encoder, 1, OTHER_SIZE)).shape == (1, encoder.out_dim)
+    except Exception:  # noqa: BLE001 - any failure means: not this size
+        return False
+
+
+def _check_sizes(encoder, run: Callable[[torch.Tensor], torch.Tensor], what: str, any_size: bool) -> float:
+    """The largest difference between ``run`` (the reloaded export) and PyTorch on 5 images of the
+    run's shape (another batch size than exported) and, where ``any_size``, on 3 images of another
+    size. Raises :class:`SelfsupError` above :data:`TOLERANCE`."""
+    checks = [_example(encoder, 5)] + ([_example(encoder, 3, OTHER_SIZE)] if any_size else [])
+    differences = []
+    with torch.no_grad():
+        for images in checks:
+            try:
+                reloaded = run(images)
+            except Exception as exc:  # noqa: BLE001 - each runtime raises its own types
+                shape = "×".join(str(n) for n in images.shape)
+                why = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+                raise SelfsupError(f"the {what} export cannot take {shape} images ({why})") from None
+            differences.append(_checked(encoder(images), reloaded, what))
+    return max(differences)
 
 
 def _checked(reference: torch.Tensor, reloaded: torch.Tensor, what: str) -> float:
@@ -177,15 +213,25 @@ def _checked(reference: torch.Tensor, reloaded: torch.Tensor, what: str) -> floa
 
 
 def _write_torchscript(encoder, path: Path) -> dict:
-    example = _example(encoder)
     with torch.no_grad(), warnings.catch_warnings():
         # deprecated since torch 2.10 for torch.export, yet what C++ and mobile runtimes still load
         warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(encoder, example)
-        traced.save(str(path))
-        batch = torch.cat([example, example.flip(0), example])  # another batch size than traced
-        difference = _checked(encoder(batch), torch.jit.load(str(path))(batch), "TorchScript")
-    return {**_image_facts(encoder), "max_abs_difference": difference, "load": "torch.jit.load(path)(images)"}
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked on other inputs below
+        traced = torch.jit.trace(encoder, _example(encoder))
+        write_file(path, lambda handle: torch.jit.save(traced, handle))
+        loaded = torch.jit.load(str(path))
+    difference = _check_sizes(encoder, loaded, "TorchScript", False)
+    any_size = _takes_any_size(encoder)
+    if any_size:  # a trace may have kept the traced size as a constant: other sizes must match too
+        try:
+            difference = max(difference, _check_sizes(encoder, loaded, "TorchScript", True))
+        except Exception:  # noqa: BLE001 - a size the trace cannot take, or takes wrongly
+            any_size = False
+    return {
+        **_image_facts(encoder, any_size),
+        "max_abs_difference": difference,
+        "load": "torch.jit.load(path)(images)",
+    }
 
 
 def _write_onnx(encoder, path: Path) -> dict:
@@ -193,39 +239,60 @@ def _write_onnx(encoder, path: Path) -> dict:
         import onnxruntime
     except ImportError:
         raise ConfigError("--format onnx needs onnx and onnxruntime: pip install 'selfsup[onnx]'") from None
-    example = _example(encoder)
+    any_size = _takes_any_size(encoder)
     try:
+        try:
+            _onnx_export(encoder, path, any_size)
+        except ImportError:
+            raise
+        except Exception:  # noqa: BLE001 - a model torch.export cannot take at any size: the run's size
+            if not any_size:
+                raise
+            any_size = False
+            _onnx_export(encoder, path, any_size)
+    except ImportError as exc:
+        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(images: torch.Tensor):
+        return session.run(None, {"images": images.numpy()})[0]
+
+    return {
+        **_image_facts(encoder, any_size),
+        "max_abs_difference": _check_sizes(encoder, run, "ONNX", any_size),
+        "load": "onnxruntime.InferenceSession(path).run(None, {'images': images})[0]",
+    }
+
+
+def _onnx_export(encoder, path: Path, any_size: bool) -> None:
+    axes = {0: torch.export.Dim("batch", min=1)}
+    if any_size:
+        axes |= {2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)}
+
+    def write(tmp: Path) -> None:
         torch.onnx.export(
             encoder,
-            (example,),
-            str(path),
+            (_example(encoder),),
+            str(tmp),
             input_names=["images"],
             output_names=["features"],
-            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+            dynamic_shapes={"images": axes},
             dynamo=True,
             verbose=False,
             external_data=False,
         )
-    except ImportError as exc:
-        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
-    batch = torch.cat([example, example.flip(0), example])
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        difference = _checked(encoder(batch), session.run(None, {"images": batch.numpy()})[0], "ONNX")
-    return {
-        **_image_facts(encoder),
-        "max_abs_difference": difference,
-        "load": "onnxruntime.InferenceSession(path).run(None, {'images': images})[0]",
-    }
+
+    write_path(path, write, suffix=".onnx")
 
 
 def _write_hf(encoder, path: Path) -> dict:
     from selfsup.models.hf_text import save_as_gpt2
 
-    if hasattr(encoder, "save_pretrained"):  # started from a Hugging Face checkpoint
-        encoder.save_pretrained(path)
-    else:
-        save_as_gpt2(encoder, path)
+    with folder(path) as tmp:
+        if hasattr(encoder, "save_pretrained"):  # started from a Hugging Face checkpoint
+            encoder.save_pretrained(tmp)
+        else:
+            save_as_gpt2(encoder, tmp)
     return {
         "load": "transformers.AutoModel.from_pretrained(path); AutoTokenizer.from_pretrained(path)",
         "embedding": "the mean of the final hidden states over the attended tokens",

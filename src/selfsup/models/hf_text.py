@@ -190,9 +190,39 @@ class HFTextEncoder(BaseTextEncoder):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """The model and its tokenizer with ``save_pretrained``: ``AutoModel.from_pretrained`` and
-        ``AutoTokenizer.from_pretrained`` load the folder."""
+        ``AutoTokenizer.from_pretrained`` load the folder, and the tokenizer is ready for the
+        standard code (:func:`finish_tokenizer`)."""
+        positions = model_positions(self.model)
+        if self.model.config.pad_token_id is None and self.tokenizer.hf.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.hf.eos_token_id
         self.model.save_pretrained(folder)
         self.tokenizer.hf.save_pretrained(folder)
+        finish_tokenizer(folder, positions)
+
+
+def model_positions(model: nn.Module) -> int | None:
+    """How many tokens a ``transformers`` model's position embeddings take (None: no limit known).
+    RoBERTa-style embeddings count positions after the padding id, so two fewer than their table."""
+    config = model.config
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    padding = getattr(getattr(model.base_model, "embeddings", None), "padding_idx", None)
+    return positions - (padding + 1) if padding is not None else positions
+
+
+def finish_tokenizer(folder: str | Path, positions: int | None) -> None:
+    """Make the tokenizer saved in ``folder`` work with the standard ``transformers`` code:
+    ``model_max_length`` at most the model's ``positions`` (``truncation=True`` then cuts a long
+    text to what the model takes; a checkpoint without the setting has 1e30), a padding token (the
+    end-of-text token where the checkpoint has none, as for GPT-2), right padding kept."""
+    transformers = _transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    if positions is not None and tokenizer.model_max_length > positions:
+        tokenizer.model_max_length = positions
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
+    tokenizer.save_pretrained(folder)
 
 
 def save_as_gpt2(encoder, folder: str | Path) -> None:
@@ -242,12 +272,13 @@ def save_as_gpt2(encoder, folder: str | Path) -> None:
     model = transformers.GPT2LMHeadModel(config)
     model.transformer.load_state_dict({k: v.detach().contiguous() for k, v in state.items()}, strict=True)
     model.save_pretrained(folder)
-    _hf_tokenizer(encoder.tokenizer, transformers).save_pretrained(folder)
+    _hf_tokenizer(encoder.tokenizer, transformers, spec["max_length"]).save_pretrained(folder)
 
 
-def _hf_tokenizer(tokenizer, transformers):
+def _hf_tokenizer(tokenizer, transformers, positions: int):
     """selfsup's ``tokenizers.Tokenizer`` as a ``transformers`` fast tokenizer that frames a text
-    as selfsup does (``[CLS] … [SEP]``)."""
+    as selfsup does (``[CLS] … [SEP]``), cuts it at the model's ``positions`` when asked to
+    truncate, and pads on the right."""
     from tokenizers import Tokenizer, processors
 
     copy = Tokenizer.from_str(tokenizer.to_str())
@@ -258,5 +289,10 @@ def _hf_tokenizer(tokenizer, transformers):
         pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
     )
     return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=copy, bos_token="[CLS]", eos_token="[SEP]", **names
+        tokenizer_object=copy,
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        model_max_length=positions,
+        padding_side="right",
+        **names,
     )

@@ -108,19 +108,21 @@ def feature_dim(
     backbone: nn.Module,
     name: str,
     in_channels: int,
-    image_size: int,
+    image_size: int | tuple[int, int],
     hint: str = "resize them with data.image_size=N",
 ) -> int:
-    """The size of the features ``backbone`` gives for images of ``in_channels`` × ``image_size`` px;
-    raises :class:`ConfigError` (ending with ``hint``) where it cannot take them."""
+    """The size of the features ``backbone`` gives for images of ``in_channels`` × ``image_size`` px
+    (a side, or height and width); raises :class:`ConfigError` (ending with ``hint``) where it
+    cannot take them."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.no_grad():
-            features = backbone(torch.zeros(2, in_channels, image_size, image_size))
+            features = backbone(torch.zeros(2, in_channels, height, width))
     except Exception as exc:  # noqa: BLE001 - each library raises its own types for a wrong size
         raise ConfigError(
-            f"backbone '{name}' cannot take images of {in_channels}×{image_size}×{image_size} "
+            f"backbone '{name}' cannot take images of {in_channels}×{height}×{width} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); {hint}"
         ) from None
     finally:

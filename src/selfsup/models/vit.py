@@ -95,7 +95,7 @@ class VisionTransformer(nn.Module):
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """The class token, then ``tokens`` (N×L'×dim, any subset of patches), through the blocks:
         N×(1+L')×dim."""
-        x = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)  # traced: any batch
         for block in self.blocks:
             x = block(x)
         return self.norm(x)

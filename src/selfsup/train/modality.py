@@ -93,6 +93,7 @@ def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
         m.backbone,
         in_channels=images.shape[1],
         image_size=side,
+        input_size=list(images.shape[2:]),
         mean=mean,
         std=std,
         stem=m.stem,
@@ -102,6 +103,10 @@ def build_encoder(config: Config, images: torch.Tensor) -> Encoder:
     )
     if m.weights:
         load_weights(encoder.backbone, m.weights)
+    height, width = images.shape[2:]
+    if height != width:  # backbones are built for a side: a ViT's positions take square images only
+        hint = "pass data.image_size=N to resize and centre-crop them to N×N"
+        feature_dim(encoder.backbone, m.backbone, images.shape[1], (height, width), hint)
     if is_library_backbone(m.backbone) and config.augment.local_views:  # the small views must fit too
         local = config.augment.local_side(side)
         feature_dim(encoder.backbone, m.backbone, images.shape[1], local, "set augment.local_size larger")
