@@ -72,6 +72,7 @@ def load_splits(config: Config, progress: bool = False) -> DataSplits:
         skip_bad_images=config.data.skip_bad_images,
         text_options=config.data.text_options(),
         store=config.data.store,
+        max_pixels=config.data.max_pixels,
     )
     if progress and distributed.is_main():
         print(f"selfsup: data {splits.describe()}", file=sys.stderr)

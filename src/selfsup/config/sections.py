@@ -19,6 +19,7 @@ class DataConfig:
     spec: str = "digits"
     image_size: int | None = None  # resize and centre-crop every image to this square size
     skip_bad_images: bool = False
+    max_pixels: int = 178_956_970  # larger images are refused (skipped with skip_bad_images); Pillow's limit
     store: str = (
         "auto"  # folders, archives, tables: raw (uint8 pixels), jpeg (compressed), auto: jpeg from 160 px
     )

@@ -14,12 +14,21 @@ greyscale (H×W) or RGB (H×W×3), the way a colour-managed viewer displays it:
 
 What has no faithful 8-bit picture (signed integer pixels, floats outside [0, 1], negative values)
 is an :class:`UnmappableImage` error saying why, never a silent clip.
+
+Large images are read up to a pixel limit the user sets (``data.max_pixels``, default
+:data:`MAX_PIXELS`, Pillow's own decompression-bomb limit); above it, :class:`TooLarge` says by
+how much, before anything is decoded. selfsup applies that limit itself, so Pillow's is lifted
+while a store is built (:func:`own_pixel_limit`). A JPEG that will be resized anyway is decoded
+at a reduced size (libjpeg's DCT scaling, Pillow's ``draft``), no smaller than the size asked for.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
@@ -29,19 +38,67 @@ TIFF_BITS_PER_SAMPLE, TIFF_SAMPLE_FORMAT = 258, 339
 TIFF_SIGNED, TIFF_FLOAT = 2, 3
 
 
+MAX_PIXELS = 2 * 89_478_485
+"""The default pixel limit (``data.max_pixels``): where Pillow refuses an image as a possible
+decompression bomb (twice its ``MAX_IMAGE_PIXELS``, 1024 × 1024 × 1024 // 4 // 3)."""
+
+
 class UnmappableImage(ValueError):
     """The decoded pixels have no faithful 8-bit picture (the message says why)."""
 
 
-def decode_image(data: bytes) -> np.ndarray:
+class TooLarge(ValueError):
+    """An image has more pixels than the limit: ``pixels`` (width × height) over ``limit``."""
+
+    def __init__(self, width: int, height: int, limit: int):
+        self.width, self.height, self.pixels, self.limit = width, height, width * height, limit
+        super().__init__(
+            f"{width}×{height} is {self.pixels / 1e6:.0f} megapixels, over the limit of "
+            f"{limit / 1e6:.0f} (data.max_pixels={limit})"
+        )
+
+
+def decode_image(data: bytes, max_pixels: int | None = MAX_PIXELS, at_least: int | None = None) -> np.ndarray:
     """The picture in an image file's bytes: uint8 H×W (greyscale) or H×W×3 (colour).
 
-    Raises :class:`UnmappableImage` for pixel values without a faithful 8-bit picture, and
-    Pillow's own exceptions for files it cannot decode.
+    ``max_pixels``: raise :class:`TooLarge` for an image of more pixels, before decoding it
+    (None: no limit). ``at_least``: the image will be resized so that its shorter side is this
+    long: a JPEG is decoded at the smallest reduced size (1/2, 1/4, 1/8) whose sides stay at least
+    this long. Raises :class:`UnmappableImage` for pixel values without a faithful 8-bit picture,
+    and Pillow's own exceptions for files it cannot decode.
     """
     with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise TooLarge(width, height, max_pixels)
+        if at_least is not None and image.format == "JPEG":
+            image.draft(image.mode, (at_least, at_least))
         image.load()
         return viewer_array(image)
+
+
+_limit_lock = threading.Lock()
+_limit_users = 0
+_pillow_limit: int | None = None
+
+
+@contextmanager
+def own_pixel_limit() -> Iterator[None]:
+    """Lift Pillow's decompression-bomb limit meanwhile (selfsup checks ``data.max_pixels``
+    itself, before decoding); restored when the last user leaves. Pillow reads its limit from a
+    module global, so it is lifted for the process, not for one thread."""
+    global _limit_users, _pillow_limit
+    with _limit_lock:
+        if _limit_users == 0:
+            _pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_users -= 1
+            if _limit_users == 0:
+                Image.MAX_IMAGE_PIXELS = _pillow_limit
 
 
 def viewer_array(image: Image.Image) -> np.ndarray:

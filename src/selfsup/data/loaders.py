@@ -22,14 +22,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from selfsup.atomic import WriteError, cache_failure, write_error
 from selfsup.data.corpus import CORPUS_FORMAT
 from selfsup.data.dataset import UNLABELLED, DataSplits, ImageDataset, held_out_split, stratified_split
-from selfsup.data.decode import UnmappableImage, decode_image
+from selfsup.data.decode import MAX_PIXELS, TooLarge, UnmappableImage, decode_image, own_pixel_limit
 from selfsup.data.files import ARCHIVE_SUFFIXES, archive_contents, folder_names
 from selfsup.data.folders import local_rank, remove_dead_partials, wait_for
 from selfsup.data.layout import Placed, Unused, image_files, place
 from selfsup.data.python_data import python_splits
-from selfsup.data.store import build_store, load_store
+from selfsup.data.store import TOO_LARGE, build_store, load_store
 from selfsup.data.tables import (
     TABLE_SUFFIXES,
     Source,
@@ -45,8 +46,8 @@ from selfsup.errors import DataError
 
 HELD_OUT_FRACTION = 0.2  # share of a labelled data set without a test split that is held out for evaluation
 HELD_OUT_SEED = 0
-CACHE_FORMAT = 4  # 2: pixels as a viewer shows them (EXIF, bit depth, alpha, colour profiles); 3: a store;
-# 4: raw or JPEG stores
+CACHE_FORMAT = 5  # 2: pixels as a viewer shows them (EXIF, bit depth, alpha, colour profiles); 3: a store;
+# 4: raw or JPEG stores; 5: files known by their change time too, data.max_pixels, JPEGs drafted
 
 
 def load_data(
@@ -57,6 +58,7 @@ def load_data(
     cache: bool = True,
     text_options: dict | None = None,
     store: str = "auto",
+    max_pixels: int | None = MAX_PIXELS,
 ) -> DataSplits:
     """Load ``digits``, an ImageFolder directory, a tar or zip archive of one, a .npy/.npz file, data
     from Python (:mod:`selfsup.data.python_data`: a tensor, an array, a Dataset), or a text corpus
@@ -69,11 +71,20 @@ def load_data(
     negative labels (arrays) mark unlabelled items, which all stay in the training split.
     ``image_size`` resizes (shorter side) and centre-crops every image to that square size.
     ``store`` (``data.store``): how a folder, archive or table is stored: ``raw`` pixels, ``jpeg``
-    (:mod:`selfsup.data.compressed`), or ``auto``: JPEG from 160 px up.
+    (:mod:`selfsup.data.compressed`), or ``auto``: JPEG from 160 px up. ``max_pixels``
+    (``data.max_pixels``): larger images are refused, or skipped with ``skip_bad_images``.
 
     Raises :class:`DataError` for a missing or unreadable path, an unknown format, a layout it
-    cannot read, corrupt images (unless ``skip_bad_images``) and pixels without a faithful 8-bit picture.
+    cannot read, corrupt or too large images (unless ``skip_bad_images``) and pixels without a
+    faithful 8-bit picture.
     """
+    images = dict(
+        image_size=image_size,
+        skip_bad_images=skip_bad_images,
+        cache=cache,
+        store=store,
+        max_pixels=max_pixels,
+    )
     if not isinstance(spec, (str, os.PathLike)):  # a tensor, an array or a Dataset from Python
         return python_splits(spec, _finish)
     if spec == "digits":
@@ -84,9 +95,7 @@ def load_data(
     name = path.name.lower()
     parquet = name.endswith(TABLE_SUFFIXES)
     if (parquet and table_holds_images(path)) or (name.endswith((".csv", ".tsv")) and is_image_list(path)):
-        return _load_cached(
-            path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache, store=store
-        )
+        return _load_cached(path, **images)
     if is_text_path(name) or parquet:  # a Parquet file without an image column: texts
         options = text_options or {}
         store = cache_dir() / f"{_corpus_key(path, options)}.corpus" if cache else None
@@ -96,9 +105,7 @@ def load_data(
     if name.endswith((".npy", ".npz")):
         return _finish(_load_arrays(path), spec)
     if path.is_dir() or name.endswith(ARCHIVE_SUFFIXES):
-        return _load_cached(
-            path, image_size=image_size, skip_bad_images=skip_bad_images, cache=cache, store=store
-        )
+        return _load_cached(path, **images)
     raise DataError(
         f"unsupported data file: {spec} (expected a folder, {', '.join(ARCHIVE_SUFFIXES)}, .npy, .npz, "
         ".parquet, .txt, .csv, .tsv or 'digits')"
@@ -207,34 +214,36 @@ def _share_classes(splits: dict[str, ImageDataset]) -> None:
 # ---- folders and archives -------------------------------------------------------------------------
 
 
-def _cache_key(path: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> str:
-    digest = hashlib.sha256(
-        f"{CACHE_FORMAT}|{path.resolve()}|{image_size}|{skip_bad_images}|{encoding}".encode()
-    )
+def _cache_key(path: Path, options: str) -> str:
+    """The store's name: ``options`` (how the images are read) and every file's identity
+    (:func:`file_identity`), so that a changed file builds the store again."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{path.resolve()}|{options}".encode())
     if path.is_dir():
         for name in folder_names(path):
-            try:
-                stat = os.stat(path / name)
-                digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-            except OSError:  # a broken link: its name alone
-                digest.update(f"{name}|missing".encode())
+            digest.update(f"{name}|{file_identity(path / name)}".encode())
     else:
         path = path.resolve()  # the same store however the path is written
         files = [path] + (listed_files(path) if path.name.lower().endswith((".csv", ".tsv")) else [])
         for file in files:
-            try:
-                stat = file.stat()
-                digest.update(f"{file}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-            except OSError:
-                digest.update(f"{file}|missing".encode())
+            digest.update(f"{file}|{file_identity(file)}".encode())
     return digest.hexdigest()[:24]
 
 
+def file_identity(path: Path) -> str:
+    """What tells a file's content changed without reading it: its size, modification time and
+    inode change time (``st_ctime``). Copies that keep times (``cp -p``, an archive unpacked
+    again, rsync) set the modification time but no tool can set the change time, which the
+    system sets on every write, and also on ``chmod``, ``chown`` or a rename (a store then built
+    once more). ``missing`` for a broken link."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+
+
 def _corpus_key(path: Path, options: dict) -> str:
-    stat = path.stat()
-    what = (
-        f"corpus|{CORPUS_FORMAT}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{sorted(options.items())}"
-    )
+    what = f"corpus|{CORPUS_FORMAT}|{path.resolve()}|{file_identity(path)}|{sorted(options.items())}"
     return hashlib.sha256(what.encode()).hexdigest()[:24]
 
 
@@ -243,12 +252,22 @@ def cache_dir() -> Path:
 
 
 def _load_cached(
-    path: Path, *, image_size: int | None, skip_bad_images: bool, cache: bool, store: str = "auto"
+    path: Path,
+    *,
+    image_size: int | None,
+    skip_bad_images: bool,
+    cache: bool,
+    store: str = "auto",
+    max_pixels: int | None = MAX_PIXELS,
 ) -> DataSplits:
     """The splits of a folder or archive from its store in :func:`cache_dir` (built on first use,
     read memory-mapped). Where the cache cannot be written (or ``cache`` is False) the store is
     built in a temporary folder and read into memory."""
-    encoding, store = store, cache_dir() / f"{_cache_key(path, image_size, skip_bad_images, store)}.store"
+    read = (image_size, skip_bad_images, max_pixels)
+    encoding, store = (
+        store,
+        cache_dir() / f"{_cache_key(path, f'{image_size}|{skip_bad_images}|{store}|{max_pixels}')}.store",
+    )
     if cache and not store.exists() and local_rank() > 0:
         wait_for(store, "store.json", f"the decoded store of {path}")  # local rank 0 builds it
     if cache and store.exists():
@@ -259,16 +278,19 @@ def _load_cached(
             shutil.rmtree(store, ignore_errors=True)
     if cache:
         try:
-            _build(path, store, image_size, skip_bad_images, encoding)
+            _build(path, store, read, encoding)
             return _finish_store(*load_store(store), str(path))
-        except OSError as exc:
+        except (OSError, WriteError) as exc:
             warnings.warn(
-                f"could not cache the decoded images in {cache_dir()} ({exc.strerror or exc}); the next run "
+                f"could not cache the decoded images in {cache_dir()} ({cache_failure(exc)}); the next run "
                 "decodes them again (set SELFSUP_CACHE_DIR to a writable folder)"
             )
     with tempfile.TemporaryDirectory(prefix="selfsup-store-") as folder:
-        _build(path, Path(folder) / "store", image_size, skip_bad_images, encoding)
-        return _finish_store(*load_store(Path(folder) / "store", mmap=False), str(path))
+        try:
+            _build(path, Path(folder) / "store", read, encoding)
+            return _finish_store(*load_store(Path(folder) / "store", mmap=False), str(path))
+        except OSError as exc:
+            raise write_error(exc, Path(folder) / "store") from None
 
 
 def _finish_store(splits: dict[str, ImageDataset], info: dict, source: str) -> DataSplits:
@@ -288,9 +310,10 @@ def _hold_out(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return held_out_split(labels, HELD_OUT_FRACTION, HELD_OUT_SEED)
 
 
-def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: bool, encoding: str) -> None:
+def _build(path: Path, store: Path, read: tuple, encoding: str) -> None:
     """Decode the images of a folder, archive, table or list (:func:`_source`) into the store
-    ``store`` (:mod:`selfsup.data.store`)."""
+    ``store`` (:mod:`selfsup.data.store`); ``read``: :func:`_decode_file`'s ``image_size``,
+    ``skip_bad_images`` and ``max_pixels``."""
     store.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_partials(store.parent)
     scratch = store.parent / f"{store.name}.unpacked.partial-{os.getpid()}"  # a killed build's: removed above
@@ -298,11 +321,12 @@ def _build(path: Path, store: Path, image_size: int | None, skip_bad_images: boo
     try:
         source = _source(path, scratch)
 
-        def decode(item: Placed) -> np.ndarray | None:
-            return _decode_file(item, source.read, str(path), image_size, skip_bad_images)
+        def decode(item: Placed) -> np.ndarray | str | None:
+            return _decode_file(item, source.read, str(path), *read)
 
         unused = source.unused.message(str(path))
-        build_store(store, source.grouped, decode, str(path), unused, _share_classes, _hold_out, encoding)
+        with own_pixel_limit():
+            build_store(store, source.grouped, decode, str(path), unused, _share_classes, _hold_out, encoding)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -338,9 +362,12 @@ def _decode_file(
     source: str,
     image_size: int | None,
     skip_bad_images: bool,
-) -> np.ndarray | None:
-    """One image's pixels (resized and centre-cropped to ``image_size`` if given), or None where it
-    cannot be read or decoded and ``skip_bad_images``; otherwise such a file raises :class:`DataError`."""
+    max_pixels: int | None = MAX_PIXELS,
+) -> np.ndarray | str | None:
+    """One image's pixels (resized and centre-cropped to ``image_size`` if given); where
+    ``skip_bad_images``, None for a file that cannot be read or decoded and
+    :data:`~selfsup.data.store.TOO_LARGE` for one of more than ``max_pixels`` pixels; otherwise
+    such a file raises :class:`DataError`."""
     try:
         data = read(item.name)
     except Exception as exc:  # noqa: BLE001 - OSError, a zip's bad CRC, zlib, a damaged Parquet row group
@@ -350,10 +377,17 @@ def _decode_file(
             f"cannot read {item.name} of {source} ({exc}); pass --skip-bad-images to skip such files"
         ) from None
     try:
-        array = decode_image(data)
+        array = decode_image(data, max_pixels, at_least=image_size)
         if image_size is not None:
             array = _resize_center_crop(array, image_size)
         return array
+    except TooLarge as exc:
+        if skip_bad_images:
+            return TOO_LARGE
+        raise DataError(
+            f"image too large: {source}/{item.name} ({exc}); raise the limit with data.max_pixels="
+            f"{-(-exc.pixels // 10**6) * 10**6} to read it, or pass --skip-bad-images to skip such images"
+        ) from None
     except UnmappableImage as exc:
         if skip_bad_images:
             return None

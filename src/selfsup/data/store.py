@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from selfsup.atomic import write_bytes, write_file, write_text
 from selfsup.data.compressed import BYTES_FILE, OFFSETS_FILE, JpegImages, choose_encoding, encode_jpeg
 from selfsup.data.dataset import UNLABELLED, ImageDataset
 from selfsup.data.folders import building, publish
@@ -38,13 +39,16 @@ CHUNK = 1024
 """Images decoded, and held in memory, at a time."""
 INFO_FILE, IMAGES_FILE, META_FILE = "store.json", "images.npy", "meta.json"
 
-Decode = Callable[[Placed], "np.ndarray | None"]
+TOO_LARGE = "too large"
+"""What a :data:`Decode` returns for an image skipped for its size (None: skipped as corrupt)."""
+Decode = Callable[[Placed], "np.ndarray | str | None"]
 
 
 @dataclass
 class Shard:
     """One chunk of a split, decoded: its images' shape, whether they are RGB, and per kept image
-    its file name and class (None: unlabelled); the files that could not be decoded."""
+    its file name and class (None: unlabelled); the files that could not be decoded, and those
+    skipped for their size."""
 
     path: Path
     count: int
@@ -54,6 +58,7 @@ class Shard:
     labels: list[str | None]
     bad: list[str]
     lengths: list[int] | None = None  # jpeg: each image's bytes in the shard's file
+    too_large: list[str] | None = None
 
     @classmethod
     def read(cls, path: Path) -> Shard:
@@ -68,6 +73,7 @@ class Shard:
             meta["labels"],
             meta["bad"],
             meta.get("lengths"),
+            meta.get("too_large", []),
         )
 
     def pixels(self) -> np.ndarray:
@@ -172,7 +178,7 @@ def _encoding(partial: Path, grouped: dict[str, list[Placed]], decode: Decode, e
     chosen = partial / "encoding"
     if not chosen.exists():
         side = _first_side(grouped, decode) if encoding == "auto" else 0
-        _atomic(chosen, lambda tmp: tmp.write_text(choose_encoding(encoding, side)))
+        write_text(chosen, choose_encoding(encoding, side))
     return chosen.read_text()
 
 
@@ -186,8 +192,8 @@ def _write_meta(out: Path, splits: dict[str, ImageDataset], info: dict) -> None:
             "names": data.names,
             "shape": list(data.images.shape),
         }
-        (out / split / META_FILE).write_text(json.dumps(meta))
-    (out / INFO_FILE).write_text(json.dumps({"format": STORE_FORMAT, "splits": list(splits), **info}))
+        write_text(out / split / META_FILE, json.dumps(meta))
+    write_text(out / INFO_FILE, json.dumps({"format": STORE_FORMAT, "splits": list(splits), **info}))
 
 
 def _first_side(grouped: dict[str, list[Placed]], decode: Decode) -> int:
@@ -195,7 +201,7 @@ def _first_side(grouped: dict[str, list[Placed]], decode: Decode) -> int:
     for items in grouped.values():
         for item in items[:64]:
             array = decode(item)
-            if array is not None:
+            if isinstance(array, np.ndarray):
                 return max(array.shape[:2])
     return 0
 
@@ -211,7 +217,7 @@ def _decode_split(
 
     def work(item: Placed):
         array = decode(item)
-        if array is None or encoding == "raw":
+        if not isinstance(array, np.ndarray) or encoding == "raw":
             return array
         return array.shape, encode_jpeg(array)
 
@@ -232,7 +238,11 @@ def _write_shard(path: Path, meta_path: Path, items: list[Placed], results: list
     """Stack one chunk's decoded images (grey ones as RGB where the chunk has RGB) to ``path``, or
     (``jpeg``) write their JPEG bytes one after the other; the JSON sidecar ``meta_path``, written
     last, marks the shard finished."""
-    kept = [(item, result) for item, result in zip(items, results) if result is not None]
+    kept = [
+        (item, result)
+        for item, result in zip(items, results)
+        if result is not None and not isinstance(result, str)
+    ]
     shapes_of = [r.shape if encoding == "raw" else r[0] for _, r in kept]
     shapes = sorted({shape[:2] for shape in shapes_of})
     rgb = any(len(shape) == 3 for shape in shapes_of)
@@ -243,20 +253,15 @@ def _write_shard(path: Path, meta_path: Path, items: list[Placed], results: list
         "names": [item.name for item, _ in kept],
         "labels": [item.label for item, _ in kept],
         "bad": [item.name for item, result in zip(items, results) if result is None],
+        "too_large": [item.name for item, result in zip(items, results) if isinstance(result, str)],
     }
     if encoding == "jpeg":
         meta["lengths"] = [len(r[1]) for _, r in kept]
-        _atomic(path, lambda tmp: tmp.write_bytes(b"".join(r[1] for _, r in kept)))
+        write_bytes(path, b"".join(r[1] for _, r in kept))
     elif len(shapes) == 1:
         stack = np.stack([np.repeat(a[..., None], 3, axis=2) if rgb and a.ndim == 2 else a for _, a in kept])
-        _atomic(path, lambda tmp: np.save(tmp, stack))
-    _atomic(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+        write_file(path, lambda handle: np.save(handle, stack), needed=stack.nbytes)
+    write_text(meta_path, json.dumps(meta))
 
 
 def _check_split(shards: list[Shard], source: str) -> None:
@@ -266,6 +271,12 @@ def _check_split(shards: list[Shard], source: str) -> None:
         warnings.warn(
             f"{source}: skipped {len(bad)} corrupt image(s) (or unreadable files, or images without a "
             f"faithful 8-bit picture), first: {bad[0]}"
+        )
+    large = [name for s in shards for name in s.too_large or []]
+    if large:
+        warnings.warn(
+            f"{source}: skipped {len(large)} image(s) too large to read (over data.max_pixels), "
+            f"first: {large[0]}"
         )
     if not any(s.count for s in shards):
         raise DataError(f"{source}: no readable images")
@@ -289,7 +300,7 @@ def _assemble(folder: Path, shards: list[Shard], channels: int, encoding: str) -
     count = sum(s.count for s in shards)
     if encoding == "jpeg":
         lengths = [n for s in shards if s.count for n in s.lengths]
-        np.save(folder / OFFSETS_FILE, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
+        _save_offsets(folder, lengths)
         with open(folder / BYTES_FILE, "wb") as out:
             for shard in (s for s in shards if s.count):
                 with open(shard.path, "rb") as part:
@@ -321,7 +332,7 @@ def _take(
     if encoding == "jpeg":
         offsets = np.load(out / source / OFFSETS_FILE)
         lengths = offsets[rows + 1] - offsets[rows]
-        np.save(folder / OFFSETS_FILE, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
+        _save_offsets(folder, lengths)
         with (
             open(out / source / BYTES_FILE, "rb") as source_file,
             open(folder / BYTES_FILE, "wb") as target_file,
@@ -341,6 +352,11 @@ def _take(
     names = [data.names[i] for i in rows.tolist()] if data.names is not None else None
     shape = data.images.shape[1:]
     return ImageDataset(_placeholder(len(rows), *shape), data.labels[index], data.classes, names)
+
+
+def _save_offsets(folder: Path, lengths) -> None:
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    write_file(folder / OFFSETS_FILE, lambda handle: np.save(handle, offsets))
 
 
 class _NpyWriter:
