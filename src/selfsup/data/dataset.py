@@ -30,10 +30,21 @@ def marks_unlabelled(label: str) -> bool:
 
 class LabelledData:
     """What image and text data sets share: optional labels (int64, N) over ``classes``, where
-    :data:`UNLABELLED` (-1) marks an item without a label."""
+    :data:`UNLABELLED` (-1) marks an item without a label, and each item's ``item_index``: its
+    position in the data as selfsup reads them, counted over all items before any held-out split
+    (the training items first), so that an item keeps its number whether labels exist or not
+    (None: ``0..N-1``; :class:`DataSplits` sets the test split's)."""
 
     labels: torch.Tensor | None
     classes: list[str] | None
+    item_index: torch.Tensor | None
+
+    def indices(self) -> torch.Tensor:
+        """Each item's ``item_index`` (int64, N)."""
+        return self.item_index if self.item_index is not None else torch.arange(len(self))
+
+    def _subset_index(self, index: torch.Tensor) -> torch.Tensor:
+        return self.indices()[index]
 
     @property
     def labelled(self) -> bool:
@@ -78,6 +89,7 @@ class ImageDataset(LabelledData):
     labels: torch.Tensor | None = None
     classes: list[str] | None = None
     names: list[str] | None = None
+    item_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -105,6 +117,7 @@ class ImageDataset(LabelledData):
             labels=None if self.labels is None else self.labels[index],
             classes=self.classes,
             names=None if self.names is None else [self.names[i] for i in index.tolist()],
+            item_index=self._subset_index(index),
         )
 
     def join(self, other: ImageDataset) -> ImageDataset:
@@ -124,8 +137,9 @@ class ImageDataset(LabelledData):
                 ]
             )
         names = self.names + other.names if self.names is not None and other.names is not None else None
+        item_index = torch.cat([self.indices(), len(self) + other.indices()])
         return ImageDataset(
-            torch.cat([self.images, other.images]), labels, self.classes or other.classes, names
+            torch.cat([self.images, other.images]), labels, self.classes or other.classes, names, item_index
         )
 
     @classmethod
@@ -165,6 +179,7 @@ class TextDataset(LabelledData):
     texts: Sequence[str]  # a list, or the memory-mapped Documents of a corpus store
     labels: torch.Tensor | None = None
     classes: list[str] | None = None
+    item_index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
@@ -180,6 +195,7 @@ class TextDataset(LabelledData):
             texts.take(index.numpy()) if hasattr(texts, "take") else [texts[i] for i in index.tolist()],
             None if self.labels is None else self.labels[index],
             self.classes,
+            self._subset_index(index),
         )
 
 
@@ -213,6 +229,12 @@ class DataSplits:
     source: str
     note: str = ""
     unused: str = ""  # what the source held that is not used (:class:`selfsup.data.layout.Unused`), or ""
+
+    def __post_init__(self) -> None:
+        """A test split read as its own (not held out of the training items) comes after them."""
+        if self.test is not None and self.test.item_index is None:
+            after = int(self.train.indices().max()) + 1 if len(self.train) else 0
+            self.test.item_index = after + torch.arange(len(self.test))
 
     def describe(self) -> str:
         """One line on what was found: items per split, labelled share, classes, item shape."""

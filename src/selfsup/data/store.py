@@ -101,7 +101,8 @@ def load_store(directory: Path, mmap: bool = True) -> tuple[dict[str, ImageDatas
                 np.load(directory / name / IMAGES_FILE, mmap_mode="c" if mmap else None)
             )
         labels = torch.tensor(meta["labels"], dtype=torch.long) if meta["labels"] is not None else None
-        splits[name] = ImageDataset(images, labels, meta["classes"], meta["names"])
+        item_index = torch.tensor(meta["item_index"], dtype=torch.long) if "item_index" in meta else None
+        splits[name] = ImageDataset(images, labels, meta["classes"], meta["names"], item_index)
     return splits, info
 
 
@@ -133,10 +134,10 @@ def build_store(
         channels = 3 if any(s.rgb for split_shards in shards.values() for s in split_shards) else 1
         out = partial / f"out-{socket.gethostname()}-{os.getpid()}"  # each builder assembles its own
         shutil.rmtree(out, ignore_errors=True)
-        splits = {
-            split: _assemble(out / split, split_shards, channels, encoding)
-            for split, split_shards in shards.items()
-        }
+        splits, offset = {}, 0
+        for split in sorted(shards, key=lambda name: name != "train"):  # items are numbered train first
+            splits[split] = _assemble(out / split, shards[split], channels, encoding, offset)
+            offset += len(splits[split])
         share_classes(splits)
         held_out = 0
         train = splits.get("train")
@@ -191,6 +192,7 @@ def _write_meta(out: Path, splits: dict[str, ImageDataset], info: dict) -> None:
             "classes": data.classes,
             "names": data.names,
             "shape": list(data.images.shape),
+            "item_index": data.indices().tolist(),
         }
         write_text(out / split / META_FILE, json.dumps(meta))
     write_text(out / INFO_FILE, json.dumps({"format": STORE_FORMAT, "splits": list(splits), **info}))
@@ -292,9 +294,10 @@ def _shape(shards: list[Shard]) -> tuple[int, int]:
     return next(s.shapes[0] for s in shards if s.count)
 
 
-def _assemble(folder: Path, shards: list[Shard], channels: int, encoding: str) -> ImageDataset:
+def _assemble(folder: Path, shards: list[Shard], channels: int, encoding: str, offset: int) -> ImageDataset:
     """One split's ``images.npy`` (N×C×H×W), or its JPEG bytes and offsets, copied shard by shard,
-    and its labels (the images of the returned data set are a placeholder of the right shape)."""
+    and its labels (the images of the returned data set are a placeholder of the right shape);
+    its items are numbered from ``offset``."""
     folder.mkdir(parents=True)
     height, width = _shape(shards)
     count = sum(s.count for s in shards)
@@ -313,12 +316,13 @@ def _assemble(folder: Path, shards: list[Shard], channels: int, encoding: str) -
                 images.write(np.broadcast_to(nchw, (len(nchw), channels, height, width)))  # grey into RGB
     names = [name for s in shards for name in s.names]
     class_names = [label for s in shards for label in s.labels]
+    item_index = offset + torch.arange(count)
     if all(c is None for c in class_names):
-        return ImageDataset(_placeholder(count, channels, height, width), names=names)
+        return ImageDataset(_placeholder(count, channels, height, width), names=names, item_index=item_index)
     classes = sorted({c for c in class_names if c is not None})
     index = {c: i for i, c in enumerate(classes)}
     labels = torch.tensor([index.get(c, UNLABELLED) for c in class_names], dtype=torch.long)
-    return ImageDataset(_placeholder(count, channels, height, width), labels, classes, names)
+    return ImageDataset(_placeholder(count, channels, height, width), labels, classes, names, item_index)
 
 
 def _take(
@@ -351,7 +355,9 @@ def _take(
     os.replace(folder, out / target)
     names = [data.names[i] for i in rows.tolist()] if data.names is not None else None
     shape = data.images.shape[1:]
-    return ImageDataset(_placeholder(len(rows), *shape), data.labels[index], data.classes, names)
+    return ImageDataset(
+        _placeholder(len(rows), *shape), data.labels[index], data.classes, names, data.indices()[index]
+    )
 
 
 def _save_offsets(folder: Path, lengths) -> None:
