@@ -71,7 +71,10 @@ def test_linear_probe_separates_separable_features_and_chooses_c_without_test_la
     assert (predicted == test_y).float().mean() > 0.9
     assert info["selection"] == "cross-validated"
     _, info_one = linear_probe(x[:3], y[:3], test_x, seed=0)  # one label per class: no validation fold
-    assert info_one["selection"] == "default"
+    assert info_one["selection"].startswith("default")
+    uneven = torch.tensor([0, 3, 6, 9, 1, 4, 2])  # 4 of class 0, 2 of class 1, 1 of class 2 (a random draw)
+    _, info_uneven = linear_probe(x[uneven], y[uneven], test_x, seed=0)
+    assert info_uneven["selection"] == "cross-validated (1 item alone in a class, always fitted)"
 
 
 def test_evaluation_of_a_trained_run_writes_eval_json(tmp_path):

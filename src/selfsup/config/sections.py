@@ -120,6 +120,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     labels: list[str] = field(default_factory=lambda: ["0.01", "0.1"])
+    strategies: list[str] = field(default_factory=lambda: ["random"])  # how count budgets pick their items
     seeds: int = 3
     protocols: list[str] = field(default_factory=lambda: ["knn", "linear", "scratch", "pixels"])
     knn_k: int = 200

@@ -1,4 +1,16 @@
-"""Label budgets: how many labelled training images a few-label evaluation may use."""
+"""Label budgets: how many labelled training items a few-label evaluation may use, and which.
+
+Three kinds, as the user writes them (``--labels``):
+
+* a count, ``20``: 20 items, drawn uniformly at random from the labelled training items or picked
+  by a strategy (``--strategy``, :mod:`selfsup.labelling.strategies`): what a user can draw,
+  since nothing is known of an item's class before it is labelled;
+* a fraction with a decimal point, ``0.01``: that share of each class (``1.0``: every label);
+* ``10/class``: that many items of each class.
+
+The last two are class-balanced: they need the labels before anything is labelled, and serve to
+compare with papers, which report such budgets.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +21,29 @@ import torch
 
 from selfsup.errors import ConfigError
 
+CLASS_BALANCED = "class-balanced"
+"""The ``strategy`` of the class-balanced budgets' subsets."""
+
 
 @dataclass(frozen=True)
 class Budget:
-    """A label budget as the user gave it: a fraction of the training set, or a count per class."""
+    """A label budget as the user gave it: a count of items, a fraction of each class, or a count
+    per class."""
 
     text: str
     fraction: float | None = None
     per_class: int | None = None
+    count: int | None = None
+
+    @property
+    def balanced(self) -> bool:
+        """Whether the budget is class-balanced (needs the labels to be drawn)."""
+        return self.count is None
 
 
 def parse_budget(text: str) -> Budget:
-    """``'0.01'`` (1% of the training labels, stratified), ``'1.0'`` (all), or ``'10/class'``."""
+    """``'20'`` (20 items), ``'0.01'`` (1% of each class), ``'1.0'`` (all labels) or ``'10/class'``;
+    raises :class:`ConfigError` for anything else."""
     text = str(text).strip()
     match = re.fullmatch(r"(\d+)\s*/\s*class", text)
     if match:
@@ -28,12 +51,16 @@ def parse_budget(text: str) -> Budget:
         if count < 1:
             raise ConfigError(f"invalid label budget '{text}': the count per class must be at least 1")
         return Budget(text, per_class=count)
+    if re.fullmatch(r"\d+", text):
+        if int(text) < 1:
+            raise ConfigError(f"invalid label budget '{text}': a count of items must be at least 1")
+        return Budget(text, count=int(text))
     try:
         fraction = float(text)
     except ValueError:
         raise ConfigError(
-            f"invalid label budget '{text}' "
-            "(use a fraction in (0, 1] such as 0.01, or N/class such as 10/class)"
+            f"invalid label budget '{text}' (use a count of items such as 20, a fraction in (0, 1] "
+            "such as 0.01, or N/class such as 10/class)"
         ) from None
     if not 0 < fraction <= 1:
         raise ConfigError(f"invalid label budget '{text}': a fraction must lie in (0, 1]")
@@ -41,13 +68,22 @@ def parse_budget(text: str) -> Budget:
 
 
 def select_labelled(labels: torch.Tensor, budget: Budget, seed: int) -> torch.Tensor:
-    """Sorted indices of a class-balanced, seeded labelled subset.
+    """Sorted indices of a seeded labelled subset of ``budget``.
 
-    Per class: ``per_class`` images, or ``round(fraction × class size)`` (at least 1), drawn
-    without replacement with a generator seeded by ``seed``. A fraction of 1.0 takes every labelled
-    image; unlabelled images (negative labels) are never chosen.
-    """
+    A count: that many labelled items drawn uniformly without replacement. Class-balanced budgets,
+    per class: ``per_class`` items, or ``round(fraction × class size)`` (at least 1), drawn without
+    replacement with a generator seeded by ``seed``; a fraction of 1.0 takes every labelled item.
+    Unlabelled items (negative labels) are never chosen. Raises :class:`ConfigError` where the
+    training split holds too few labelled items."""
     generator = torch.Generator().manual_seed(seed)
+    if budget.count is not None:
+        pool = torch.nonzero(labels >= 0).flatten()
+        if budget.count > len(pool):
+            raise ConfigError(
+                f"label budget '{budget.text}' asks for {budget.count} items; the training split has "
+                f"{len(pool)} labelled"
+            )
+        return torch.sort(pool[torch.randperm(len(pool), generator=generator)[: budget.count]]).values
     chosen = []
     for value in torch.unique(labels[labels >= 0]):
         members = torch.nonzero(labels == value).flatten()

@@ -1,8 +1,9 @@
 """Few-label evaluation of an encoder: kNN, linear probe, fine-tuning, and two baselines (from
 scratch; raw pixels for images, TF-IDF for text).
 
-Every protocol sees the same class-balanced, seeded labelled subsets of the training split and is
-scored on the test split; nothing is tuned on the test split.
+Every protocol sees the same seeded labelled subsets of the training split (a count of items
+drawn at random or picked by a strategy, class-balanced budgets, or the items of a labels file)
+and is scored on the test split; nothing is tuned on the test split.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from selfsup.config import EvalConfig
 from selfsup.data import DataSplits, ImageDataset, TextDataset
 from selfsup.data.dataset import Rows
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.budgets import Budget, parse_budget, select_labelled
+from selfsup.evaluate.budgets import CLASS_BALANCED, Budget, parse_budget, select_labelled
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import classifier_predict, train_classifier
 from selfsup.evaluate.knn import knn_predict
@@ -125,6 +127,19 @@ def modality_of(encoder: Encoder | BaseTextEncoder, protocols: list[str]) -> Eva
     return modality
 
 
+@dataclass(frozen=True)
+class Subset:
+    """The labelled training items one protocol trains on: their rows of the training split and
+    their labels (the data's, or a labels file's)."""
+
+    index: torch.Tensor
+    labels: torch.Tensor
+
+
+Key = tuple[str, str, int]
+"""A subset's budget (as written), strategy and seed."""
+
+
 def evaluate_encoder(
     encoder: Encoder | BaseTextEncoder,
     splits: DataSplits,
@@ -132,23 +147,25 @@ def evaluate_encoder(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     progress: bool = True,
+    labelled=None,
 ) -> dict:
-    """Score ``encoder`` under each protocol, label budget and seed of ``config``.
+    """Score ``encoder`` under each protocol, label budget, strategy and seed of ``config`` or, with
+    ``labelled`` (:class:`selfsup.labelling.labels.Labels`), on exactly those labels.
 
-    Returns ``{"results": [{"protocol", "labels", "mean", "std", "seeds", "accuracies", ...}], ...}``;
-    ``std`` is the sample standard deviation over seeds (0 for one seed).
+    Returns ``{"results": [{"protocol", "labels", "strategy", "mean", "std", "seeds", "accuracies",
+    ...}], ...}``; ``std`` is the sample standard deviation over seeds (0 for one seed).
     """
+    from selfsup.labelling.strategies import STRATEGIES
+
     check_protocols(config.protocols)
-    budgets = [parse_budget(b) for b in config.labels]
-    test = _labelled_test(splits)
+    unknown = [s for s in config.strategies if s not in STRATEGIES]
+    if unknown:
+        raise ConfigError(f"unknown strategy '{unknown[0]}' (choose from {', '.join(STRATEGIES)})")
+    budgets = [parse_budget(b) for b in config.labels] if labelled is None else []
+    test = _labelled_test(splits, given=labelled is not None)
     modality = modality_of(encoder, config.protocols)
     train_inputs, test_inputs = encoder.inputs(splits.train), encoder.inputs(test)
     modality.check_data(encoder, splits, test)
-    subsets = {
-        (b.text, s): select_labelled(splits.train.labels, b, seed=s)
-        for b in budgets
-        for s in range(config.seeds)
-    }
     inputs = _Inputs(
         encoder=encoder.to(device).eval(),
         modality=modality,
@@ -160,11 +177,13 @@ def evaluate_encoder(
         device=device,
         amp_dtype=amp_dtype,
     )
+    subsets = _subsets(inputs, budgets, labelled, progress)
     inputs.prepare(subsets, progress)
+    columns = list(dict.fromkeys((key[0], key[1]) for key in subsets))
     rows = [
-        _protocol_row(inputs, protocol, budget, subsets, progress)
+        _protocol_row(inputs, protocol, budget, strategy, subsets, progress)
         for protocol in config.protocols
-        for budget in budgets
+        for budget, strategy in columns
     ]
     return {
         "results": rows,
@@ -175,21 +194,23 @@ def evaluate_encoder(
     }
 
 
-def _labelled_test(splits: DataSplits) -> ImageDataset | TextDataset:
-    """The test split's labelled items; raises :class:`DataError` where either split has no labels
-    to evaluate with, or the training labels hold one class."""
+def _labelled_test(splits: DataSplits, given: bool = False) -> ImageDataset | TextDataset:
+    """The test split's labelled items; raises :class:`DataError` where the test split has no
+    labels to score with or, unless the labels are ``given`` (a labels file), the training split
+    none to train with or one class alone."""
     train, test = splits.train, splits.test
-    if not train.labelled:
+    if not given and not train.labelled:
         raise DataError(f"{splits.source} has no labels to evaluate with; pass a labelled --data")
     classes = train.present_classes()
-    if len(classes) < 2:
+    if not given and len(classes) < 2:
         raise DataError(
             f"{splits.source}: the training labels hold one class ('{train.classes[int(classes[0])]}'); "
             "it cannot be evaluated (kNN, probes and classifiers need at least 2 classes)"
         )
     if test is None or not test.labelled:
         raise DataError(
-            f"{splits.source} has no labelled test images or texts to score on; pass a labelled --data"
+            f"{splits.source} has no labelled test split to score on (--labelled scores on the data's "
+            "held-out labelled items); pass a labelled --data"
         )
     if len(test.labelled_index()) < len(test):  # unlabelled test items cannot be scored
         test = test.subset(test.labelled_index())
@@ -215,20 +236,40 @@ class _Inputs:
     position: torch.Tensor | None = None
     train_features: torch.Tensor | None = None
     test_features: torch.Tensor | None = None
+    pool: torch.Tensor | None = None
+    pool_features: torch.Tensor | None = None
     baseline_train: Any = None
     baseline_test: Any = None
 
-    def prepare(self, subsets: dict[tuple[str, int], torch.Tensor], progress: bool) -> None:
+    def pool_of_features(self, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labelled training items (the pool a strategy picks from, as a labeller would be
+        simulated) and their features, extracted once."""
+        if self.pool is None:
+            started = time.perf_counter()
+            self.pool = self.train.labelled_index()
+            self.pool_features = extract_features(
+                self.encoder, Rows(self.train_inputs, self.pool), self.device, self.amp_dtype
+            )
+            _say(
+                progress,
+                f"features of {len(self.pool)} training items in {time.perf_counter() - started:.1f}s",
+            )
+        return self.pool, self.pool_features
+
+    def prepare(self, subsets: dict[Key, Subset], progress: bool) -> None:
         """Make once what every budget and seed shares: features and the baseline's inputs."""
-        needed = torch.unique(torch.cat(list(subsets.values())))
+        if self.pool is not None:  # every subset is drawn from the pool, whose features exist
+            needed, self.train_features = self.pool, self.pool_features
+        else:
+            needed = torch.unique(torch.cat([subset.index for subset in subsets.values()]))
         self.position = torch.full((len(self.train),), -1, dtype=torch.long)
         self.position[needed] = torch.arange(len(needed))
         if FROZEN & set(self.config.protocols):
             started = time.perf_counter()
-            # a batch at a time from the store: the labelled images are never all in memory
-            self.train_features = extract_features(
-                self.encoder, Rows(self.train_inputs, needed), self.device, self.amp_dtype
-            )
+            if self.train_features is None:  # a batch at a time from the store, never all in memory
+                self.train_features = extract_features(
+                    self.encoder, Rows(self.train_inputs, needed), self.device, self.amp_dtype
+                )
             self.test_features = extract_features(self.encoder, self.test_inputs, self.device, self.amp_dtype)
             _say(
                 progress,
@@ -239,33 +280,81 @@ class _Inputs:
             self.baseline_train, self.baseline_test = self.modality.baseline_inputs(self.train, self.test)
 
 
+def _subsets(inputs: _Inputs, budgets: list[Budget], labelled, progress: bool) -> dict[Key, Subset]:
+    """Each budget's subsets, one per strategy (class-balanced budgets: one) and seed, or the one
+    subset of a labels file (``labelled``)."""
+    from selfsup.labelling.strategies import pick
+
+    train, config = inputs.train, inputs.config
+    if labelled is not None:
+        name = f"{len(labelled)} ({Path(labelled.source).name})"
+        return {
+            (name, "labels file", 0): Subset(torch.as_tensor(labelled.rows), _file_labels(labelled, train))
+        }
+    subsets = {}
+    for budget in budgets:
+        for strategy in [CLASS_BALANCED] if budget.balanced else config.strategies:
+            for seed in range(config.seeds):
+                if strategy in (CLASS_BALANCED, "random"):
+                    index = select_labelled(train.labels, budget, seed)
+                else:
+                    pool, features = inputs.pool_of_features(progress)
+                    if budget.count > len(pool):
+                        raise ConfigError(
+                            f"label budget '{budget.text}' asks for {budget.count} items; the training "
+                            f"split has {len(pool)} labelled"
+                        )
+                    picked = pick(strategy, features.numpy(), budget.count, seed=seed)
+                    index = torch.sort(pool[torch.as_tensor(picked.rows)]).values
+                subsets[(budget.text, strategy, seed)] = Subset(index, train.labels[index])
+    return subsets
+
+
+def _file_labels(labelled, train) -> torch.Tensor:
+    """The class indices (of the data's classes) of a labels file's class names; raises
+    :class:`DataError` for a name the data's labelled test split cannot be scored against."""
+    classes = {name: i for i, name in enumerate(train.classes or [])}
+    unknown = sorted(set(labelled.names) - set(classes))
+    if unknown:
+        raise DataError(
+            f"{labelled.source}: label(s) {', '.join(repr(u) for u in unknown[:5])} are not classes of the "
+            f"data ({', '.join(train.classes or [])}), whose test split scores them"
+        )
+    return torch.tensor([classes[name] for name in labelled.names], dtype=torch.long)
+
+
 def _protocol_row(
     inputs: _Inputs,
     protocol: str,
-    budget: Budget,
-    subsets: dict[tuple[str, int], torch.Tensor],
+    budget: str,
+    strategy: str,
+    subsets: dict[Key, Subset],
     progress: bool,
 ) -> dict:
-    """The result row of ``protocol`` at ``budget``: its test accuracy on each seed's subset."""
+    """The result row of ``protocol`` at ``budget`` by ``strategy``: its test accuracy on each
+    seed's subset."""
     started = time.perf_counter()
     accuracies, details = [], []
-    for seed in range(inputs.config.seeds):
-        predicted, extra = _predict(inputs, protocol, subsets[(budget.text, seed)], seed)
+    seeds = [key[2] for key in subsets if key[:2] == (budget, strategy)]
+    for seed in seeds:
+        predicted, extra = _predict(inputs, protocol, subsets[(budget, strategy, seed)], seed)
         accuracies.append(float((predicted == inputs.test.labels).float().mean()))
         details.append(extra)
-    row = _row(protocol, budget.text, accuracies, len(subsets[(budget.text, 0)]), details)
+    row = _row(
+        protocol, budget, strategy, accuracies, len(subsets[(budget, strategy, seeds[0])].index), details
+    )
     _say(
         progress,
-        f"{PROTOCOLS[protocol]:<20} {budget.text:>9}: {row['mean']:.4f} ± {row['std']:.4f} "
-        f"({inputs.config.seeds} seeds, {time.perf_counter() - started:.1f}s)",
+        f"{PROTOCOLS[protocol]:<20} {budget_column(row):>16}: {row['mean']:.4f} ± {row['std']:.4f} "
+        f"({len(seeds)} seed{'s' if len(seeds) != 1 else ''}, {time.perf_counter() - started:.1f}s)",
     )
     return row
 
 
-def _predict(inputs: _Inputs, protocol: str, index: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
-    """The test split's predicted labels by ``protocol`` from the labelled training items ``index``,
-    and what the probe chose (its C; empty for the others)."""
-    config, y = inputs.config, inputs.train.labels[index]
+def _predict(inputs: _Inputs, protocol: str, subset: Subset, seed: int) -> tuple[torch.Tensor, dict]:
+    """The test split's predicted labels by ``protocol`` from the labelled training items of
+    ``subset``, and what the probe chose (its C; empty for the others)."""
+    config, index, y = inputs.config, subset.index, subset.labels
     if protocol == "knn":
         features = inputs.train_features[inputs.position[index]]
         predicted = knn_predict(
@@ -301,10 +390,13 @@ def _fresh_like(encoder: Encoder | BaseTextEncoder, seed: int) -> Encoder | Base
     return encoder.fresh()
 
 
-def _row(protocol: str, labels: str, accuracies: list[float], labelled: int, details: list[dict]) -> dict:
+def _row(
+    protocol: str, labels: str, strategy: str, accuracies: list[float], labelled: int, details: list[dict]
+) -> dict:
     row = {
         "protocol": protocol,
         "labels": labels,
+        "strategy": strategy,
         "mean": float(np.mean(accuracies)),
         "std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,
         "seeds": len(accuracies),
@@ -316,15 +408,22 @@ def _row(protocol: str, labels: str, accuracies: list[float], labelled: int, det
     return row
 
 
+def budget_column(row: dict) -> str:
+    """What a result row's column is called: its budget, and the strategy that drew a count of
+    items (``20 typiclust``)."""
+    strategy = row.get("strategy", CLASS_BALANCED)
+    return row["labels"] if strategy in (CLASS_BALANCED, "labels file") else f"{row['labels']} {strategy}"
+
+
 def result_grid(results: list[dict]) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
-    """The label budgets and protocols of evaluation ``results`` (in order of appearance) and each
-    (protocol, budget)'s ``mean ± std``."""
-    budgets = list(dict.fromkeys(r["labels"] for r in results))
+    """The label budgets (:func:`budget_column`) and protocols of evaluation ``results`` (in order
+    of appearance) and each (protocol, budget)'s ``mean ± std``."""
+    budgets = list(dict.fromkeys(budget_column(r) for r in results))
     protocols = list(dict.fromkeys(r["protocol"] for r in results))
     return (
         budgets,
         protocols,
-        {(r["protocol"], r["labels"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in results},
+        {(r["protocol"], budget_column(r)): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in results},
     )
 
 
@@ -333,13 +432,15 @@ def format_table(evaluation: dict) -> str:
     rows = evaluation["results"]
     budgets, protocols, cell = result_grid(rows)
     width = max(len(PROTOCOLS[p]) for p in protocols)
-    lines = [f"{'protocol':<{width}}  " + "  ".join(f"{b:>13}" for b in budgets)]
+    widths = [max(13, len(b)) for b in budgets]
+    lines = [f"{'protocol':<{width}}  " + "  ".join(f"{b:>{w}}" for b, w in zip(budgets, widths))]
     for p in protocols:
-        lines.append(
-            f"{PROTOCOLS[p]:<{width}}  " + "  ".join(f"{cell.get((p, b), '-'):>13}" for b in budgets)
-        )
+        cells = [f"{cell.get((p, b), '-'):>{w}}" for b, w in zip(budgets, widths)]
+        lines.append(f"{PROTOCOLS[p]:<{width}}  " + "  ".join(cells))
     seeds = rows[0]["seeds"] if rows else 0
-    lines.append(f"(test accuracy, mean ± std over {seeds} seeds of the labelled subset)")
+    lines.append(
+        f"(test accuracy, mean ± std over {seeds} seed{'s' if seeds != 1 else ''} of the labelled subset)"
+    )
     return "\n".join(lines)
 
 

@@ -63,25 +63,37 @@ def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tenso
     return [(t - mean) / std for t in (train, *others)]
 
 
-def stratified_folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Seeded stratified (fit, validation) index folds of a labelled subset for choosing C: up to
-    ``MAX_FOLDS``, as many as the smallest class allows; None where there are fewer than 2 classes
-    or a class has fewer than 2 members."""
-    counts = np.unique(y, return_counts=True)[1]
-    if len(counts) < 2 or int(counts.min()) < 2:
-        return None
-    folds = StratifiedKFold(n_splits=min(MAX_FOLDS, int(counts.min())), shuffle=True, random_state=seed)
-    return list(folds.split(np.zeros(len(y)), y))
+def stratified_folds(y: np.ndarray, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]] | None, str]:
+    """Seeded stratified (fit, validation) index folds of a labelled subset for choosing C, and
+    how C is then chosen. The classes of 2 or more items are split into up to ``MAX_FOLDS`` folds
+    (as many as the smallest of them allows); an item alone in its class (as a random draw of a
+    few items leaves some) is in every fit, never validated. None, with the reason, where fewer
+    than 2 classes have 2 items: C then takes its default."""
+    values, counts = np.unique(y, return_counts=True)
+    several = values[counts >= 2]
+    if len(several) < 2:
+        return None, "default (fewer than 2 classes of 2 or more labelled items to cross-validate)"
+    splittable = np.flatnonzero(np.isin(y, several))
+    alone = np.flatnonzero(~np.isin(y, several))
+    splits = min(MAX_FOLDS, int(counts[counts >= 2].min()))
+    folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    found = [
+        (np.sort(np.concatenate([splittable[fit], alone])), splittable[val])
+        for fit, val in folds.split(np.zeros(len(splittable)), y[splittable])
+    ]
+    alone_note = f"{len(alone)} item{'s' if len(alone) != 1 else ''} alone in a class, always fitted"
+    how = "cross-validated" + (f" ({alone_note})" if len(alone) else "")
+    return found, how
 
 
 def choose_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> tuple[float, str]:
     """The C of ``C_GRID`` with the best mean accuracy over stratified folds of the labelled subset.
 
-    Needs at least 2 labelled images in every class; otherwise returns ``DEFAULT_C``.
+    Needs 2 classes of at least 2 labelled items; otherwise returns ``DEFAULT_C``.
     """
-    folds = stratified_folds(y.numpy(), seed)
+    folds, how = stratified_folds(y.numpy(), seed)
     if folds is None:
-        return DEFAULT_C, "default"
+        return DEFAULT_C, how
     scores = np.zeros(len(C_GRID))
     for train_idx, val_idx in folds:
         train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
@@ -90,7 +102,7 @@ def choose_c(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int) -> t
         for i, c in enumerate(C_GRID):  # increasing C, each fit warm-started from the previous one
             model = fit_logistic(xt, y[train_idx], c, num_classes, init=model)
             scores[i] += float((_predict(model, xv) == y[val_idx]).float().mean())
-    return C_GRID[int(np.argmax(scores))], "cross-validated"
+    return C_GRID[int(np.argmax(scores))], how
 
 
 def linear_probe(

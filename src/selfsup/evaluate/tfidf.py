@@ -43,9 +43,9 @@ def tfidf_probe(train_x, labels: torch.Tensor, test_x, seed: int) -> tuple[torch
             "C": None,
             "selection": "single class",
         }
-    folds = stratified_folds(y, seed)
+    folds, how = stratified_folds(y, seed)
     if folds is None:
-        c, how = DEFAULT_C, "default"
+        c = DEFAULT_C
     else:
         scores = np.zeros(len(TFIDF_C_GRID))
         for fit_idx, val_idx in folds:
@@ -53,7 +53,7 @@ def tfidf_probe(train_x, labels: torch.Tensor, test_x, seed: int) -> tuple[torch
                 scores[i] += float(
                     (_fit(train_x[fit_idx], y[fit_idx], c).predict(train_x[val_idx]) == y[val_idx]).mean()
                 )
-        c, how = TFIDF_C_GRID[int(np.argmax(scores))], "cross-validated"
+        c = TFIDF_C_GRID[int(np.argmax(scores))]
     predicted = _fit(train_x, y, c).predict(test_x)
     return torch.as_tensor(predicted, dtype=torch.long), {
         "C": c,

@@ -115,7 +115,7 @@ def comparison(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, str]:
     """A page comparing runs side by side (accuracy per label budget, wall time, curves overlaid) at
     ``out``, and the same table as Markdown text. Raises :class:`SelfsupError` where one of
     ``run_dirs`` is not a run directory."""
-    from selfsup.evaluate.harness import PROTOCOLS, result_grid
+    from selfsup.evaluate.harness import PROTOCOLS, budget_column, result_grid
 
     loaded = []
     for run_dir in map(runs.check_run_dir, run_dirs):
@@ -123,7 +123,7 @@ def comparison(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, str]:
         evaluation = runs.read_record(run_dir, runs.EVAL_FILE) or {"results": []}
         loaded.append((runs.load_run_config(run_dir), run, evaluation, runs.read_history(run_dir)))
     names = _short_names([Path(r) for r in run_dirs])
-    columns = list(dict.fromkeys((x["protocol"], x["labels"]) for r in loaded for x in r[2]["results"]))
+    columns = list(dict.fromkeys((x["protocol"], budget_column(x)) for r in loaded for x in r[2]["results"]))
     header = ["run", "method", "data", "epochs", "wall s"] + [
         f"{PROTOCOLS.get(p, p)} {b}" for p, b in columns
     ]
