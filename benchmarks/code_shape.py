@@ -24,6 +24,7 @@ LAYERS = [
     "atomic",
     "distributed",
     "data",
+    "labelling",
     "augment",
     "models",
     "config",

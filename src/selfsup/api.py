@@ -6,6 +6,7 @@ configuration key reach the configuration through :meth:`selfsup.verbs.Verb.flag
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from selfsup import distributed, runs
@@ -32,7 +34,7 @@ from selfsup.train import PretrainResult
 from selfsup.train import pretrain as run_pretraining
 from selfsup.train.device import resolve_device, resolve_precision
 from selfsup.train.machine import peak_memory_mb
-from selfsup.verbs import ABLATE, EMBED, EVALUATE, PRETRAIN
+from selfsup.verbs import ABLATE, EMBED, EVALUATE, PRETRAIN, SELECT
 
 
 def _need_images(splits: DataSplits, verb: str) -> None:
@@ -120,6 +122,8 @@ def evaluate(
     *,
     data: Any = None,
     labels: list[str] | None = None,
+    strategies: list[str] | None = None,
+    labelled: str | Path | None = None,
     seeds: int | None = None,
     protocols: list[str] | None = None,
     device: str | None = None,
@@ -128,33 +132,153 @@ def evaluate(
     report: bool = True,
 ) -> dict:
     """Evaluate a run's encoder with few labels and write ``RUN_DIR/eval.json``; returns its content.
-    Under torchrun it runs in the process of rank 0 (the others return an empty dict). Raises
-    :class:`SelfsupError` for a missing run or data, or a bad label budget or protocol."""
+    ``labels``: budgets (:mod:`selfsup.evaluate.budgets`); ``strategies``: how counts of items are
+    picked (:mod:`selfsup.labelling.strategies`); ``labelled``: a labels file whose labels alone
+    train the protocols (:mod:`selfsup.labelling.labels`). Under torchrun it runs in the process
+    of rank 0 (the others return an empty dict). Raises :class:`SelfsupError` for a missing run or
+    data, a bad label budget, strategy, protocol or labels file."""
     if not distributed.is_main():
         return {}
     from_python = data is not None and not isinstance(data, (str, os.PathLike))  # a tensor, a Dataset
     flags = EVALUATE.flags({**locals(), "data": None if from_python else data})
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise SelfsupError(f"run directory not found: {run_dir}")
-    config = runs.load_run_config(run_dir)
-    apply_overrides(config, overrides, flags)
-    if data is None and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
-        raise SelfsupError(
-            f"the run's data {config.data.spec} are not there any more; pass --data PATH (from Python: data=)"
-        )
+    config = _run_config(run_dir, overrides, flags, check_data=not from_python)
     splits = load_data(data) if from_python else load_splits(config, progress)
     torch_device = resolve_device(config.train.device)
     encoder = runs.load_encoder(run_dir, torch_device)
     started = time.perf_counter()
     precision = resolve_precision(config.train.precision, torch_device)
-    evaluation = evaluate_encoder(encoder, splits, config.eval, torch_device, precision, progress=progress)
+    given = None
+    if labelled is not None:
+        from selfsup.labelling.labels import read_labels
+
+        given = read_labels(labelled, splits)
+    evaluation = evaluate_encoder(
+        encoder, splits, config.eval, torch_device, precision, progress=progress, labelled=given
+    )
     evaluation["seconds"] = time.perf_counter() - started
     evaluation["eval_config"] = dataclasses.asdict(config.eval)
     write_text(run_dir / EVAL_FILE, to_json(evaluation, indent=2))
     if report:
         _write_report(run_dir, device, progress)
     return evaluation
+
+
+def select(
+    run_dir: str | Path,
+    *,
+    budget: int,
+    strategy: str = "typiclust",
+    data: str | None = None,
+    labelled: str | Path | None = None,
+    seed: int = 0,
+    features: str | Path | None = None,
+    out: str | Path | None = None,
+    device: str | None = None,
+    overrides=(),
+    progress: bool = True,
+) -> dict:
+    """Pick ``budget`` training items of the run's data (or ``data``) for the user to label, by
+    ``strategy`` (:mod:`selfsup.labelling.strategies`) on the run's encoder's features (embedded a
+    batch at a time from the store, or read from ``features``, a ``selfsup embed`` file of the same
+    data); ``labelled`` (a labels file, :mod:`selfsup.labelling.labels`): the items labelled
+    already, which the picks complement. Writes ``out`` (default ``RUN_DIR/picks.csv``), its Label
+    Studio tasks (``.labelstudio.json``) and interface (``.labelstudio.xml``), and a page of the
+    picks (``.html``). Returns what was picked and where it went. Raises :class:`SelfsupError`
+    for a missing run or data, a bad budget, strategy or labels file."""
+    from selfsup.evaluate.features import extract_features
+    from selfsup.labelling.labels import label_studio_files, read_labels, write_picks_csv
+    from selfsup.labelling.strategies import pick
+    from selfsup.report.picks import picks_page
+
+    flags = SELECT.flags(locals())
+    run_dir, started = Path(run_dir), time.perf_counter()
+    out = Path(out) if out is not None else run_dir / "picks.csv"
+    if out.suffix.lower() != ".csv":
+        raise SelfsupError(f"--out must name a .csv file, got {out}")
+    config = _run_config(run_dir, overrides, flags)
+    splits = load_splits(config, progress)
+    train = splits.train
+    known = read_labels(labelled, splits) if labelled is not None else None
+    torch_device = resolve_device(config.train.device)
+    if features is not None:
+        matrix = _embedded_features(Path(features), train)
+    else:
+        encoder = runs.load_encoder(run_dir, torch_device)
+        precision = resolve_precision(config.train.precision, torch_device)
+        matrix = extract_features(encoder, encoder.inputs(train), torch_device, precision).numpy()
+    chosen = pick(strategy, matrix, budget, known.rows if known else (), seed=seed, progress=progress)
+    images = getattr(train, "images", None)
+    rows = []
+    for rank, (row, cluster, score) in enumerate(zip(chosen.rows, chosen.cluster, chosen.score), start=1):
+        item = {"rank": rank, "index": int(train.indices()[row])}
+        if images is None:
+            item["text"] = train.texts[int(row)]
+        elif getattr(train, "names", None):  # data without files (arrays, digits) have none
+            item["path"] = train.names[row]
+        item |= {"cluster": int(cluster), "score": "" if score != score else f"{score:.6g}", "label": ""}
+        rows.append(item)
+    picked = images[torch.as_tensor(chosen.rows)] if images is not None else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+    files = {
+        "csv": str(out),
+        "tasks": f"{stem}.labelstudio.json",
+        "interface": f"{stem}.labelstudio.xml",
+        "page": f"{stem}.html",
+    }
+    classes = known.classes() if known else train.classes
+    write_picks_csv(out, rows)
+    label_studio_files(Path(files["tasks"]), Path(files["interface"]), rows, picked, classes)
+    summary = {
+        "strategy": strategy,
+        "budget": budget,
+        "seed": seed,
+        "note": chosen.note,
+        "data": splits.source,
+        "pool": len(train),
+        "labelled": len(known) if known else 0,
+        "index": [r["index"] for r in rows],
+        **files,
+    }
+    picks_page(Path(files["page"]), rows, picked, summary)
+    summary["seconds"] = time.perf_counter() - started
+    return summary
+
+
+def _run_config(run_dir: Path, overrides, flags: dict, check_data: bool = True):
+    """The configuration of the run in ``run_dir`` with ``overrides`` and ``flags`` applied;
+    raises :class:`SelfsupError` where the run, or (``check_data``) its data, is missing."""
+    if not run_dir.is_dir():
+        raise SelfsupError(f"run directory not found: {run_dir}")
+    config = runs.load_run_config(run_dir)
+    apply_overrides(config, overrides, flags)
+    if check_data and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
+        raise SelfsupError(
+            f"the run's data {config.data.spec} are not there any more; pass --data PATH (from Python: data=)"
+        )
+    return config
+
+
+def _embedded_features(path: Path, train) -> np.ndarray:
+    """The rows of a ``selfsup embed`` file (``path`` and its ``.json``) of the training items of
+    ``train``, in their order; raises :class:`SelfsupError` where they are not those items."""
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        raise SelfsupError(f"--features: {path} and {meta_path} (what `selfsup embed` writes) are needed")
+    meta = json.loads(meta_path.read_text())
+    if "index" not in meta:
+        raise SelfsupError(
+            f"--features: {meta_path} has no item indices; embed the data again with this version"
+        )
+    rows = {(split, index): row for row, (split, index) in enumerate(zip(meta["split"], meta["index"]))}
+    try:
+        order = [rows[("train", int(i))] for i in train.indices().tolist()]
+    except KeyError as missing:
+        raise SelfsupError(
+            f"--features: {path} lacks training item {missing.args[0][1]}: embed the same data"
+        ) from None
+    return np.load(path, mmap_mode="r")[np.array(order)]
 
 
 def embed(
@@ -168,8 +292,9 @@ def embed(
 ) -> Path:
     """Write the encoder's features of every image of ``data`` to ``out`` (.npy, N×D float32).
 
-    Beside it, ``<out stem>.json`` gives each row's split, label (or null) and file name (or null),
-    and the class names. Rows are the training split, then the test split. ``overrides``
+    Beside it, ``<out stem>.json`` gives each row's split, ``index`` (its position in the data,
+    :attr:`~selfsup.data.dataset.LabelledData.item_index`), label (or null) and ``path`` (or
+    null), and the class names. Rows are the training split, then the test split. ``overrides``
     (``key=value``) change how the data are read, e.g. ``data.image_size=32``. Raises
     :class:`SelfsupError` for an ``out`` that is not a .npy file, or images the encoder cannot take.
     """
@@ -183,7 +308,7 @@ def embed(
     apply_overrides(config, overrides, flags)
     splits = load_splits(config, progress)
     parts = [("train", splits.train)] + ([("test", splits.test)] if splits.test is not None else [])
-    meta = {"split": [], "label": [], "name": [], "classes": splits.train.classes}
+    meta = {"split": [], "index": [], "label": [], "path": [], "classes": splits.train.classes}
     for split, dataset in parts:
         inputs = encoder.inputs(dataset)
         expected = encoder.spec["in_channels"] if isinstance(dataset, ImageDataset) else None
@@ -191,8 +316,9 @@ def embed(
             raise SelfsupError(f"{data} has {inputs.shape[1]}-channel images; the encoder expects {expected}")
         labels = dataset.labels.tolist() if dataset.labelled else [-1] * len(dataset)
         meta["split"] += [split] * len(dataset)
+        meta["index"] += dataset.indices().tolist()
         meta["label"] += [label if label >= 0 else None for label in labels]
-        meta["name"] += getattr(dataset, "names", None) or [None] * len(dataset)
+        meta["path"] += getattr(dataset, "names", None) or [None] * len(dataset)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_features(encoder, [encoder.inputs(dataset) for _, dataset in parts], torch_device, out)
     write_text(out.with_suffix(".json"), to_json(meta))

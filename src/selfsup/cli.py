@@ -181,6 +181,11 @@ def _show_methods(rows: list[dict[str, str]], args) -> None:
 SHOW = {
     "pretrain": _show_pretrain,
     "evaluate": _show_evaluate,
+    "select": lambda picked, args: print(
+        f"{picked['budget']} items picked by {picked['strategy']} ({picked['note']}) in {picked['csv']}: "
+        f"fill in its label column, or import {picked['tasks']} into Label Studio with the interface "
+        f"{picked['interface']}; the picks as pictures: {picked['page']}"
+    ),
     "embed": lambda out, args: print(f"embeddings in {out} (row metadata in {out.with_suffix('.json')})"),
     "augment": lambda out, args: print(f"grid of images and their views in {out}"),
     "ablate": _show_ablate,

@@ -164,9 +164,23 @@ EVALUATE = Verb(
         Option("--data", "labelled data to evaluate on (default: the run's own data)", key="data.spec"),
         Option(
             "--labels",
-            "label budgets: fractions and/or N/class, e.g. 0.01,0.1,10/class",
+            "label budgets: counts of items (20: drawn at random or by --strategy), and, class-balanced "
+            "(they need the labels first), fractions of each class (0.01) and N/class, e.g. 10,20,1/class",
             csv,
             key="eval.labels",
+        ),
+        Option(
+            "--strategy",
+            "how the counts of items are picked: any of random (default), typiclust, probcover, kcenter",
+            csv,
+            key="eval.strategies",
+            param="strategies",
+        ),
+        Option(
+            "--labelled",
+            "score the protocols trained on exactly the labels of this file (CSV/TSV with path or index "
+            "and label, or a Label Studio export) instead of the budgets",
+            metavar="FILE",
         ),
         Option("--seeds", "number of seeded labelled subsets per budget", int, key="eval.seeds"),
         Option(
@@ -183,11 +197,46 @@ EVALUATE = Verb(
     ),
 )
 
+SELECT = Verb(
+    "select",
+    "pick the items worth labelling (TypiClust, ProbCover, k-centre, random)",
+    "Pick --budget training items for the user to label, from the run's encoder's features: "
+    "FILE.csv (rank, index, path or text, cluster, score, and an empty label column to fill in), "
+    "FILE.labelstudio.json and .labelstudio.xml (tasks and interface for Label Studio), FILE.html "
+    "(the picks as pictures). Labels come back with --labelled in select, evaluate and fit.",
+    (
+        RUN_DIR,
+        Option("--budget", "how many items to pick", int, required=True, metavar="N"),
+        Option(
+            "--strategy",
+            "typiclust (default: typical items of the largest clusters), probcover (greedy coverage of "
+            "δ-balls), kcenter (the greedy k-centre core set) or random",
+            default="typiclust",
+            choices=("typiclust", "probcover", "kcenter", "random"),
+        ),
+        Option("--data", "data to pick from (default: the run's own data)", key="data.spec"),
+        Option(
+            "--labelled",
+            "a labels file (CSV/TSV with path or index and label, or a Label Studio export): the items "
+            "labelled already; the picks complement them",
+            metavar="FILE",
+        ),
+        Option("--seed", "seed of what is random in the strategy (default 0)", int, default=0),
+        Option(
+            "--features", "reuse the features `selfsup embed` wrote for the same data", metavar="FILE.npy"
+        ),
+        Option("--out", "the picks' CSV (default RUN_DIR/picks.csv)", metavar="FILE.csv"),
+        _device(key="train.device"),
+        _quiet(),
+        _overrides("how to read the data, e.g. data.image_size=32"),
+    ),
+)
+
 EMBED = Verb(
     "embed",
     "write a data set's embeddings to a .npy file",
     "Embed every image of a data set with a run's encoder: FILE.npy (N×D) and "
-    "FILE.json (split, label and file name of each row).",
+    "FILE.json (split, index, label and path of each row).",
     (
         RUN_DIR,
         Option("--data", required=True, key="data.spec"),
@@ -362,6 +411,7 @@ VERBS = {
     for verb in (
         PRETRAIN,
         EVALUATE,
+        SELECT,
         EMBED,
         AUGMENT,
         ABLATE,
