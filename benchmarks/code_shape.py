@@ -32,6 +32,7 @@ LAYERS = [
     "methods",
     "train",
     "evaluate",
+    "task",
     "runs",
     "report",
     "studies",

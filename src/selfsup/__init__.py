@@ -12,4 +12,12 @@ def load_encoder(run_dir):
     return _load(run_dir)
 
 
-__all__ = ["SelfsupError", "load_encoder", "__version__"]
+def load_classifier(model_dir, device="cpu"):
+    """The task model of a ``selfsup fit`` model directory: images in [0, 1] (or token ids) ->
+    class probabilities (see :func:`selfsup.task.classifier.load_classifier`)."""
+    from selfsup.task.classifier import load_classifier as _load
+
+    return _load(model_dir, device)
+
+
+__all__ = ["SelfsupError", "load_classifier", "load_encoder", "__version__"]

@@ -5,7 +5,10 @@ configuration key reach the configuration through :meth:`selfsup.verbs.Verb.flag
 
 from __future__ import annotations
 
+import copy
+import csv
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -17,8 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from selfsup import distributed, runs
+from selfsup import atomic, distributed, runs
 from selfsup.atomic import write_text
 from selfsup.config import apply_overrides
 from selfsup.data import DataSplits, ImageDataset, load_data
@@ -34,7 +38,7 @@ from selfsup.train import PretrainResult
 from selfsup.train import pretrain as run_pretraining
 from selfsup.train.device import resolve_device, resolve_precision
 from selfsup.train.machine import peak_memory_mb
-from selfsup.verbs import ABLATE, EMBED, EVALUATE, PRETRAIN, SELECT
+from selfsup.verbs import ABLATE, EMBED, EVALUATE, FIT, PRETRAIN, SELECT
 
 
 def _need_images(splits: DataSplits, verb: str) -> None:
@@ -244,6 +248,272 @@ def select(
     picks_page(Path(files["page"]), rows, picked, summary)
     summary["seconds"] = time.perf_counter() - started
     return summary
+
+
+def fit(
+    run_dir: str | Path,
+    *,
+    labelled: str | Path | None = None,
+    budget: int | None = None,
+    strategy: str = "typiclust",
+    data: str | None = None,
+    protocol: str = "auto",
+    semi: str = "propagate",
+    student: str | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    device: str | None = None,
+    overrides=(),
+    progress: bool = True,
+) -> dict:
+    """Fit the task model of the run's encoder (:mod:`selfsup.task.fit`) on the labels of
+    ``labelled`` (a labels file), or of ``budget`` items picked by ``strategy`` with their labels
+    read from the data (the labeller simulated, for benchmarks and demos), and the unlabelled
+    training items (``semi``); write it to ``out`` (default ``RUN_DIR/model``; see
+    :mod:`selfsup.task.classifier`) with its page. Returns ``classifier.json``'s content. Raises
+    :class:`SelfsupError` for a missing run or data, no labels, labels of one class, a bad
+    protocol, stage, strategy or student."""
+    from selfsup.augment import ViewAugmenter
+    from selfsup.config import save_config
+    from selfsup.labelling.labels import read_labels
+    from selfsup.report.task import confident_examples, task_page
+    from selfsup.task import fit as task
+    from selfsup.task.classifier import save_classifier
+
+    task.check_choices(protocol, semi)
+    flags = FIT.flags(locals())
+    run_dir, started = Path(run_dir), time.perf_counter()
+    out = Path(out) if out is not None else run_dir / "model"
+    config = _run_config(run_dir, overrides, flags)
+    splits = load_splits(config, progress)
+    train = splits.train
+    torch_device = resolve_device(config.train.device)
+    precision = resolve_precision(config.train.precision, torch_device)
+    encoder = runs.load_encoder(run_dir, torch_device)
+    images = isinstance(train, ImageDataset)
+    fitting = task.Fitting(
+        encoder,
+        encoder.inputs(train),
+        config.eval,
+        torch_device,
+        precision,
+        seed,
+        progress,
+        ViewAugmenter(config.augment) if images else None,
+    )
+    labels, source = _task_labels(fitting, splits, labelled, budget, strategy, read_labels)
+    fitting.say(source)
+    if len(labels.classes) < 2:
+        raise SelfsupError(
+            f"the labels name one class ('{labels.classes[0]}'): a classifier needs two or more"
+        )
+    if protocol == "auto":
+        chosen, why = task.choose_protocol(fitting, labels)
+    else:
+        chosen, why = protocol, "as asked"
+    fitting.say(f"protocol {why}")
+    model = task.first_stage(fitting, labels, chosen)
+    if semi == "propagate":
+        model = task.propagate(fitting, labels, model)
+    elif semi == "self-train":
+        model = task.self_train(fitting, labels, model, chosen)
+    elif semi == "distill":
+        model = task.distill(fitting, labels, model, _student(student, encoder, config))
+    validation, how = task.cross_validate(fitting, labels, chosen, semi)
+    model = model.to(torch_device).eval()
+    scored, examples, test_accuracy = _score_task_model(
+        model, splits, fitting, labels.classes, confident_examples
+    )
+    facts = {
+        "run_dir": str(run_dir.resolve()),
+        "data": splits.source,
+        "labels": source,
+        "labelled_items": len(labels.rows),
+        "protocol": chosen,
+        "protocol_choice": why,
+        "semi": semi,
+        "student": (student or "the run's backbone") if semi == "distill" else None,
+        "seed": seed,
+        "validation_accuracy": validation,
+        "validation": how if semi in ("none", "propagate") or validation is None else f"{how}, before {semi}",
+        "test_accuracy": test_accuracy,
+        "notes": fitting.notes,
+        "settings": dataclasses.asdict(config.eval),
+    }
+    model.classes = labels.classes
+    save_classifier(model.cpu(), out, facts)
+    save_config(config, out / "config.yaml")
+    facts["seconds"] = time.perf_counter() - started
+    facts["page"] = str(
+        task_page(out / "report.html", {**facts, "classes": labels.classes}, scored, examples)
+    )
+    return {**facts, "model_dir": str(out), "classes": labels.classes}
+
+
+def predict(
+    model_dir: str | Path,
+    *,
+    data: str,
+    out: str | Path = "predictions.csv",
+    top_k: int = 1,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write the task model's predictions for every item of ``data`` to ``out``: one row per item,
+    ``index``, ``path`` (or ``text``), ``label``, ``probability`` and, with ``top_k`` K, ``label_2``,
+    ``probability_2``, ... up to K; streamed a batch at a time. Images are resized as the run's
+    were (``data.image_size``; to the model's side where the run's images were all one size).
+    Returns where the predictions went and how many. Raises :class:`SelfsupError` for a folder
+    that is not a model, data of another modality or channel count, or a bad ``top_k``."""
+    from selfsup.evaluate.features import feature_batches
+    from selfsup.task.classifier import load_classifier
+
+    started = time.perf_counter()
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise SelfsupError(f"--out must name a .csv file, got {out}")
+    torch_device = resolve_device(device or "auto")
+    model = load_classifier(model_dir, torch_device)
+    if not 1 <= top_k <= len(model.classes):
+        raise SelfsupError(f"--top-k must lie in 1..{len(model.classes)} (the model's classes), got {top_k}")
+    config = runs.load_run_config(model_dir)  # the run's settings, saved beside the model
+    config.data.spec = str(data)
+    splits = _prediction_data(config, model, progress)
+    text = not isinstance(splits.train, ImageDataset)
+    columns = ["index", "text" if text else "path", "label", "probability"]
+    columns += [f"{name}_{k}" for k in range(2, top_k + 1) for name in ("label", "probability")]
+    count = 0
+
+    def write(handle) -> None:
+        nonlocal count
+        handle.write((",".join(columns) + "\n").encode())
+        for dataset in (d for d in (splits.train, splits.test) if d is not None):
+            names = dataset.texts if text else getattr(dataset, "names", None)
+            index = dataset.indices().tolist()
+            batches = feature_batches(model, model.inputs(dataset), torch_device)
+            for start, probabilities in tqdm(batches, desc="predicting", disable=not progress, leave=False):
+                top, classes = probabilities.topk(top_k, dim=1)
+                buffer = io.StringIO()
+                rows = csv.writer(buffer, lineterminator="\n")
+                for i in range(len(probabilities)):
+                    row = [index[start + i], names[start + i] if names is not None else ""]
+                    for k in range(top_k):
+                        row += [model.classes[int(classes[i, k])], f"{float(top[i, k]):.6f}"]
+                    rows.writerow(row)
+                handle.write(buffer.getvalue().encode())
+                count += len(probabilities)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_file(out, write)
+    return {
+        "out": str(out),
+        "items": count,
+        "classes": model.classes,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _prediction_data(config, model, progress: bool) -> DataSplits:
+    """The data to predict, read as the model's run read its own; raises :class:`SelfsupError`
+    where they are of another modality or channel count than the model takes."""
+    splits = load_splits(config, progress)
+    spec = getattr(model.encoder, "spec", {})
+    if spec.get("modality") == "text" or not hasattr(model.encoder, "spec"):
+        if isinstance(splits.train, ImageDataset):
+            raise SelfsupError(f"{config.data.spec} holds images; this model classifies texts")
+        return splits
+    if not isinstance(splits.train, ImageDataset):
+        raise SelfsupError(f"{config.data.spec} holds texts; this model classifies images")
+    channels, size = splits.train.images.shape[1], list(splits.train.images.shape[2:])
+    if channels != spec["in_channels"]:
+        raise SelfsupError(
+            f"{config.data.spec}: {channels}-channel images; the model takes {spec['in_channels']} channels"
+        )
+    if size != spec["input_size"] and config.data.image_size is None:
+        height, width = spec["input_size"]
+        if height != width:
+            raise SelfsupError(
+                f"{config.data.spec} has {size[0]}×{size[1]} images; the model takes {height}×{width} ones"
+            )
+        config.data.image_size = height  # resized and centre-cropped, as data.image_size does
+        splits = load_splits(config, False)
+    return splits
+
+
+def _task_labels(fitting, splits, labelled, budget, strategy, read_labels):
+    """The labelled items of ``fit`` and where their labels came from."""
+    from selfsup.labelling.labels import class_order
+    from selfsup.labelling.strategies import pick
+    from selfsup.task.fit import Labelled
+
+    train = splits.train
+    if labelled is not None:
+        given = read_labels(labelled, splits)
+        classes = given.classes()
+        position = {name: i for i, name in enumerate(classes)}
+        rows = torch.as_tensor(given.rows)
+        labels = torch.tensor([position[name] for name in given.names])
+        return Labelled(rows, labels, classes), f"{len(rows)} labels from {given.source}"
+    if budget is None:
+        raise SelfsupError(
+            "fit needs labels: --labelled FILE (select's CSV filled in, or a Label Studio export), or "
+            "--budget N to pick N items and read their labels from the data (a simulated labeller)"
+        )
+    pool = train.labelled_index()
+    if len(pool) == 0:
+        raise SelfsupError(f"--budget reads the picks' labels from the data, and {splits.source} has none")
+    picked = pick(strategy, fitting.features()[pool].numpy(), budget, seed=fitting.seed)
+    rows = torch.sort(pool[torch.as_tensor(picked.rows)]).values
+    names = [train.classes[int(c)] for c in train.labels[rows]]
+    classes = class_order(names)
+    position = {name: i for i, name in enumerate(classes)}
+    labels = torch.tensor([position[name] for name in names])
+    source = f"{budget} items picked by {strategy}, their labels read from the data (the labeller simulated)"
+    return Labelled(rows, labels, classes), source
+
+
+def _student(student: str | None, encoder, config):
+    """The student of distillation: the run's encoder (its pretrained weights) by default, or a
+    fresh ``student`` backbone (images) with the run's input statistics."""
+    if student is None:
+        return copy.deepcopy(encoder)
+    if not hasattr(encoder, "spec") or encoder.spec.get("modality") == "text":
+        raise SelfsupError("--student names an image backbone; a text run distils into its own transformer")
+    from selfsup.models.encoder import Encoder
+
+    spec = {**encoder.spec, "backbone": student, "depth": 0, "patch_size": 0}
+    return Encoder(**spec)
+
+
+def _score_task_model(model, splits, fitting, classes, confident_examples):
+    """The page's test scores (per class, confusion) and examples, and the test accuracy; the
+    examples come from the unlabelled training items where there is no labelled test split."""
+    from selfsup.evaluate.features import extract_features
+
+    test = splits.test
+    labelled_test = test is not None and test.labelled
+    data = test if labelled_test else splits.train
+    inputs = model.inputs(data)
+    probabilities = extract_features(model, inputs, fitting.device, fitting.amp_dtype)
+    truth = None
+    scored, accuracy = None, None
+    if labelled_test:
+        names = [test.classes[int(c)] if c >= 0 else None for c in test.labels]
+        truth = names
+        known = {name: i for i, name in enumerate(classes)}
+        predicted = probabilities.argmax(dim=1).tolist()
+        per_class, confusion = [], []
+        test_classes = [c for c in test.classes if c in set(names)]
+        for true in test_classes:
+            members = [i for i, n in enumerate(names) if n == true]
+            hits = sum(1 for i in members if classes[predicted[i]] == true)
+            per_class.append((true, hits / len(members), len(members)))
+            confusion.append([sum(1 for i in members if predicted[i] == known.get(c, -1)) for c in classes])
+        scored_items = [i for i, n in enumerate(names) if n is not None]
+        accuracy = sum(classes[predicted[i]] == names[i] for i in scored_items) / max(1, len(scored_items))
+        scored = {"classes": classes, "rows": test_classes, "per_class": per_class, "confusion": confusion}
+    items = (lambda i: data.images[i]) if hasattr(data, "images") else (lambda i: data.texts[i])
+    return scored, confident_examples(probabilities, classes, truth, items), accuracy
 
 
 def _run_config(run_dir: Path, overrides, flags: dict, check_data: bool = True):

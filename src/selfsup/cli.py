@@ -186,6 +186,18 @@ SHOW = {
         f"fill in its label column, or import {picked['tasks']} into Label Studio with the interface "
         f"{picked['interface']}; the picks as pictures: {picked['page']}"
     ),
+    "fit": lambda fitted, args: print(
+        f"task model in {fitted['model_dir']} ({len(fitted['classes'])} classes; {fitted['protocol']}, "
+        f"{fitted['semi']}): cross-validated accuracy on the labels "
+        + (
+            f"{fitted['validation_accuracy']:.3f}"
+            if fitted["validation_accuracy"] is not None
+            else "— (too few)"
+        )
+        + (f", test accuracy {fitted['test_accuracy']:.3f}" if fitted["test_accuracy"] is not None else "")
+        + f"; page {fitted['page']}"
+    ),
+    "predict": lambda predicted, args: print(f"{predicted['items']} predictions in {predicted['out']}"),
     "embed": lambda out, args: print(f"embeddings in {out} (row metadata in {out.with_suffix('.json')})"),
     "augment": lambda out, args: print(f"grid of images and their views in {out}"),
     "ablate": _show_ablate,

@@ -232,6 +232,78 @@ SELECT = Verb(
     ),
 )
 
+FIT = Verb(
+    "fit",
+    "fit the task model: a classifier from a few labels and the unlabelled rest",
+    "Fit a classifier on the run's encoder from the labels of --labelled (or --budget items picked "
+    "by --strategy, their labels read from the data: a simulated labeller) and the unlabelled "
+    "training items (--semi); writes MODEL_DIR (the classifier, classes.json, classifier.json with "
+    "its cross-validated accuracy, report.html) for `selfsup predict` and `selfsup export`.",
+    (
+        RUN_DIR,
+        Option(
+            "--labelled", "a labels file: select's CSV filled in, or a Label Studio export", metavar="FILE"
+        ),
+        Option(
+            "--budget",
+            "pick N items and read their labels from the data (benchmarks, demos)",
+            int,
+            metavar="N",
+        ),
+        Option(
+            "--strategy",
+            "how --budget picks (default typiclust)",
+            default="typiclust",
+            choices=("typiclust", "probcover", "kcenter", "random"),
+        ),
+        Option("--data", "data to fit on (default: the run's own data)", key="data.spec"),
+        Option(
+            "--protocol",
+            "linear (a head on the frozen encoder), finetune (encoder and head), or auto (default: "
+            "chosen by cross-validation on the labels)",
+            default="auto",
+            choices=("auto", "linear", "finetune"),
+        ),
+        Option(
+            "--semi",
+            "the unlabelled items: propagate (default: label spreading), self-train, distill, none",
+            default="propagate",
+            choices=("propagate", "self-train", "distill", "none"),
+        ),
+        Option(
+            "--student",
+            "distill: the student backbone (small_cnn, resnet18, timm:NAME, ...; default: the run's)",
+        ),
+        Option("--seed", "seed of the picks and the training (default 0)", int, default=0),
+        Option("--out", "the model directory (default RUN_DIR/model)", metavar="MODEL_DIR"),
+        _device(key="train.device"),
+        _quiet(),
+        _overrides("settings, e.g. eval.finetune_epochs=50 data.image_size=32"),
+    ),
+)
+
+PREDICT = Verb(
+    "predict",
+    "predict the classes of any number of items with a task model",
+    "One row per item of --data: index, path (or text), label, probability and, with --top-k K, "
+    "the next K-1 classes; streamed a batch at a time.",
+    (
+        Option("model_dir", metavar="MODEL_DIR"),
+        Option("--data", "images or texts to predict", required=True),
+        Option(
+            "--out",
+            "the predictions' CSV (default predictions.csv)",
+            default="predictions.csv",
+            metavar="FILE.csv",
+        ),
+        Option(
+            "--top-k", "the K most probable classes of each item (default 1)", int, default=1, metavar="K"
+        ),
+        _device(),
+        _quiet(),
+    ),
+)
+
 EMBED = Verb(
     "embed",
     "write a data set's embeddings to a .npy file",
@@ -412,6 +484,8 @@ VERBS = {
         PRETRAIN,
         EVALUATE,
         SELECT,
+        FIT,
+        PREDICT,
         EMBED,
         AUGMENT,
         ABLATE,

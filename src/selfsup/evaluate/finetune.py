@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from selfsup.augment import AugmentConfig, ViewAugmenter
 from selfsup.config import EvalConfig
@@ -38,8 +39,12 @@ def train_classifier(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     seed: int,
+    weights: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> Classifier:
     """Train encoder + linear head with cross-entropy on the labelled images (or token ids).
+    ``labels``: class indices N, or class probabilities N×K (soft targets, as distillation's);
+    ``weights``: each item's weight in the loss (default 1).
 
     SGD (momentum 0.9, Nesterov) or AdamW (``finetune_optimizer``) with a 10% linear warm-up then
     cosine decay, for ``finetune_epochs`` passes (at least ``finetune_min_steps`` steps);
@@ -61,13 +66,20 @@ def train_classifier(
     model.train()
     batches = _batch_indices(len(images), batch_size, total, order_gen)
     guard = _batch_norm_guard(model, batch_size, len(images))
-    for step, index in enumerate(batches):
+    weights = weights.to(device) if weights is not None else None
+    for step, index in enumerate(
+        tqdm(batches, total=total, desc="training", disable=not progress, leave=False)
+    ):
         index = index.to(device)
         set_lr(optimizer, lr_at(step, total, max(1, total // 10), config.finetune_lr))
         with autocast(device, amp_dtype):
             logits = model(views(images[index]))
         guard.remove()
-        loss = F.cross_entropy(logits.float(), labels[index])
+        if weights is None:
+            loss = F.cross_entropy(logits.float(), labels[index])
+        else:
+            losses = F.cross_entropy(logits.float(), labels[index], reduction="none")
+            loss = (losses * weights[index]).sum() / weights[index].sum().clamp_min(1e-12)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -25,8 +25,10 @@ def fit_logistic(
     c: float,
     num_classes: int,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights D×K and bias K minimising  C·Σᵢ CE(W·xᵢ + b, yᵢ) + ½‖W‖²  (scikit-learn's objective)."""
+    """Weights D×K and bias K minimising  C·Σᵢ ωᵢ·CE(W·xᵢ + b, yᵢ) + ½‖W‖²  (scikit-learn's
+    objective with sample weights ``weights``, default 1; the sum is over Σωᵢ items' worth)."""
     n, d = x.shape
     weight = (init[0].clone() if init else torch.zeros(d, num_classes, dtype=x.dtype)).requires_grad_(True)
     bias = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype)).requires_grad_(True)
@@ -40,10 +42,14 @@ def fit_logistic(
         line_search_fn="strong_wolfe",
     )
 
+    size = float(weights.sum()) if weights is not None else n
+
     def closure():
         optimizer.zero_grad()
         # the objective divided by C·n, so its scale does not depend on C or n
-        loss = F.cross_entropy(x @ weight + bias, y) + weight.pow(2).sum() / (2 * c * n)
+        losses = F.cross_entropy(x @ weight + bias, y, reduction="none")
+        fit = (losses * weights).sum() / size if weights is not None else losses.mean()
+        loss = fit + weight.pow(2).sum() / (2 * c * size)
         loss.backward()
         return loss
 

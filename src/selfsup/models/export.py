@@ -54,13 +54,20 @@ def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
     run_dir = Path(run_dir)
-    encoder = load_encoder(run_dir)
+    from selfsup.task.classifier import is_model_dir, load_classifier
+
+    classifier = is_model_dir(run_dir)
+    encoder = load_classifier(run_dir) if classifier else load_encoder(run_dir)
     text = encoder.spec.get("modality") == "text"
-    fits = ("hf", "safetensors") if text else tuple(f for f in FORMATS if f != "hf")
+    if classifier:  # a task model of selfsup fit: the classifier with its head
+        fits = ("safetensors",) if text else tuple(f for f in FORMATS if f != "hf")
+    else:
+        fits = ("hf", "safetensors") if text else tuple(f for f in FORMATS if f != "hf")
     if fmt not in fits:
-        kind = "text" if text else "image"
-        raise ConfigError(f"--format {fmt} does not fit a {kind} run; use one of {', '.join(fits)}")
-    default = run_dir / "export" / ("hf" if fmt == "hf" else f"encoder{SUFFIX[fmt]}")
+        kind = ("text " if text else "image ") + ("classifier" if classifier else "run")
+        raise ConfigError(f"--format {fmt} does not fit a {kind}; use one of {', '.join(fits)}")
+    name = "classifier" if classifier else "encoder"
+    default = run_dir / "export" / ("hf" if fmt == "hf" else f"{name}{SUFFIX[fmt]}")
     path = Path(out) if out is not None else default
     path.parent.mkdir(parents=True, exist_ok=True)
     note = WRITERS[fmt](encoder, path)
@@ -70,12 +77,13 @@ def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None)
 
 
 def _image_facts(encoder, any_size: bool = False) -> dict:
-    """What the note says of an image encoder's input: the run's image shape (``any_size``: the
-    export takes other heights and widths too), the standardisation, the feature size."""
+    """What the note says of an image encoder's (or classifier's) input: the run's image shape
+    (``any_size``: the export takes other heights and widths too), the standardisation, the
+    output (features, or class probabilities and the classes' names)."""
     spec = encoder.spec
     height, width = spec["input_size"]
     sizes = "; any height and width (dynamic axes)" if any_size else " (fixed)"
-    return {
+    facts = {
         "input": f"float images N×{spec['in_channels']}×{height}×{width} in [0, 1], the run's images{sizes}",
         "input_shape": [spec["in_channels"], height, width],
         "any_size": any_size,
@@ -83,6 +91,10 @@ def _image_facts(encoder, any_size: bool = False) -> dict:
         "std": spec["std"],
         "out_dim": encoder.out_dim,
     }
+    if hasattr(encoder, "classes"):
+        facts["output"] = f"class probabilities N×{len(encoder.classes)} (softmax), in the order of 'classes'"
+        facts["classes"] = encoder.classes
+    return facts
 
 
 def _library_net(encoder) -> nn.Module:
@@ -95,17 +107,25 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _write_safetensors(encoder, path: Path) -> dict:
-    if encoder.spec.get("modality") == "text":
+    metadata = {"selfsup_spec": to_json(encoder.spec)}
+    if hasattr(encoder, "classes"):  # a classifier: its encoder (normalisation included) and head
         weights = _state(encoder)
-        facts = {"input": "token ids N×L of the run's tokenizer (tokenizer.json in the run)"}
+        metadata["classes"] = to_json(encoder.classes)
+        facts = {"classes": encoder.classes, "output": "head.linear: logits of the standardised features"}
+        load = "safetensors.torch.load_file(path): encoder.* (selfsup's encoder) and head.* (LinearHead)"
     else:
-        weights, facts = _state(_library_net(encoder)), _image_facts(encoder)
-    write_bytes(path, safetensors_bytes(weights, {"selfsup_spec": to_json(encoder.spec)}))
-    return {
-        **facts,
-        "load": "safetensors.torch.load_file(path); the keys are the backbone's own "
-        "(the library's, for timm:, torchvision: and the ResNets)",
-    }
+        weights = _state(encoder) if encoder.spec.get("modality") == "text" else _state(_library_net(encoder))
+        facts = {}
+        load = (
+            "safetensors.torch.load_file(path); the keys are the backbone's own "
+            "(the library's, for timm:, torchvision: and the ResNets)"
+        )
+    if encoder.spec.get("modality") == "text":
+        facts["input"] = "token ids N×L of the run's tokenizer (tokenizer.json in the run)"
+    else:
+        facts = {**_image_facts(encoder), **facts}
+    write_bytes(path, safetensors_bytes(weights, metadata))
+    return {**facts, "load": load}
 
 
 def _target_model(encoder, library: str) -> str:
@@ -139,13 +159,20 @@ def _write_library(library: str):
         model = _target_model(encoder, library)
         net = _library_net(encoder)
         state = _state(net)
+        classes = len(encoder.classes) if hasattr(encoder, "classes") else 0
+        if classes:  # the head, its standardisation folded in, as the library's classifier layer
+            folded = encoder.head.folded()
+            layer = _classifier_layer(library, model, classes)
+            state |= {f"{layer}.weight": folded.weight.detach(), f"{layer}.bias": folded.bias.detach()}
         write_file(path, lambda handle: torch.save(state, handle))
-        build = (
-            f"torchvision.models.get_model('{model}', weights=None); then model.fc (or the last "
-            "Linear of model.classifier) = nn.Identity()"
-            if library == "torchvision"
-            else f"timm.create_model('{model}', num_classes=0, in_chans={net_in_channels(net)})"
-        )
+        if library == "torchvision":
+            build = f"torchvision.models.get_model('{model}', weights=None" + (
+                f", num_classes={classes})"
+                if classes
+                else "); then model.fc (or the last Linear of model.classifier) = nn.Identity()"
+            )
+        else:
+            build = f"timm.create_model('{model}', num_classes={classes}, in_chans={net_in_channels(net)})"
         return {
             **_image_facts(encoder),
             "library": library,
@@ -155,6 +182,18 @@ def _write_library(library: str):
         }
 
     return write
+
+
+def _classifier_layer(library: str, model: str, classes: int) -> str:
+    """The name of the classifier layer of the ``library`` model ``model`` built for ``classes``."""
+    if library == "timm":
+        import timm
+
+        return timm.create_model(model, pretrained=False, num_classes=classes).default_cfg["classifier"]
+    from torchvision import models
+
+    net = models.get_model(model, weights=None, num_classes=classes)
+    return [n for n, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
 
 
 def net_in_channels(net: nn.Module) -> int:
@@ -218,7 +257,8 @@ def _write_torchscript(encoder, path: Path) -> dict:
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked on other inputs below
         traced = torch.jit.trace(encoder, _example(encoder))
-        write_file(path, lambda handle: torch.jit.save(traced, handle))
+        extra = {"classes.json": to_json(encoder.classes)} if hasattr(encoder, "classes") else {}
+        write_file(path, lambda handle: torch.jit.save(traced, handle, _extra_files=extra))
         loaded = torch.jit.load(str(path))
     difference = _check_sizes(encoder, loaded, "TorchScript", False)
     any_size = _takes_any_size(encoder)
@@ -275,12 +315,22 @@ def _onnx_export(encoder, path: Path, any_size: bool) -> None:
             (_example(encoder),),
             str(tmp),
             input_names=["images"],
-            output_names=["features"],
-            dynamic_shapes={"images": axes},
+            output_names=["probabilities" if hasattr(encoder, "classes") else "features"],
+            dynamic_shapes=(axes,),
             dynamo=True,
             verbose=False,
             external_data=False,
         )
+
+    if hasattr(encoder, "classes"):  # the class names in the model's metadata, where runtimes read them
+
+        def write(tmp: Path, export=write) -> None:
+            import onnx
+
+            export(tmp)
+            model = onnx.load(str(tmp))
+            onnx.helper.set_model_props(model, {"classes": to_json(encoder.classes)})
+            onnx.save(model, str(tmp))
 
     write_path(path, write, suffix=".onnx")
 
