@@ -390,3 +390,27 @@ def test_select_on_an_image_folder_names_paths_and_on_a_corpus_texts(tmp_path):
         "text"
     ].startswith("story")
     assert '"text":' in open(picked["tasks"]).read()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "5000"], "--budget 5000 is more than the 1347 items not labelled yet"),
+        (["--budget", "5", "--out", "picks.txt"], "--out must name a .csv file"),
+        (["--budget", "5", "--features", "missing.npy"], "--features: missing.npy and missing.json"),
+        (["--budget", "5", "--labelled", "missing.csv"], "labels file not found: missing.csv"),
+    ],
+)
+def test_select_errors_are_one_line(digits_run, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["select", digits_run, *args, "--quiet"], capsys)
+    assert_one_line_error(code, err, message)
+
+
+def test_select_refuses_features_of_other_data(digits_run, tmp_path, capsys):
+    np.save(tmp_path / "other.npy", np.zeros((10, 4), dtype=np.float32))
+    (tmp_path / "other.json").write_text(json.dumps({"split": ["train"] * 10, "index": list(range(10))}))
+    code, _, err = run_cli(
+        ["select", digits_run, "--budget", "3", "--features", tmp_path / "other.npy", "--quiet"], capsys
+    )
+    assert_one_line_error(code, err, "lacks training item")

@@ -286,9 +286,8 @@ def probcover(
     delta: float | None = None,
 ) -> Picks:
     """ProbCover: the greedy max coverage of δ-balls. δ (unless given): :func:`purity_radius` at
-    :data:`PURITY` against k-means pseudo-labels with as many clusters as TypiClust uses,
-    ``min(labelled + budget, 500)`` (the paper's k is the number of classes, which needs labels;
-    this is that number when the budget is one item a class, and finer balls beyond it). The
+    :data:`PURITY` against k-means pseudo-labels whose number is :func:`estimate_classes` (the
+    paper's is the number of classes, which needs labels). The
     labelled items' balls count as covered; each pick is the item whose ball covers the most
     items not yet covered (ties: the lowest row), as the official code. Score: the items it newly
     covers. Once everything is covered, the remaining picks are the items farthest from every
@@ -298,9 +297,9 @@ def probcover(
     check_budget(len(features), budget, labelled)
     pool = _pool(len(features), labelled, budget, PROBCOVER_ITEMS, seed)
     if delta is None:
-        clusters = max(2, min(len(labelled) + budget, MAX_CLUSTERS))
+        clusters = estimate_classes(features[pool], seed)
         delta = purity_radius(features[pool], cluster(features[pool], clusters, seed), PURITY, seed)
-        note = f"δ = {delta:.3f} (purity {PURITY} against {clusters} k-means pseudo-classes)"
+        note = f"δ = {delta:.3f} (purity {PURITY} against {clusters} k-means pseudo-classes, by silhouette)"
     else:
         note = f"δ = {delta:.3f} (given)"
     edges = _estimated_edges(features[pool], delta, seed)
@@ -323,6 +322,33 @@ def probcover(
         scores += rest.score.tolist()
     note += f"; coverage {covered_share:.0%}"
     return Picks(np.array(picked), np.full(budget, -1), np.array(scores, dtype=float), note)
+
+
+CLASS_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50)
+"""The numbers of classes :func:`estimate_classes` tries."""
+SILHOUETTE_FIT, SILHOUETTE_SCORE = 10_000, 3_000
+"""Items (seeded samples) each k-means of the search is fitted on, and scored on."""
+
+
+def estimate_classes(features: np.ndarray, seed: int) -> int:
+    """The number of classes, estimated without labels: the k of :data:`CLASS_GRID` whose k-means
+    clustering of a sample of :data:`SILHOUETTE_FIT` items has the highest mean silhouette
+    (Rousseeuw 1987) on :data:`SILHOUETTE_SCORE` of them. On the demo's digits features it is
+    12 (10 classes); ProbCover's paper sets it to the true number of classes."""
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    fit = features[np.sort(rng.choice(len(features), min(SILHOUETTE_FIT, len(features)), replace=False))]
+    scored = rng.choice(len(fit), min(SILHOUETTE_SCORE, len(fit)), replace=False)
+    best, chosen = -np.inf, 2
+    for k in (k for k in CLASS_GRID if k < len(fit)):
+        labels = cluster(fit, k, seed)
+        if len(np.unique(labels[scored])) < 2:
+            continue
+        score = silhouette_score(fit[scored], labels[scored])
+        if score > best:
+            best, chosen = score, k
+    return chosen
 
 
 def _pool(size: int, labelled: np.ndarray, budget: int, limit: int, seed: int) -> np.ndarray:
