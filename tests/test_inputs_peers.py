@@ -22,6 +22,7 @@ import os
 import random
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -469,8 +470,13 @@ def test_every_output_that_cannot_be_written_is_one_line_and_leaves_nothing(
 
 
 def test_a_full_disk_names_the_space_needed_and_free(tmp_path, monkeypatch):
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
     def full(handle):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        handle.raw = FullDisk()  # the file's writes fail as on a full disk
+        handle.write(b"x" * 100)
 
     with pytest.raises(
         atomic.WriteError, match=r"cannot write .*x.bin: No space left on device.*needs about 5.0 KB"
@@ -480,6 +486,13 @@ def test_a_full_disk_names_the_space_needed_and_free(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "_free", lambda folder: 1000)
     with pytest.raises(atomic.WriteError, match=r"needs about 5.0 KB, 1.0 KB free"):
         atomic.write_bytes(tmp_path / "y.bin", b"x" * 5000)  # refused before writing
+
+    def reading(handle):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "input.png")
+
+    with pytest.raises(FileNotFoundError):  # an input that cannot be read is not a failed write
+        atomic.write_file(tmp_path / "z.bin", reading)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_library_that_words_a_write_error_its_own_way_is_translated(tmp_path, monkeypatch):
@@ -499,9 +512,12 @@ def test_a_library_that_words_a_write_error_its_own_way_is_translated(tmp_path, 
 def test_a_killed_runs_temporary_files_are_removed_when_it_resumes(small_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(small_run, run)
-    (run / ".checkpoint.pt.tmp999999").write_bytes(b"torn")  # no such process
-    mine = run / f".checkpoint.pt.tmp{os.getppid()}"  # a live process's (this test's parent)
+    host = socket.gethostname()
+    (run / f".checkpoint.pt.tmp-{host}-999999").write_bytes(b"torn")  # no such process
+    mine = run / f".checkpoint.pt.tmp-{host}-{os.getppid()}"  # a live process's (this test's parent)
     mine.write_bytes(b"alive")
+    other = run / ".checkpoint.pt.tmp-elsewhere-999999"  # another machine's, on a shared disk
+    other.write_bytes(b"theirs")
     pretrain(
         "simclr",
         "digits",
@@ -510,7 +526,7 @@ def test_a_killed_runs_temporary_files_are_removed_when_it_resumes(small_run, tm
         epochs=2,
         resume=True,
     )
-    assert not (run / ".checkpoint.pt.tmp999999").exists() and mine.exists()
+    assert not (run / f".checkpoint.pt.tmp-{host}-999999").exists() and mine.exists() and other.exists()
 
 
 def test_a_cache_that_cannot_be_written_warns_and_the_data_are_still_read(tmp_path, monkeypatch):

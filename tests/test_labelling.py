@@ -16,7 +16,7 @@ from conftest import make_image_folder
 from selfsup import api
 from selfsup.data import load_data
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.budgets import parse_budget, select_labelled
+from selfsup.evaluate.budgets import check_count, parse_budget, select_labelled
 from selfsup.labelling import strategies
 from selfsup.labelling.labels import read_labels
 from selfsup.labelling.strategies import kcenter, l2_normalise, pick, probcover, purity_radius, typiclust
@@ -176,14 +176,29 @@ def test_a_whole_number_is_a_count_of_items_and_a_decimal_a_fraction():
     assert parse_budget("1").count == 1 and parse_budget("20").count == 20
     assert parse_budget("1.0").fraction == 1.0 and parse_budget("0.01").fraction == 0.01
     assert parse_budget("5/class").per_class == 5
-    labels = torch.tensor([0, 1, -1] * 10)
-    drawn = select_labelled(labels, parse_budget("7"), seed=0)
-    assert len(drawn) == 7 and bool((labels[drawn] >= 0).all())
     for bad in ("0", "2.5", "x"):
         with pytest.raises(ConfigError, match="invalid label budget"):
             parse_budget(bad)
     with pytest.raises(ConfigError, match="asks for 30 items; the training split has 20 labelled"):
-        select_labelled(labels, parse_budget("30"), seed=0)
+        check_count(parse_budget("30"), 20)
+    with pytest.raises(ConfigError, match="is a count of items: pick them with a strategy"):
+        select_labelled(torch.tensor([0, 1] * 5), parse_budget("3"), seed=0)
+
+
+def test_evaluate_draws_random_counts_as_select_does(digits_run):
+    splits = load_data("digits")
+    pool = splits.train.labelled_index()
+    evaluation = api.evaluate(
+        digits_run, labels=["7"], seeds=1, protocols=["knn"], progress=False, report=False
+    )
+    picked = api.select(
+        digits_run, budget=7, strategy="random", seed=0, out=digits_run / "r.csv", progress=False
+    )
+    expected = sorted(
+        int(splits.train.indices()[pool[r]])
+        for r in strategies.random_picks(np.empty((len(pool), 0)), 7).rows
+    )
+    assert sorted(picked["index"]) == expected and evaluation["results"][0]["labelled_images"] == 7
 
 
 # ---- item identity -------------------------------------------------------------------------------------
@@ -414,3 +429,69 @@ def test_select_refuses_features_of_other_data(digits_run, tmp_path, capsys):
         ["select", digits_run, "--budget", "3", "--features", tmp_path / "other.npy", "--quiet"], capsys
     )
     assert_one_line_error(code, err, "lacks training item")
+
+
+def test_kcenter_never_repeats_even_among_duplicates():
+    x = l2_normalise(np.repeat(blobs(sizes=(6, 6)), 5, axis=0))  # every item five times over
+    found = kcenter(x, 40, labelled=[0, 1], seed=0)
+    assert len(set(found.rows.tolist())) == 40 and not {0, 1} & set(found.rows.tolist())
+
+
+def test_select_never_overwrites_the_labels_it_reads(digits_run, tmp_path, capsys):
+    api.select(digits_run, budget=5, out=tmp_path / "p.csv", progress=False)
+    label(tmp_path / "p.csv", tmp_path / "p.csv", digit_label)
+    before = (tmp_path / "p.csv").read_text()
+    code, _, err = run_cli(
+        [
+            "select",
+            digits_run,
+            "--budget",
+            "5",
+            "--labelled",
+            tmp_path / "p.csv",
+            "--out",
+            tmp_path / "p.csv",
+        ],
+        capsys,
+    )
+    assert_one_line_error(code, err, "is the labels file given with --labelled")
+    assert (tmp_path / "p.csv").read_text() == before
+
+
+def test_a_labels_file_not_filled_in_and_odd_indices_are_one_line_errors(digits_run, tmp_path):
+    api.select(digits_run, budget=5, out=tmp_path / "p.csv", progress=False)
+    with pytest.raises(DataError, match="no item of .*p.csv has a label yet"):
+        read_labels(tmp_path / "p.csv", load_data("digits"))
+    (tmp_path / "odd.csv").write_text("index,label\ninf,3\n3.5,4\n")
+    with pytest.raises(DataError, match="2 item\\(s\\) not in digits: index 'inf', index '3.5'"):
+        read_labels(tmp_path / "odd.csv", load_data("digits"))
+
+
+def test_evaluate_labelled_scores_data_whose_training_items_are_unlabelled(tmp_path):
+    folder = make_image_folder(tmp_path / "pets", classes=("cat", "dog"), per_class=6, splits=["test"])
+    for i, image in enumerate(sorted((folder / "test").rglob("*.png"))):
+        (folder / "train").mkdir(exist_ok=True)
+        (folder / "train" / f"{i:03d}.png").write_bytes(image.read_bytes())  # train/: one flat folder
+    api.pretrain(
+        "simclr",
+        str(folder),
+        out=tmp_path / "run",
+        epochs=1,
+        overrides=TINY[:1] + ["train.batch_size=6"],
+        progress=False,
+        report=False,
+    )
+    splits = load_data(folder)
+    assert not splits.train.labelled and splits.test.labelled
+    names = [f"train/{i:03d}.png" for i in range(4)]
+    (tmp_path / "l.csv").write_text(
+        "path,label\n" + "".join(f"{n},{('cat', 'dog')[i % 2]}\n" for i, n in enumerate(names))
+    )
+    evaluation = api.evaluate(
+        tmp_path / "run",
+        labelled=tmp_path / "l.csv",
+        protocols=["knn", "linear"],
+        progress=False,
+        report=False,
+    )
+    assert {r["protocol"] for r in evaluation["results"]} == {"knn", "linear"}

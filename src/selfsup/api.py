@@ -192,18 +192,19 @@ def select(
     for a missing run or data, a bad budget, strategy or labels file."""
     from selfsup.evaluate.features import extract_features
     from selfsup.labelling.labels import label_studio_files, read_labels, write_picks_csv
-    from selfsup.labelling.strategies import pick
+    from selfsup.labelling.strategies import check_budget, pick
     from selfsup.report.picks import picks_page
 
     flags = SELECT.flags(locals())
     run_dir, started = Path(run_dir), time.perf_counter()
-    out = Path(out) if out is not None else run_dir / "picks.csv"
-    if out.suffix.lower() != ".csv":
-        raise SelfsupError(f"--out must name a .csv file, got {out}")
+    out = _csv_out(out if out is not None else run_dir / "picks.csv")
+    if labelled is not None and out.resolve() == Path(labelled).expanduser().resolve():
+        raise SelfsupError(f"--out {out} is the labels file given with --labelled: write the picks elsewhere")
     config = _run_config(run_dir, overrides, flags)
     splits = load_splits(config, progress)
     train = splits.train
     known = read_labels(labelled, splits) if labelled is not None else None
+    check_budget(len(train), budget, known.rows if known else np.zeros(0, dtype=np.int64))
     torch_device = resolve_device(config.train.device)
     if features is not None:
         matrix = _embedded_features(Path(features), train)
@@ -335,7 +336,7 @@ def fit(
         "student": (student or "the run's backbone") if semi == "distill" else None,
         "seed": seed,
         "validation_accuracy": validation,
-        "validation": how if semi in ("none", "propagate") or validation is None else f"{how}, before {semi}",
+        "validation": how,
         "test_accuracy": test_accuracy,
         "notes": fitting.notes,
         "settings": dataclasses.asdict(config.eval),
@@ -369,9 +370,7 @@ def predict(
     from selfsup.task.classifier import load_classifier
 
     started = time.perf_counter()
-    out = Path(out)
-    if out.suffix.lower() != ".csv":
-        raise SelfsupError(f"--out must name a .csv file, got {out}")
+    out = _csv_out(out)
     torch_device = resolve_device(device or "auto")
     model = load_classifier(model_dir, torch_device)
     if not 1 <= top_k <= len(model.classes):
@@ -442,18 +441,18 @@ def _prediction_data(config, model, progress: bool) -> DataSplits:
 
 def _task_labels(fitting, splits, labelled, budget, strategy, read_labels):
     """The labelled items of ``fit`` and where their labels came from."""
-    from selfsup.labelling.labels import class_order
-    from selfsup.labelling.strategies import pick
+    from selfsup.labelling.labels import class_indices, class_order
+    from selfsup.labelling.strategies import check_budget, pick
     from selfsup.task.fit import Labelled
 
     train = splits.train
     if labelled is not None:
         given = read_labels(labelled, splits)
         classes = given.classes()
-        position = {name: i for i, name in enumerate(classes)}
         rows = torch.as_tensor(given.rows)
-        labels = torch.tensor([position[name] for name in given.names])
-        return Labelled(rows, labels, classes), f"{len(rows)} labels from {given.source}"
+        return Labelled(
+            rows, class_indices(given.names, classes), classes
+        ), f"{len(rows)} labels from {given.source}"
     if budget is None:
         raise SelfsupError(
             "fit needs labels: --labelled FILE (select's CSV filled in, or a Label Studio export), or "
@@ -462,12 +461,12 @@ def _task_labels(fitting, splits, labelled, budget, strategy, read_labels):
     pool = train.labelled_index()
     if len(pool) == 0:
         raise SelfsupError(f"--budget reads the picks' labels from the data, and {splits.source} has none")
+    check_budget(len(pool), budget, np.zeros(0, dtype=np.int64))
     picked = pick(strategy, fitting.features()[pool].numpy(), budget, seed=fitting.seed)
     rows = torch.sort(pool[torch.as_tensor(picked.rows)]).values
     names = [train.classes[int(c)] for c in train.labels[rows]]
     classes = class_order(names)
-    position = {name: i for i, name in enumerate(classes)}
-    labels = torch.tensor([position[name] for name in names])
+    labels = class_indices(names, classes)
     source = f"{budget} items picked by {strategy}, their labels read from the data (the labeller simulated)"
     return Labelled(rows, labels, classes), source
 
@@ -487,14 +486,17 @@ def _student(student: str | None, encoder, config):
 
 def _score_task_model(model, splits, fitting, classes, confident_examples):
     """The page's test scores (per class, confusion) and examples, and the test accuracy; the
-    examples come from the unlabelled training items where there is no labelled test split."""
+    examples come from the training items where there is no labelled test split."""
     from selfsup.evaluate.features import extract_features
 
     test = splits.test
     labelled_test = test is not None and test.labelled
     data = test if labelled_test else splits.train
-    inputs = model.inputs(data)
-    probabilities = extract_features(model, inputs, fitting.device, fitting.amp_dtype)
+    if not labelled_test and model.encoder is fitting.encoder:  # the training features exist
+        probabilities = torch.softmax(model.head.cpu()(fitting.features()), dim=1).detach()
+        model.head.to(fitting.device)
+    else:
+        probabilities = extract_features(model, model.inputs(data), fitting.device, fitting.amp_dtype)
     truth = None
     scored, accuracy = None, None
     if labelled_test:
@@ -516,6 +518,14 @@ def _score_task_model(model, splits, fitting, classes, confident_examples):
     return scored, confident_examples(probabilities, classes, truth, items), accuracy
 
 
+def _csv_out(out: str | Path) -> Path:
+    """``--out`` as a path; raises :class:`SelfsupError` unless it names a .csv file."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise SelfsupError(f"--out must name a .csv file, got {out}")
+    return out
+
+
 def _run_config(run_dir: Path, overrides, flags: dict, check_data: bool = True):
     """The configuration of the run in ``run_dir`` with ``overrides`` and ``flags`` applied;
     raises :class:`SelfsupError` where the run, or (``check_data``) its data, is missing."""
@@ -524,6 +534,8 @@ def _run_config(run_dir: Path, overrides, flags: dict, check_data: bool = True):
     config = runs.load_run_config(run_dir)
     apply_overrides(config, overrides, flags)
     if check_data and config.data.spec != "digits" and not Path(config.data.spec).expanduser().exists():
+        if flags.get("data.spec") is not None:
+            raise SelfsupError(f"data path not found: {config.data.spec}")
         raise SelfsupError(
             f"the run's data {config.data.spec} are not there any more; pass --data PATH (from Python: data=)"
         )

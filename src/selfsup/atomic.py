@@ -21,6 +21,7 @@ import io
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import BinaryIO
 
 from selfsup.errors import SelfsupError
 
-TEMPORARY = re.compile(r"^\..+\.tmp(\d+)(\.[A-Za-z0-9]+)?$")
-"""The names of this module's temporary files: ``.NAME.tmpPID`` (with a suffix a library needs)."""
+TEMPORARY = re.compile(r"^\..+\.tmp-(.+)-(\d+)(\.[A-Za-z0-9]+)?$")
+"""The names of this module's temporary files: ``.NAME.tmp-HOST-PID`` (with a suffix a library
+needs): on a disk that several machines share, a process is known by both."""
 
 
 class WriteError(SelfsupError):
@@ -38,7 +40,7 @@ class WriteError(SelfsupError):
 
 def temporary_name(path: Path, suffix: str = "") -> Path:
     """Where ``path`` is written before it is renamed into place."""
-    return path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    return path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}{suffix}")
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -63,14 +65,22 @@ def write_file(path: str | Path, write: Callable[[BinaryIO], object], needed: in
     try:
         with open(tmp, "wb") as raw:
             handle = _Recording(raw)
-            write(handle)
+            try:
+                write(handle)
+            except BaseException as exc:
+                if handle.error is None and isinstance(exc, OSError):
+                    raise _NotWriting(exc) from None  # e.g. reading an input: not this file's fault
+                raise
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        if isinstance(exc, _NotWriting):
+            _remove(tmp)
+            raise exc.cause from None
         cause = handle.error if handle is not None and handle.error is not None else exc
         error = write_error(cause, path, needed, _written(tmp))
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise error from None
 
 
@@ -85,22 +95,23 @@ def write_path(path: str | Path, write: Callable[[Path], object], suffix: str = 
         write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        error = write_error(exc, path, None, _written(tmp))
-        tmp.unlink(missing_ok=True)
+        error = write_error(exc, path, None, _written(tmp), tmp)
+        _remove(tmp)
         raise error from None
 
 
 @contextmanager
 def folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder to write into, whose files replace those of the same names in the
-    folder ``path`` (created where missing; other files there are left) once the block ends
-    without error; on error it is removed and the error raised as :class:`WriteError` where it is
-    a failed write. For libraries that write a folder (``save_pretrained``)."""
+    folder ``path`` once the block ends without error: the whole folder at once where it is new,
+    file by file where it exists (other files there are left, so that a user's folder given as
+    ``--out`` loses nothing); on error the temporary folder is removed and a failed write raised
+    as :class:`WriteError`. For libraries that write a folder (``save_pretrained``)."""
     path = Path(path)
     tmp = temporary_name(path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         yield tmp
         if not path.exists():
             os.replace(tmp, path)
@@ -111,9 +122,24 @@ def folder(path: str | Path) -> Iterator[Path]:
             os.replace(entry, path / entry.name)
         tmp.rmdir()
     except BaseException as exc:
-        error = write_error(exc, path, None, _written(tmp))
+        error = write_error(exc, path, None, _written(tmp), tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         raise error from None
+
+
+class _NotWriting(Exception):
+    """An OS error of a write callback that no write of the file raised (reading an input, say)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _remove(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:  # the error being raised says more than this one
+        pass
 
 
 def cache_failure(exc: BaseException) -> str:
@@ -139,6 +165,8 @@ def reserve(handle: BinaryIO, path: Path, size: int) -> None:
     """Allocate ``size`` bytes of the open file ``handle`` (``path``) on the disk now, so that
     writing to its memory map cannot hit a full disk (SIGBUS). Raises :class:`WriteError`."""
     check_space(path, size)
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: the space was checked above
+        return
     try:
         os.posix_fallocate(handle.fileno(), 0, size)
     except OSError as exc:
@@ -154,9 +182,10 @@ def remove_stale_temporaries(directory: Path, alive: Callable[[int], bool]) -> N
         names = list(Path(directory).iterdir())
     except OSError:
         return
+    host = socket.gethostname()
     for entry in names:
         found = TEMPORARY.match(entry.name)
-        if found and not alive(int(found.group(1))):
+        if found and found.group(1) == host and not alive(int(found.group(2))):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -197,21 +226,30 @@ class _Recording(io.RawIOBase):
 OS_ERROR = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
 
 
-def write_error(exc: BaseException, path: Path, needed: int | None = None, written: int = 0) -> BaseException:
-    """``exc`` as :class:`WriteError` where it is a failed write: an OSError, a library's error
-    naming an OS error, or any error while the disk is full or the largest file written
-    (``written`` bytes) is at the file-size limit. Other errors (a bug, an interrupt) are returned
-    as they are."""
+def write_error(
+    exc: BaseException, path: Path, needed: int | None = None, written: int = 0, tmp: Path | None = None
+) -> BaseException:
+    """``exc`` as :class:`WriteError` where it is a failed write of ``path`` (or of its temporary
+    file or folder ``tmp``): an OSError about that file (or naming no file), or a library's error
+    that names an OS error, or speaks of writing while the disk is full or the largest file
+    written (``written`` bytes) is at the file-size limit. Other errors (an input that cannot be
+    read, a bug, an interrupt) are returned as they are."""
     if isinstance(exc, (SelfsupError, KeyboardInterrupt, SystemExit, MemoryError)):
         return exc
-    code = exc.errno if isinstance(exc, OSError) else None
-    if code is None:
-        found = OS_ERROR.search(str(exc))
-        code = int(next(g for g in found.groups() if g)) if found else None
+    if isinstance(exc, OSError):
+        named = exc.filename
+        ours = named is None or any(str(named).startswith(str(p)) for p in (path, tmp, path.parent) if p)
+        return (
+            WriteError(_message(path, exc.errno, needed, _free(path.parent))) if ours and exc.errno else exc
+        )
+    found = OS_ERROR.search(str(exc))
+    code = int(next(g for g in found.groups() if g)) if found else None
+    wording = str(exc).lower()
+    about_writing = any(word in wording for word in ("write", "unexpected pos", "i/o", "serializ", "disk"))
     free, limit = _free(path.parent), _size_limit()
-    if code is None and free is not None and free < FULL:
+    if code is None and about_writing and free is not None and free < FULL:
         code = errno.ENOSPC
-    if code is None and limit is not None and written >= limit:
+    if code is None and about_writing and limit is not None and written >= limit:
         code = errno.EFBIG
     if code is None:
         return exc

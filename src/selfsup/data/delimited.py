@@ -111,7 +111,7 @@ def sniff(path: Path, kind: str, quoting: str = "auto") -> tuple[Dialect, list[R
         candidates += [Dialect(delimiter, False)] if quoting != "true" else []
     parsed = [(dialect, *_sample_rows(path, dialect)) for dialect in candidates]
     if not any(found for _, found, _ in parsed):
-        raise DataError(f"{path} holds no text (empty corpus)")
+        raise DataError(f"{path} holds no rows (an empty corpus or list)")
     tables = [(d, found) for d, found, error in parsed if found and error is None and _misfit(found) is None]
     wide = [(d, found) for d, found in tables if len(found[0].fields) > 1]
     narrow = [(d, found) for d, found in tables if d.delimiter == delimiters[0]]

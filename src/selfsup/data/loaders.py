@@ -140,7 +140,7 @@ def _finish(splits: dict[str, ImageDataset], source: str, unused: str = "", note
         return DataSplits(
             train.subset(train_idx), train.subset(test_idx), source=source, note=note, unused=unused
         )
-    if test is not None and test.labelled:
+    if test is not None and test.labelled and train.labelled:  # an unlabelled train/ is labelled later
         missing = sorted(set(test.present_classes().tolist()) - set(train.present_classes().tolist()))
         if missing:
             counts = ", ".join(f"{test.classes[c]} ×{int((test.labels == c).sum())}" for c in missing[:5])

@@ -35,9 +35,6 @@ MAX_WORD_CHARS = 100
 """WordPiece cuts longer words (protein sequences, URLs, words of scripts without spaces) into
 pieces of this length before its own matching, which turns a longer word into one ``[UNK]`` and
 costs time cubic in the word's length."""
-MAX_UNKNOWN_SHARE = 0.1
-"""A run stops before training where more of its training text's tokens are ``[UNK]``
-(``text.max_unknown``)."""
 UNKNOWN_SAMPLE_CHARS = 1_000_000
 """Characters of the training text, spread through it, whose share of ``[UNK]`` is counted."""
 MASK_MARK = (

@@ -67,23 +67,26 @@ def parse_budget(text: str) -> Budget:
     return Budget(text, fraction=fraction)
 
 
-def select_labelled(labels: torch.Tensor, budget: Budget, seed: int) -> torch.Tensor:
-    """Sorted indices of a seeded labelled subset of ``budget``.
+def check_count(budget: Budget, labelled: int) -> None:
+    """Raise :class:`ConfigError` where a count budget asks for more than the ``labelled`` items."""
+    if budget.count is not None and budget.count > labelled:
+        raise ConfigError(
+            f"label budget '{budget.text}' asks for {budget.count} items; the training split has "
+            f"{labelled} labelled"
+        )
 
-    A count: that many labelled items drawn uniformly without replacement. Class-balanced budgets,
-    per class: ``per_class`` items, or ``round(fraction × class size)`` (at least 1), drawn without
+
+def select_labelled(labels: torch.Tensor, budget: Budget, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded, class-balanced labelled subset of ``budget`` (a fraction or a
+    count per class; counts of items are picked by :mod:`selfsup.labelling.strategies`).
+
+    Per class: ``per_class`` items, or ``round(fraction × class size)`` (at least 1), drawn without
     replacement with a generator seeded by ``seed``; a fraction of 1.0 takes every labelled item.
-    Unlabelled items (negative labels) are never chosen. Raises :class:`ConfigError` where the
-    training split holds too few labelled items."""
-    generator = torch.Generator().manual_seed(seed)
+    Unlabelled items (negative labels) are never chosen. Raises :class:`ConfigError` where a class
+    holds too few labelled items."""
     if budget.count is not None:
-        pool = torch.nonzero(labels >= 0).flatten()
-        if budget.count > len(pool):
-            raise ConfigError(
-                f"label budget '{budget.text}' asks for {budget.count} items; the training split has "
-                f"{len(pool)} labelled"
-            )
-        return torch.sort(pool[torch.randperm(len(pool), generator=generator)[: budget.count]]).values
+        raise ConfigError(f"label budget '{budget.text}' is a count of items: pick them with a strategy")
+    generator = torch.Generator().manual_seed(seed)
     chosen = []
     for value in torch.unique(labels[labels >= 0]):
         members = torch.nonzero(labels == value).flatten()

@@ -23,7 +23,7 @@ from selfsup.config import EvalConfig
 from selfsup.data import DataSplits, ImageDataset, TextDataset
 from selfsup.data.dataset import Rows
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate.budgets import CLASS_BALANCED, Budget, parse_budget, select_labelled
+from selfsup.evaluate.budgets import CLASS_BALANCED, Budget, check_count, parse_budget, select_labelled
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import classifier_predict, train_classifier
 from selfsup.evaluate.knn import knn_predict
@@ -241,6 +241,11 @@ class _Inputs:
     baseline_train: Any = None
     baseline_test: Any = None
 
+    def classes(self) -> list[str]:
+        """The classes the labels index: the training split's, or the test split's where the
+        training items come without labels (labels given by a file)."""
+        return self.train.classes or self.test.classes or []
+
     def pool_of_features(self, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The labelled training items (the pool a strategy picks from, as a labeller would be
         simulated) and their features, extracted once."""
@@ -283,44 +288,47 @@ class _Inputs:
 def _subsets(inputs: _Inputs, budgets: list[Budget], labelled, progress: bool) -> dict[Key, Subset]:
     """Each budget's subsets, one per strategy (class-balanced budgets: one) and seed, or the one
     subset of a labels file (``labelled``)."""
-    from selfsup.labelling.strategies import pick
+    from selfsup.labelling.strategies import pick, random_picks
 
     train, config = inputs.train, inputs.config
     if labelled is not None:
         name = f"{len(labelled)} ({Path(labelled.source).name})"
         return {
-            (name, "labels file", 0): Subset(torch.as_tensor(labelled.rows), _file_labels(labelled, train))
+            (name, "labels file", 0): Subset(torch.as_tensor(labelled.rows), _file_labels(labelled, inputs))
         }
     subsets = {}
     for budget in budgets:
         for strategy in [CLASS_BALANCED] if budget.balanced else config.strategies:
             for seed in range(config.seeds):
-                if strategy in (CLASS_BALANCED, "random"):
+                if strategy == CLASS_BALANCED:
                     index = select_labelled(train.labels, budget, seed)
-                else:
-                    pool, features = inputs.pool_of_features(progress)
-                    if budget.count > len(pool):
-                        raise ConfigError(
-                            f"label budget '{budget.text}' asks for {budget.count} items; the training "
-                            f"split has {len(pool)} labelled"
-                        )
-                    picked = pick(strategy, features.numpy(), budget.count, seed=seed)
+                else:  # as `selfsup select` picks: from the labelled training items (the labeller simulated)
+                    pool = train.labelled_index()
+                    check_count(budget, len(pool))
+                    if strategy == "random":  # no features needed
+                        picked = random_picks(np.empty((len(pool), 0)), budget.count, seed=seed)
+                    else:
+                        pool, features = inputs.pool_of_features(progress)
+                        picked = pick(strategy, features.numpy(), budget.count, seed=seed)
                     index = torch.sort(pool[torch.as_tensor(picked.rows)]).values
                 subsets[(budget.text, strategy, seed)] = Subset(index, train.labels[index])
     return subsets
 
 
-def _file_labels(labelled, train) -> torch.Tensor:
-    """The class indices (of the data's classes) of a labels file's class names; raises
-    :class:`DataError` for a name the data's labelled test split cannot be scored against."""
-    classes = {name: i for i, name in enumerate(train.classes or [])}
+def _file_labels(labelled, inputs: _Inputs) -> torch.Tensor:
+    """The class indices (of the classes the test split is scored in) of a labels file's class
+    names; raises :class:`DataError` for a name the data's labelled test split cannot be scored
+    against."""
+    from selfsup.labelling.labels import class_indices
+
+    classes = inputs.classes()
     unknown = sorted(set(labelled.names) - set(classes))
     if unknown:
         raise DataError(
             f"{labelled.source}: label(s) {', '.join(repr(u) for u in unknown[:5])} are not classes of the "
-            f"data ({', '.join(train.classes or [])}), whose test split scores them"
+            f"data ({', '.join(classes)}), whose test split scores them"
         )
-    return torch.tensor([classes[name] for name in labelled.names], dtype=torch.long)
+    return class_indices(labelled.names, classes)
 
 
 def _protocol_row(
@@ -361,7 +369,7 @@ def _predict(inputs: _Inputs, protocol: str, subset: Subset, seed: int) -> tuple
             features,
             y,
             inputs.test_features,
-            inputs.train.num_classes,
+            len(inputs.classes()),
             k=config.knn_k,
             temperature=config.knn_temperature,
         )
@@ -376,7 +384,7 @@ def _predict(inputs: _Inputs, protocol: str, subset: Subset, seed: int) -> tuple
         start,
         inputs.train_inputs[index],
         y,
-        inputs.train.num_classes,
+        len(inputs.classes()),
         config,
         inputs.device,
         inputs.amp_dtype,

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import torch
 
 from selfsup.data import delimited
 from selfsup.data.dataset import DataSplits
@@ -54,7 +56,13 @@ class Labels:
 
 def class_order(names) -> list[str]:
     """Class names in order: integers by value first, then the others as text (as corpora's)."""
-    return sorted(set(names), key=lambda c: (0, int(c), c) if c.lstrip("-").isdigit() else (1, 0, c))
+    return sorted(set(names), key=lambda c: (0, int(c), c) if re.fullmatch(r"-?[0-9]+", c) else (1, 0, c))
+
+
+def class_indices(names: list[str], classes: list[str]) -> torch.Tensor:
+    """The index in ``classes`` of each class name of ``names`` (int64); every name must be there."""
+    position = {name: i for i, name in enumerate(classes)}
+    return torch.tensor([position[name] for name in names], dtype=torch.long)
 
 
 def read_labels(path: str | Path, splits: DataSplits) -> Labels:
@@ -65,10 +73,21 @@ def read_labels(path: str | Path, splits: DataSplits) -> Labels:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"labels file not found: {path}")
-    if path.name.lower().endswith(".json"):
-        keys, labels = _label_studio(path)
-    else:
-        keys, labels = _table(path)
+    try:
+        if path.name.lower().endswith(".json"):
+            keys, labels = _label_studio(path)
+        else:
+            keys, labels = _table(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8 (e.g. `iconv -t utf-8`)"
+        ) from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not labels:
+        raise DataError(
+            f"no item of {path} has a label yet: fill in its label column (or label it in Label Studio)"
+        )
     return Labels(_rows(keys, splits, path), labels, str(path))
 
 
@@ -154,11 +173,10 @@ def _rows(keys: list[tuple[str, str]], splits: DataSplits, path: Path) -> np.nda
     rows, unknown, in_test = [], [], []
     for kind, value in keys:
         if kind == INDEX_COLUMN:
-            try:
-                number = int(float(value))
-            except ValueError:
+            if not re.fullmatch(r"[0-9]+(\.0*)?", value.strip()):
                 unknown.append(f"index {value!r}")
                 continue
+            number = int(float(value))
             if number in position:
                 rows.append(position[number])
             else:

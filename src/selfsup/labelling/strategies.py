@@ -102,20 +102,27 @@ def kcenter(features: np.ndarray, budget: int, labelled=(), seed: int = 0, progr
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     squares = x.pow(2).sum(dim=1)
     nearest = torch.full((len(x),), float("inf"))
-    for row in labelled.tolist():
-        nearest = torch.minimum(nearest, _squared_distances(x, squares, row))
+    step = max(1, BLOCK * BLOCK // max(1, len(x)))
+    for start in range(0, len(labelled), step):  # the labelled centres a block at a time
+        centres = torch.from_numpy(labelled[start : start + step])
+        block = (squares[:, None] - 2 * (x @ x[centres].T) + squares[centres][None]).clamp_min(0)
+        nearest = torch.minimum(nearest, block.min(dim=1).values)
     rows, scores = [], []
     if len(labelled) == 0:
         first = int(np.random.default_rng(seed).integers(len(x)))
         rows.append(first)
         scores.append(float("nan"))
         nearest = _squared_distances(x, squares, first)
+    taken = torch.zeros(len(x), dtype=torch.bool)
+    taken[torch.from_numpy(labelled)] = True
+    taken[rows] = True
     for _ in tqdm(range(budget - len(rows)), desc="k-centre", disable=not progress, leave=False):
+        nearest[taken] = -1.0  # never a centre again, whatever rounding leaves of its distance
         row = int(torch.argmax(nearest))
         rows.append(row)
         scores.append(float(nearest[row].sqrt()))
+        taken[row] = True
         nearest = torch.minimum(nearest, _squared_distances(x, squares, row))
-        nearest[row] = 0.0  # its own distance, which rounding may leave above 0
     return Picks(np.array(rows), np.full(budget, -1), np.array(scores), "greedy k-centre")
 
 
@@ -190,21 +197,23 @@ def typiclust(features: np.ndarray, budget: int, labelled=(), seed: int = 0, pro
     order.sort(key=lambda c: (existing[c], -sizes[c]))  # stable: ties keep the cluster ids' order
     taken = np.zeros(len(features), dtype=bool)
     taken[labelled] = True
+    by_cluster = np.split(np.argsort(ids, kind="stable"), np.cumsum(sizes)[:-1])  # each cluster's rows
+    note = f"{count} k-means clusters, {len(order)} of them picked from"
     rng = np.random.default_rng(seed)
-    rows, clusters, scores, sampled = [], [], [], 0
+    rows, clusters, scores, sampled = [], [], [], set()
     bar = tqdm(total=budget, desc="TypiClust", disable=not progress, leave=False)
     turn = 0
     while len(rows) < budget:
         chosen = order[turn % len(order)]
         turn += 1
-        members = np.flatnonzero((ids == chosen) & ~taken)
+        members = by_cluster[chosen][~taken[by_cluster[chosen]]]
         if len(members) == 0:
-            if not any(((ids == c) & ~taken).any() for c in order):  # the clusters used are exhausted
-                order = [c for c in range(count) if ((ids == c) & ~taken).any()]
+            if not any((~taken[by_cluster[c]]).any() for c in order):  # the clusters used are exhausted
+                order = [c for c in range(count) if (~taken[by_cluster[c]]).any()]
             continue
         if len(members) > TYPICALITY_ITEMS:
             members = np.sort(rng.choice(members, TYPICALITY_ITEMS, replace=False))
-            sampled += 1
+            sampled.add(chosen)
         scores_here = typicality(features[members], min(TYPICALITY_NEIGHBOURS, len(members) // 2))
         best = int(np.argmax(scores_here))
         rows.append(int(members[best]))
@@ -213,9 +222,8 @@ def typiclust(features: np.ndarray, budget: int, labelled=(), seed: int = 0, pro
         taken[members[best]] = True
         bar.update(1)
     bar.close()
-    note = f"{count} k-means clusters, {len(order)} of more than {MIN_CLUSTER_SIZE} items"
     if sampled:
-        note += f"; typicality on samples of {TYPICALITY_ITEMS} items in {sampled} large clusters"
+        note += f"; typicality on samples of {TYPICALITY_ITEMS} items in {len(sampled)} large clusters"
     return Picks(np.array(rows), np.array(clusters), np.array(scores), note)
 
 
@@ -230,7 +238,8 @@ PROBCOVER_ITEMS = 50_000
 """ProbCover's graph holds every pair of items closer than δ: above this many items it runs on a
 seeded sample of them (every labelled item kept; δ is chosen on it too), and says so."""
 MAX_EDGES = 50_000_000
-"""...and on fewer where the graph would hold more edges than this (its memory: 12 bytes an edge)."""
+"""...and on fewer where the graph would hold more edges than this (its memory: about 20 bytes an
+edge, for the graph and its reverse)."""
 SIMILARITIES = 2**25
 """Distances computed at a time (128 MB of float32)."""
 

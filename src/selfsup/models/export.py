@@ -92,7 +92,6 @@ def _image_facts(encoder, any_size: bool = False) -> dict:
         "out_dim": encoder.out_dim,
     }
     if hasattr(encoder, "classes"):
-        facts["output"] = f"class probabilities N×{len(encoder.classes)} (softmax), in the order of 'classes'"
         facts["classes"] = encoder.classes
     return facts
 
@@ -175,6 +174,7 @@ def _write_library(library: str):
             build = f"timm.create_model('{model}', num_classes={classes}, in_chans={net_in_channels(net)})"
         return {
             **_image_facts(encoder),
+            **_output_note(encoder, "logits"),
             "library": library,
             "model": model,
             "stem": _stem_note(net, encoder.spec["in_channels"]) or "the library's own",
@@ -182,6 +182,19 @@ def _write_library(library: str):
         }
 
     return write
+
+
+def _output_note(encoder, kind: str) -> dict:
+    """What a classifier's export outputs (``probabilities``: the softmax; ``logits``: the
+    library's classifier layer); nothing for an encoder."""
+    if not hasattr(encoder, "classes"):
+        return {}
+    k = len(encoder.classes)
+    if kind == "probabilities":
+        return {"output": f"class probabilities N×{k} (softmax), in the order of 'classes'"}
+    return {
+        "output": f"logits N×{k} of the library's classifier layer, in the order of 'classes' (softmax them)"
+    }
 
 
 def _classifier_layer(library: str, model: str, classes: int) -> str:
@@ -269,6 +282,7 @@ def _write_torchscript(encoder, path: Path) -> dict:
             any_size = False
     return {
         **_image_facts(encoder, any_size),
+        **_output_note(encoder, "probabilities"),
         "max_abs_difference": difference,
         "load": "torch.jit.load(path)(images)",
     }
@@ -299,6 +313,7 @@ def _write_onnx(encoder, path: Path) -> dict:
 
     return {
         **_image_facts(encoder, any_size),
+        **_output_note(encoder, "probabilities"),
         "max_abs_difference": _check_sizes(encoder, run, "ONNX", any_size),
         "load": "onnxruntime.InferenceSession(path).run(None, {'images': images})[0]",
     }

@@ -120,11 +120,14 @@ def finetuned(fitting: Fitting, rows, labels, classes: int, weights=None, encode
 def cross_validate(
     fitting: Fitting, labelled: Labelled, protocol: str, semi: str
 ) -> tuple[float | None, str]:
-    """Accuracy of ``protocol`` (with ``semi`` where it is ``propagate``) over stratified folds of
-    the labelled items, and how it was computed; None where the labels are too few to fold."""
+    """Accuracy of ``protocol`` (with ``semi`` where it is ``propagate`` on a linear head: the
+    other stages cost a training each fold) over stratified folds of the labelled items, and how
+    it was computed; None where the labels are too few to fold."""
     folds, how = stratified_folds(labelled.labels.numpy(), fitting.seed)
     if folds is None:
         return None, how
+    if semi != "none" and not (semi == "propagate" and protocol == "linear"):
+        how += f", before {semi}"
     correct = 0
     for fit, held in folds:
         fit_rows, held_rows = labelled.rows[fit], labelled.rows[held]
