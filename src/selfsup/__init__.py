@@ -14,8 +14,8 @@ def load_encoder(run_dir):
 
 def load_classifier(model_dir, device="cpu"):
     """The task model of a ``selfsup fit`` model directory: images in [0, 1] (or token ids) ->
-    class probabilities (see :func:`selfsup.task.classifier.load_classifier`)."""
-    from selfsup.task.classifier import load_classifier as _load
+    class probabilities (see :func:`selfsup.models.classifier.load_classifier`)."""
+    from selfsup.models.classifier import load_classifier as _load
 
     return _load(model_dir, device)
 

@@ -271,15 +271,15 @@ def fit(
     ``labelled`` (a labels file), or of ``budget`` items picked by ``strategy`` with their labels
     read from the data (the labeller simulated, for benchmarks and demos), and the unlabelled
     training items (``semi``); write it to ``out`` (default ``RUN_DIR/model``; see
-    :mod:`selfsup.task.classifier`) with its page. Returns ``classifier.json``'s content. Raises
+    :mod:`selfsup.models.classifier`) with its page. Returns ``classifier.json``'s content. Raises
     :class:`SelfsupError` for a missing run or data, no labels, labels of one class, a bad
     protocol, stage, strategy or student."""
     from selfsup.augment import ViewAugmenter
     from selfsup.config import save_config
     from selfsup.labelling.labels import read_labels
+    from selfsup.models.classifier import save_classifier
     from selfsup.report.task import confident_examples, task_page
     from selfsup.task import fit as task
-    from selfsup.task.classifier import save_classifier
 
     task.check_choices(protocol, semi)
     flags = FIT.flags(locals())
@@ -367,7 +367,7 @@ def predict(
     Returns where the predictions went and how many. Raises :class:`SelfsupError` for a folder
     that is not a model, data of another modality or channel count, or a bad ``top_k``."""
     from selfsup.evaluate.features import feature_batches
-    from selfsup.task.classifier import load_classifier
+    from selfsup.models.classifier import load_classifier
 
     started = time.perf_counter()
     out = _csv_out(out)

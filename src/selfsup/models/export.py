@@ -30,6 +30,7 @@ from torch import nn
 from selfsup.atomic import folder, write_bytes, write_file, write_path, write_text
 from selfsup.errors import ConfigError, SelfsupError
 from selfsup.jsonfile import to_json
+from selfsup.models.classifier import is_model_dir, load_classifier
 from selfsup.models.encoder import load_encoder, safetensors_bytes
 
 FORMATS = ("safetensors", "torchvision", "timm", "torchscript", "onnx", "hf")
@@ -54,8 +55,6 @@ def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
     run_dir = Path(run_dir)
-    from selfsup.task.classifier import is_model_dir, load_classifier
-
     classifier = is_model_dir(run_dir)
     encoder = load_classifier(run_dir) if classifier else load_encoder(run_dir)
     text = encoder.spec.get("modality") == "text"

@@ -27,7 +27,7 @@ from selfsup.errors import ConfigError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import train_classifier
 from selfsup.evaluate.linear import choose_c, fit_logistic, stratified_folds
-from selfsup.task.classifier import LinearHead, TaskModel
+from selfsup.models.classifier import LinearHead, TaskModel
 from selfsup.task.semi import confident, label_spreading
 
 PROTOCOLS = ("auto", "linear", "finetune")
