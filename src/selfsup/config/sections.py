@@ -133,6 +133,9 @@ class EvalConfig:
     finetune_crop_scale: tuple[float, float] = (0.5, 1.0)
     finetune_flip: bool = True
     finetune_optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9), adamw (transformers)
+    # passes over every training item when fit's unlabelled stage trains the encoder (propagate or
+    # self-train after finetune, distill): finetune_epochs passes over 50,000 items is days on a CPU
+    semi_epochs: int = 10
 
 
 @dataclass

@@ -41,13 +41,15 @@ def train_classifier(
     seed: int,
     weights: torch.Tensor | None = None,
     progress: bool = False,
+    epochs: int | None = None,
 ) -> Classifier:
     """Train encoder + linear head with cross-entropy on the labelled images (or token ids).
     ``labels``: class indices N, or class probabilities N×K (soft targets, as distillation's);
     ``weights``: each item's weight in the loss (default 1).
 
     SGD (momentum 0.9, Nesterov) or AdamW (``finetune_optimizer``) with a 10% linear warm-up then
-    cosine decay, for ``finetune_epochs`` passes (at least ``finetune_min_steps`` steps);
+    cosine decay, for ``finetune_epochs`` passes (``epochs`` where given; at least
+    ``finetune_min_steps`` steps);
     augmentation of images: random resized crop (``finetune_crop_scale``) and, if
     ``finetune_flip``, horizontal flip; none for text. Whether ``encoder`` is pretrained or freshly
     initialised is the only difference between the ``finetune`` and ``scratch`` protocols.
@@ -58,7 +60,8 @@ def train_classifier(
     if not text:
         model = model.to(memory_format=torch.channels_last)
     batch_size = min(config.finetune_batch_size, len(images))
-    total = max(config.finetune_min_steps, config.finetune_epochs * math.ceil(len(images) / batch_size))
+    passes = config.finetune_epochs if epochs is None else epochs
+    total = max(config.finetune_min_steps, passes * math.ceil(len(images) / batch_size))
     optimizer = _optimizer(model, config)
     views = _view_maker(config, text, torch.Generator(device=device).manual_seed(seed))
     order_gen = torch.Generator().manual_seed(seed)

@@ -92,9 +92,12 @@ def linear_head(features: torch.Tensor, labels: torch.Tensor, classes: int, seed
     return LinearHead.fitted(weight, bias, mean, std), c
 
 
-def finetuned(fitting: Fitting, rows, labels, classes: int, weights=None, encoder=None) -> TaskModel:
+def finetuned(
+    fitting: Fitting, rows, labels, classes: int, weights=None, encoder=None, semi: bool = False
+) -> TaskModel:
     """Encoder (``fitting.encoder`` copied, or ``encoder``) and head trained on the training items
-    ``rows`` with ``labels`` (indices or probabilities)."""
+    ``rows`` with ``labels`` (indices or probabilities): ``finetune_epochs`` passes over labelled
+    items alone, ``semi_epochs`` where the unlabelled items join them (``semi``)."""
     start = copy.deepcopy(fitting.encoder) if encoder is None else encoder
     model = train_classifier(
         start,
@@ -109,6 +112,7 @@ def finetuned(fitting: Fitting, rows, labels, classes: int, weights=None, encode
         fitting.seed,
         weights=weights,
         progress=fitting.progress,
+        epochs=fitting.config.semi_epochs if semi else None,
     )
     head = LinearHead(model.head.in_features, classes)
     with torch.no_grad():
@@ -183,7 +187,7 @@ def propagate(fitting: Fitting, labelled: Labelled, model: TaskModel, quiet: boo
         head, _ = linear_head(features, targets, classes, fitting.seed, weights=weights, c=c)
         return TaskModel(fitting.encoder, head, labelled.classes)
     every = torch.arange(len(features))
-    trained = finetuned(fitting, every, targets, classes, weights=weights)
+    trained = finetuned(fitting, every, targets, classes, weights=weights, semi=True)
     trained.classes = labelled.classes
     return trained
 
@@ -209,7 +213,7 @@ def self_train(fitting: Fitting, labelled: Labelled, model: TaskModel, protocol:
             head, _ = linear_head(features, all_labels, classes, fitting.seed)
             model = TaskModel(fitting.encoder, head, labelled.classes)
         else:
-            model = finetuned(fitting, all_rows, all_labels, classes)  # with its crop and flip
+            model = finetuned(fitting, all_rows, all_labels, classes, semi=True)  # with its crop and flip
             model.classes = labelled.classes
     return model
 
@@ -224,7 +228,9 @@ def distill(
     targets = predict_rows(fitting, teacher, torch.arange(len(fitting.inputs)))
     targets[labelled.rows] = torch.nn.functional.one_hot(labelled.labels, classes).float()
     fitting.say(f"distilling the teacher's probabilities on {len(targets)} items into the student")
-    student = finetuned(fitting, torch.arange(len(targets)), targets, classes, encoder=student_encoder)
+    student = finetuned(
+        fitting, torch.arange(len(targets)), targets, classes, encoder=student_encoder, semi=True
+    )
     student.classes = labelled.classes
     return student
 
