@@ -377,8 +377,11 @@ def predict(
         raise SelfsupError(f"--top-k must lie in 1..{len(model.classes)} (the model's classes), got {top_k}")
     config = runs.load_run_config(model_dir)  # the run's settings, saved beside the model
     config.data.spec = str(data)
-    splits = _prediction_data(config, model, progress)
+    splits = _prediction_data(config, model)
     text = not isinstance(splits.train, ImageDataset)
+    if progress:
+        items = len(splits.train) + (len(splits.test) if splits.test is not None else 0)
+        print(f"selfsup: predicting {items} {'texts' if text else 'images'} of {data}", file=sys.stderr)
     columns = ["index", "text" if text else "path", "label", "probability"]
     columns += [f"{name}_{k}" for k in range(2, top_k + 1) for name in ("label", "probability")]
     count = 0
@@ -412,10 +415,11 @@ def predict(
     }
 
 
-def _prediction_data(config, model, progress: bool) -> DataSplits:
+def _prediction_data(config, model) -> DataSplits:
     """The data to predict, read as the model's run read its own; raises :class:`SelfsupError`
-    where they are of another modality or channel count than the model takes."""
-    splits = load_splits(config, progress)
+    where they are of another modality or channel count than the model takes. Quiet: the data's
+    splits (and a held-out part) mean nothing to prediction, which reads every item."""
+    splits = load_splits(config, False)
     spec = getattr(model.encoder, "spec", {})
     if spec.get("modality") == "text" or not hasattr(model.encoder, "spec"):
         if isinstance(splits.train, ImageDataset):
