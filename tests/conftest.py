@@ -89,3 +89,14 @@ def digits_knn_accuracy(run_dir: Path, k: int = 20) -> float:
 
 TINY = ["model.width=8", "method.proj_dim=16", "train.batch_size=128", "optim.warmup_epochs=0.5"]
 """Overrides that make a digits run take about a second per epoch."""
+
+TINY_TEXT = ["model.width=32", "model.depth=1", "train.batch_size=16", "text.max_length=16"]
+"""Overrides that make a text run of a few dozen documents take a second."""
+
+
+def quick_run(method: str, data, out: Path, overrides: list[str]) -> Path:
+    """One quiet epoch of ``method`` on ``data`` (no progress, no report) into ``out``."""
+    from selfsup import api
+
+    api.pretrain(method, str(data), out=out, epochs=1, overrides=overrides, progress=False, report=False)
+    return out

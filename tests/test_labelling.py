@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
-from conftest import make_image_folder
+from conftest import TINY_TEXT, make_image_folder, quick_run
 from selfsup import api
 from selfsup.data import load_data
 from selfsup.errors import ConfigError, DataError
@@ -369,15 +369,7 @@ def test_select_reuses_the_features_embed_wrote(digits_run, tmp_path):
 
 def test_select_on_an_image_folder_names_paths_and_on_a_corpus_texts(tmp_path):
     folder = make_image_folder(tmp_path / "pets", per_class=8)
-    api.pretrain(
-        "simclr",
-        str(folder),
-        out=tmp_path / "img",
-        epochs=1,
-        overrides=TINY[:1] + ["train.batch_size=8"],
-        progress=False,
-        report=False,
-    )
+    quick_run("simclr", folder, tmp_path / "img", TINY[:1] + ["train.batch_size=8"])
     api.select(tmp_path / "img", budget=3, strategy="kcenter", progress=False)
     rows = list(csv.DictReader(open(tmp_path / "img" / "picks.csv")))
     assert all(r["path"].startswith(("cat/", "dog/")) for r in rows)
@@ -390,15 +382,7 @@ def test_select_on_an_image_folder_names_paths_and_on_a_corpus_texts(tmp_path):
         "text,label\n"
         + "".join(f"story number {i} about {'rain' if i % 2 else 'stocks'},{i % 2}\n" for i in range(60))
     )
-    api.pretrain(
-        "mlm",
-        str(corpus),
-        out=tmp_path / "text",
-        epochs=1,
-        overrides=["model.width=32", "model.depth=1", "train.batch_size=16", "text.max_length=16"],
-        progress=False,
-        report=False,
-    )
+    quick_run("mlm", corpus, tmp_path / "text", TINY_TEXT)
     picked = api.select(tmp_path / "text", budget=5, strategy="probcover", progress=False)
     rows = list(csv.DictReader(open(picked["csv"])))
     assert list(rows[0]) == ["rank", "index", "text", "cluster", "score", "label"] and rows[0][
@@ -472,15 +456,7 @@ def test_evaluate_labelled_scores_data_whose_training_items_are_unlabelled(tmp_p
     for i, image in enumerate(sorted((folder / "test").rglob("*.png"))):
         (folder / "train").mkdir(exist_ok=True)
         (folder / "train" / f"{i:03d}.png").write_bytes(image.read_bytes())  # train/: one flat folder
-    api.pretrain(
-        "simclr",
-        str(folder),
-        out=tmp_path / "run",
-        epochs=1,
-        overrides=TINY[:1] + ["train.batch_size=6"],
-        progress=False,
-        report=False,
-    )
+    quick_run("simclr", folder, tmp_path / "run", TINY[:1] + ["train.batch_size=6"])
     splits = load_data(folder)
     assert not splits.train.labelled and splits.test.labelled
     names = [f"train/{i:03d}.png" for i in range(4)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_image_folder
+from conftest import TINY_TEXT, make_image_folder, quick_run
 from selfsup import api, load_classifier
 from selfsup.data import load_data
 from selfsup.errors import SelfsupError
@@ -164,15 +164,7 @@ def folder_model(tmp_path_factory):
     folder = make_image_folder(
         root / "pets", classes=("cat", "dog", "owl"), per_class=8, splits=["train", "test"]
     )
-    api.pretrain(
-        "simclr",
-        str(folder),
-        out=root / "run",
-        epochs=1,
-        overrides=["model.width=8", "train.batch_size=8"],
-        progress=False,
-        report=False,
-    )
+    quick_run("simclr", folder, root / "run", ["model.width=8", "train.batch_size=8"])
     api.fit(root / "run", budget=9, protocol="linear", out=root / "model", progress=False)
     return root
 
@@ -248,15 +240,7 @@ def test_a_text_classifier_fits_and_predicts_a_txt_file(tmp_path):
             )
         )
     )
-    api.pretrain(
-        "mlm",
-        str(corpus),
-        out=tmp_path / "run",
-        epochs=1,
-        overrides=["model.width=32", "model.depth=1", "train.batch_size=16", "text.max_length=16"],
-        progress=False,
-        report=False,
-    )
+    quick_run("mlm", corpus, tmp_path / "run", TINY_TEXT)
     facts = api.fit(tmp_path / "run", budget=10, protocol="linear", out=tmp_path / "model", progress=False)
     assert facts["classes"] == ["money", "weather"]
     (tmp_path / "new.txt").write_text("storms and rain again\nmarkets and stocks again\n")
