@@ -100,7 +100,7 @@ def test_safetensors_export_has_the_library_keys_and_the_spec(tmp_path):
     "backbone, fmt, message",
     [
         ("resnet18", "pickle", "unknown export format 'pickle'"),
-        ("resnet18", "hf", "--format hf does not fit a image run"),
+        ("resnet18", "hf", "--format hf does not fit an image run"),
         ("timm:resnet18", "torchvision", "cannot be exported as torchvision weights; use --format timm"),
         ("small_cnn", "timm", "cannot be exported as timm weights; use --format safetensors"),
     ],

@@ -14,6 +14,7 @@ from conftest import TINY_TEXT, make_image_folder, quick_run
 from selfsup import api, load_classifier
 from selfsup.data import load_data
 from selfsup.errors import SelfsupError
+from selfsup.models.export import export_encoder
 from selfsup.task.semi import knn_graph, label_spreading
 from test_cli import assert_one_line_error, run_cli
 
@@ -249,3 +250,20 @@ def test_a_text_classifier_fits_and_predicts_a_txt_file(tmp_path):
     assert [r["text"] for r in rows] == ["storms and rain again", "markets and stocks again"]
     with pytest.raises(SelfsupError, match="holds images; this model classifies texts"):
         api.predict(tmp_path / "model", data="digits", out=tmp_path / "q.csv", progress=False)
+
+    # the classifier and its encoder as TorchScript: token ids of any length in, the same outputs
+    model = load_classifier(tmp_path / "model")
+    ids = model.inputs(load_data(str(tmp_path / "new.txt")).train)
+    for folder, reference in ((tmp_path / "model", model), (tmp_path / "run", model.encoder)):
+        note = export_encoder(folder, "torchscript", tmp_path / f"{folder.name}.pt")
+        traced = torch.jit.load(note["path"])
+        assert torch.allclose(traced(ids.long()), reference(ids), atol=1e-5)
+        assert torch.allclose(traced(ids[:, :4].long()), reference(ids[:, :4]), atol=1e-5)
+    assert (
+        note["max_length"] == 16
+        and "class probabilities" in json.loads((tmp_path / "model.pt.json").read_text())["output"]
+    )
+    with pytest.raises(
+        SelfsupError, match="does not fit a text classifier; use one of safetensors, torchscript"
+    ):
+        export_encoder(tmp_path / "model", "onnx")

@@ -10,6 +10,8 @@ the tool that uses it loads:
 - ``torchscript`` / ``onnx``: the whole encoder, normalisation included: float images
   N×C×H×W in [0, 1] -> features N×D, with a dynamic batch axis; each is loaded back (ONNX with
   ``onnxruntime``) and its output compared with PyTorch's;
+- ``torchscript`` of a text run (or text classifier) of selfsup's own transformer: token ids
+  N×L -> features (or probabilities), any batch size and length (:class:`TokenIdsModel`);
 - ``hf``: a text run, written with ``save_pretrained`` together with its tokenizer: the
   checkpoint a run started from (``--backbone hf:PATH``), or a ``causal_lm`` run of selfsup's own
   transformer as a GPT-2 (:func:`selfsup.models.hf_text.save_as_gpt2`).
@@ -32,6 +34,7 @@ from selfsup.errors import ConfigError, SelfsupError
 from selfsup.jsonfile import to_json
 from selfsup.models.classifier import is_model_dir, load_classifier
 from selfsup.models.encoder import load_encoder, safetensors_bytes
+from selfsup.models.text import TextEncoder
 
 FORMATS = ("safetensors", "torchvision", "timm", "torchscript", "onnx", "hf")
 SUFFIX = {
@@ -58,13 +61,15 @@ def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None)
     classifier = is_model_dir(run_dir)
     encoder = load_classifier(run_dir) if classifier else load_encoder(run_dir)
     text = encoder.spec.get("modality") == "text"
-    if classifier:  # a task model of selfsup fit: the classifier with its head
-        fits = ("safetensors",) if text else tuple(f for f in FORMATS if f != "hf")
+    if text:  # TorchScript where selfsup's own transformer is inside (a traced checkpoint is untested)
+        own = isinstance(getattr(encoder, "encoder", encoder), TextEncoder)
+        fits = ("safetensors",) if classifier else ("hf", "safetensors")
+        fits += ("torchscript",) if own else ()
     else:
-        fits = ("hf", "safetensors") if text else tuple(f for f in FORMATS if f != "hf")
+        fits = tuple(f for f in FORMATS if f != "hf")
     if fmt not in fits:
-        kind = ("text " if text else "image ") + ("classifier" if classifier else "run")
-        raise ConfigError(f"--format {fmt} does not fit a {kind}; use one of {', '.join(fits)}")
+        kind = ("a text " if text else "an image ") + ("classifier" if classifier else "run")
+        raise ConfigError(f"--format {fmt} does not fit {kind}; use one of {', '.join(fits)}")
     name = "classifier" if classifier else "encoder"
     default = run_dir / "export" / ("hf" if fmt == "hf" else f"{name}{SUFFIX[fmt]}")
     path = Path(out) if out is not None else default
@@ -263,7 +268,66 @@ def _checked(reference: torch.Tensor, reloaded: torch.Tensor, what: str) -> floa
     return difference
 
 
+class TokenIdsModel(nn.Module):
+    """A text encoder (or a classifier over one) as a trace takes it: token ids N×L int64 (L at most
+    the encoder's ``max_length``, padding id 0) -> features N×D (or class probabilities N×K).
+    The encoder's own ``forward`` first trims the batch's shared padding, a length a trace would
+    keep as a constant; padding is masked anyway, so the outputs are the same."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.encoder = getattr(model, "encoder", model)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        features = self.encoder.pool(self.encoder.backbone(ids), ids)
+        if hasattr(self.model, "head"):
+            return torch.softmax(self.model.head(features), dim=1)
+        return features
+
+
+def _token_ids(encoder, batch: int, length: int, padded: int = 0, seed: int = 0) -> torch.Tensor:
+    """Random token ids ``batch``×``length`` of the run's vocabulary, the last ``padded`` positions
+    of every other row padding."""
+    vocabulary = getattr(encoder, "encoder", encoder).spec["vocab_size"]
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocabulary, (batch, length), generator=generator)
+    if padded:
+        ids[::2, length - padded :] = 0
+    return ids
+
+
+def _write_torchscript_text(encoder, path: Path) -> dict:
+    longest = getattr(encoder, "encoder", encoder).max_length
+    wrapped = TokenIdsModel(encoder).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # checked on other shapes below
+        traced = torch.jit.trace(wrapped, _token_ids(encoder, 2, longest, padded=longest // 2))
+        extra = {"classes.json": to_json(encoder.classes)} if hasattr(encoder, "classes") else {}
+        write_file(path, lambda handle: torch.jit.save(traced, handle, _extra_files=extra))
+        loaded = torch.jit.load(str(path))
+        shared = _token_ids(encoder, 2, longest, 0, 3)
+        shared[:, longest // 2 :] = 0  # padding every row shares: the encoder's forward trims it
+        checks = [
+            _token_ids(encoder, 5, longest, 3, 1),
+            _token_ids(encoder, 3, max(2, longest // 2), 0, 2),
+            shared,
+        ]
+        difference = max(_checked(encoder(ids), loaded(ids), "TorchScript") for ids in checks)
+    return {
+        "input": f"token ids N×L int64 of the run's tokenizer (tokenizer.json): [CLS] … [SEP], "
+        f"padded with 0, L at most {longest}; any batch size and length",
+        "max_length": longest,
+        **_output_note(encoder, "probabilities"),
+        "max_abs_difference": difference,
+        "load": "torch.jit.load(path)(ids)",
+    }
+
+
 def _write_torchscript(encoder, path: Path) -> dict:
+    if encoder.spec.get("modality") == "text":
+        return _write_torchscript_text(encoder, path)
     with torch.no_grad(), warnings.catch_warnings():
         # deprecated since torch 2.10 for torch.export, yet what C++ and mobile runtimes still load
         warnings.simplefilter("ignore", FutureWarning)
