@@ -42,9 +42,10 @@ def squared_distances(x: np.ndarray) -> np.ndarray:
 
 def reference_typiclust(x: np.ndarray, budget: int, labelled: list[int], seed: int) -> list[int]:
     """avihu111/TypiClust, deep-al/pycls/al/typiclust.py, with brute-force neighbours (faiss's
-    IndexFlatL2 returns squared distances)."""
+    IndexFlatL2 returns squared distances; ``KMeans`` with the 10 starts that were scikit-learn's
+    default when it was written)."""
     clusters = min(len(labelled) + budget, 500)
-    ids = KMeans(n_clusters=clusters, random_state=seed, n_init="auto").fit_predict(x)
+    ids = KMeans(n_clusters=clusters, random_state=seed, n_init=10).fit_predict(x)
     sizes = np.bincount(ids, minlength=clusters)
     existing = np.bincount(ids[labelled], minlength=clusters) if labelled else np.zeros(clusters, int)
     kept = [c for c in range(clusters) if sizes[c] > 5]
@@ -143,7 +144,7 @@ def test_a_next_round_never_repeats_an_item_and_the_seed_is_kept(strategy):
 
 def test_typiclust_starts_with_the_clusters_no_label_covers():
     x = blobs(sizes=(40, 40, 40, 40), seed=4)
-    ids = KMeans(n_clusters=4 + 2, random_state=0, n_init="auto").fit_predict(x)  # labelled + budget clusters
+    ids = KMeans(n_clusters=4 + 2, random_state=0, n_init=10).fit_predict(x)  # labelled + budget clusters
     covered = sorted(set(ids[:60].tolist()))[:2]
     labelled = [int(np.flatnonzero(ids == c)[0]) for c in covered]
     found = typiclust(x, 4, labelled, seed=0)

@@ -145,16 +145,20 @@ TYPICALITY_ITEMS = 10_000
 (candidates and neighbours alike): an N×N distance computation in every cluster would not scale."""
 
 
-def cluster(features: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+def cluster(features: np.ndarray, clusters: int, seed: int, official_starts: bool = False) -> np.ndarray:
     """k-means cluster ids of the rows: scikit-learn's ``KMeans`` up to :data:`FULL_KMEANS`
     clusters and :data:`FULL_KMEANS_ITEMS` items, ``MiniBatchKMeans`` (batches of 5,000, as the
-    official code) above; ``seed`` seeds k-means++."""
+    official code) above; ``seed`` seeds k-means++. One start, or with ``official_starts`` (TypiClust)
+    the best of 10 (3 for mini-batches): the official code relied on scikit-learn's defaults of its
+    time, which 1.4 lowered to one start, and one start on 20 clusters of the digits moves
+    TypiClust's accuracy by ±8 points between seeds."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if clusters <= FULL_KMEANS and len(features) <= FULL_KMEANS_ITEMS:
-        model = KMeans(n_clusters=clusters, random_state=seed, n_init="auto")
+        model = KMeans(n_clusters=clusters, random_state=seed, n_init=10 if official_starts else 1)
     else:
-        model = MiniBatchKMeans(n_clusters=clusters, batch_size=5000, random_state=seed, n_init="auto")
+        starts = 3 if official_starts else 1
+        model = MiniBatchKMeans(n_clusters=clusters, batch_size=5000, random_state=seed, n_init=starts)
     return model.fit_predict(features).astype(np.int64)
 
 
@@ -190,7 +194,7 @@ def typiclust(features: np.ndarray, budget: int, labelled=(), seed: int = 0, pro
     labelled = _labelled(labelled)
     check_budget(len(features), budget, labelled)
     count = min(len(labelled) + budget, MAX_CLUSTERS)
-    ids = cluster(features, count, seed)
+    ids = cluster(features, count, seed, official_starts=True)
     sizes = np.bincount(ids, minlength=count)
     existing = np.bincount(ids[labelled], minlength=count)
     order = [c for c in range(count) if sizes[c] > MIN_CLUSTER_SIZE] or [c for c in range(count) if sizes[c]]
