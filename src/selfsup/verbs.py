@@ -99,6 +99,13 @@ def _quiet(help: str | None = None) -> Option:
     return Option("--quiet", help, flag=True, param="progress", negate=True)
 
 
+def _strategy(help: str) -> Option:
+    """``--strategy``: how ``select`` and ``fit --budget`` pick their items."""
+    return Option(
+        "--strategy", help, default="typiclust", choices=("typiclust", "probcover", "kcenter", "random")
+    )
+
+
 def _overrides(help: str) -> Option:
     return Option("overrides", help, nargs="*", metavar="key=value")
 
@@ -207,12 +214,9 @@ SELECT = Verb(
     (
         RUN_DIR,
         Option("--budget", "how many items to pick", int, required=True, metavar="N"),
-        Option(
-            "--strategy",
+        _strategy(
             "typiclust (default: typical items of the largest clusters), probcover (greedy coverage of "
-            "δ-balls), kcenter (the greedy k-centre core set) or random",
-            default="typiclust",
-            choices=("typiclust", "probcover", "kcenter", "random"),
+            "δ-balls), kcenter (the greedy k-centre core set) or random"
         ),
         Option("--data", "data to pick from (default: the run's own data)", key="data.spec"),
         Option(
@@ -250,12 +254,7 @@ FIT = Verb(
             int,
             metavar="N",
         ),
-        Option(
-            "--strategy",
-            "how --budget picks (default typiclust)",
-            default="typiclust",
-            choices=("typiclust", "probcover", "kcenter", "random"),
-        ),
+        _strategy("how --budget picks (default typiclust)"),
         Option("--data", "data to fit on (default: the run's own data)", key="data.spec"),
         Option(
             "--protocol",
