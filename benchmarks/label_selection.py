@@ -193,23 +193,29 @@ def readme_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def pool_features(name: str):
+    """The preset's run's data splits, the features (N×D numpy) of every training item, and the
+    rows of the labelled ones (the pool the strategies pick from, numpy)."""
+    from selfsup.evaluate.features import extract_features
+    from selfsup.runs import load_encoder, load_run_config, load_splits
+
+    run = PRESETS[name]["run"]
+    splits = load_splits(load_run_config(run))
+    encoder = load_encoder(run, "cpu")
+    features = extract_features(encoder, encoder.inputs(splits.train), "cpu", None).numpy()
+    return splits, features, splits.train.labelled_index().numpy()
+
+
 def cluster_purity(name: str) -> dict:
     """How well the encoder's features cluster by class, what TypiClust's picks rely on: k-means
     (as TypiClust clusters, seed 0) into as many clusters as classes and into 100, on the preset's
     labelled training pool; the share of items in their cluster's majority class."""
     import numpy as np
 
-    from selfsup.evaluate.features import extract_features
     from selfsup.labelling.strategies import cluster, l2_normalise
-    from selfsup.runs import load_encoder, load_run_config, load_splits
 
-    run = PRESETS[name]["run"]
-    splits = load_splits(load_run_config(run))
-    encoder = load_encoder(run, "cpu")
-    pool = splits.train.labelled_index()
-    features = l2_normalise(
-        extract_features(encoder, encoder.inputs(splits.train), "cpu", None)[pool].numpy()
-    )
+    splits, features, pool = pool_features(name)
+    features = l2_normalise(features[pool])
     labels = splits.train.labels[pool].numpy()
     classes = len(np.unique(labels))
     purity = {}
@@ -226,15 +232,9 @@ def picture(out: Path, budget: int = 20) -> None:
     import numpy as np
     from PIL import Image
 
-    from selfsup.evaluate.features import extract_features
     from selfsup.labelling.strategies import pick
-    from selfsup.runs import load_encoder, load_run_config, load_splits
 
-    run = PRESETS["digits"]["run"]
-    splits = load_splits(load_run_config(run))
-    encoder = load_encoder(run, "cpu")
-    features = extract_features(encoder, encoder.inputs(splits.train), "cpu", None).numpy()
-    pool = splits.train.labelled_index().numpy()
+    splits, features, pool = pool_features("digits")
     side, scale_by = 8, 4
     sheet = Image.new("L", (budget * (side * scale_by + 2), 2 * (side * scale_by + 2)), 255)
     for row, strategy in enumerate(("typiclust", "random")):

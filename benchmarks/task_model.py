@@ -58,6 +58,7 @@ def run_preset(name: str, seeds: int) -> dict:
     from selfsup.evaluate.finetune import classifier_predict, train_classifier
     from selfsup.evaluate.linear import linear_probe
     from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
+    from selfsup.labelling.labels import class_indices, class_order
     from selfsup.labelling.strategies import pick
     from selfsup.runs import load_encoder, load_run_config, load_splits
     from selfsup.task import fit as task
@@ -107,9 +108,9 @@ def run_preset(name: str, seeds: int) -> dict:
                 picked = pick(strategy, fitting.features()[pool].numpy(), budget, seed=seed)
                 labelled_rows = torch.sort(pool[torch.as_tensor(picked.rows)]).values
                 names = [splits.train.classes[int(c)] for c in splits.train.labels[labelled_rows]]
-                classes = sorted(set(names), key=lambda c: (len(c), c))
+                classes = class_order(names)  # as `selfsup fit` orders a labels file's classes
+                labelled = task.Labelled(labelled_rows, class_indices(names, classes), classes)
                 position = {c: i for i, c in enumerate(classes)}
-                labelled = task.Labelled(labelled_rows, torch.tensor([position[c] for c in names]), classes)
                 truth = torch.tensor([position.get(test.classes[int(c)], -1) for c in test.labels])
                 if plan["full"]:
                     combos = [(protocol, semi) for protocol in ("linear", "finetune") for semi in STAGES]
