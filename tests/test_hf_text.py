@@ -168,3 +168,42 @@ def test_a_causal_lm_run_of_selfsups_own_transformer_exports_as_gpt2(tmp_path):
         states = model(**batch).last_hidden_state
     keep = batch["attention_mask"].unsqueeze(-1).float()
     torch.testing.assert_close(encoder(ids), (states * keep).sum(1) / keep.sum(1), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "distilbert", "gpt2"])
+def test_a_checkpoints_task_model_exports_as_its_own_sequence_classifier(tmp_path, model_type):
+    """The task model of an hf: run is fitted on what the architecture's own classification layer
+    takes (BERT's pooler, RoBERTa's dense + tanh, GPT-2's last real token), so that
+    AutoModelForSequenceClassification loads the export with id2label and gives selfsup's
+    probabilities on the checkpoint tokenizer's own batch."""
+    from selfsup.models.classifier import load_classifier
+
+    if model_type == "bert":
+        checkpoint = tiny_bert(tmp_path / "checkpoint", texts())
+    elif model_type == "gpt2":
+        checkpoint = tiny_gpt2(tmp_path / "checkpoint", texts())
+    else:
+        checkpoint = tiny_encoder(tmp_path / "checkpoint", texts(), model_type)
+    method = "causal_lm" if model_type == "gpt2" else "mlm"
+    run = continue_pretraining(tmp_path, method, checkpoint, write_news(tmp_path / "news.csv")).run_dir
+    facts = api.fit(
+        run, budget=6, protocol="linear", semi="propagate", out=tmp_path / "model", progress=False
+    )
+    assert facts["classes"] == ["1", "2"]
+    model = load_classifier(tmp_path / "model")
+    assert model.encoder.spec["pooling"] == "classifier"
+    docs = ["Stocks fell on Wall Street.", "The team won the final.", "Oil prices rose."]
+    ours = model(model.inputs(TextDataset(docs)))
+    assert torch.allclose(ours.sum(1), torch.ones(3))
+    if model_type == "gpt2":  # GPT-2's score layer has no bias for the fitted head's
+        with pytest.raises(ConfigError, match="gpt2's classification layer has no bias"):
+            api.export(tmp_path / "model", format="hf", out=tmp_path / "exported")
+        return
+    note = api.export(tmp_path / "model", format="hf", out=tmp_path / "exported")
+    assert note["max_abs_difference"] < 1e-4
+    loaded = transformers.AutoModelForSequenceClassification.from_pretrained(note["path"]).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(note["path"])
+    assert loaded.config.id2label == {0: "1", 1: "2"}
+    with torch.no_grad():
+        theirs = loaded(**tokenizer(docs, padding=True, truncation=True, return_tensors="pt")).logits
+    torch.testing.assert_close(ours, theirs.softmax(dim=1), atol=1e-5, rtol=1e-4)

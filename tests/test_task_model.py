@@ -251,7 +251,9 @@ def test_a_text_classifier_fits_and_predicts_a_txt_file(tmp_path):
     with pytest.raises(SelfsupError, match="holds images; this model classifies texts"):
         api.predict(tmp_path / "model", data="digits", out=tmp_path / "q.csv", progress=False)
 
-    # the classifier and its encoder as TorchScript: token ids of any length in, the same outputs
+    # the classifier and its encoder as TorchScript and ONNX: token ids of any length in, the same outputs
+    import onnxruntime
+
     model = load_classifier(tmp_path / "model")
     ids = model.inputs(load_data(str(tmp_path / "new.txt")).train)
     for folder, reference in ((tmp_path / "model", model), (tmp_path / "run", model.encoder)):
@@ -259,6 +261,15 @@ def test_a_text_classifier_fits_and_predicts_a_txt_file(tmp_path):
         traced = torch.jit.load(note["path"])
         assert torch.allclose(traced(ids.long()), reference(ids), atol=1e-5)
         assert torch.allclose(traced(ids[:, :4].long()), reference(ids[:, :4]), atol=1e-5)
+        note = export_encoder(folder, "onnx", tmp_path / f"{folder.name}.onnx")
+        session = onnxruntime.InferenceSession(note["path"], providers=["CPUExecutionProvider"])
+        for part in (ids, ids[:1, :4]):
+            out = session.run(None, {"ids": part.long().numpy()})[0]
+            assert torch.allclose(torch.as_tensor(out), reference(part), atol=1e-4)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta.get("classes", "null")) is None  # the encoder's export: features
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map["classes"]) == ["money", "weather"]
     assert (
         note["max_length"] == 16
         and "class probabilities" in json.loads((tmp_path / "model.pt.json").read_text())["output"]
@@ -266,4 +277,4 @@ def test_a_text_classifier_fits_and_predicts_a_txt_file(tmp_path):
     with pytest.raises(
         SelfsupError, match="does not fit a text classifier; use one of safetensors, torchscript"
     ):
-        export_encoder(tmp_path / "model", "onnx")
+        export_encoder(tmp_path / "model", "timm")

@@ -291,6 +291,8 @@ def fit(
     torch_device = resolve_device(config.train.device)
     precision = resolve_precision(config.train.precision, torch_device)
     encoder = runs.load_encoder(run_dir, torch_device)
+    if hasattr(encoder, "for_classification"):  # a checkpoint's own head and pooling: exports as hf
+        encoder = encoder.for_classification(seed)
     images = isinstance(train, ImageDataset)
     fitting = task.Fitting(
         encoder,

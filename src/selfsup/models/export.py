@@ -10,11 +10,14 @@ the tool that uses it loads:
 - ``torchscript`` / ``onnx``: the whole encoder, normalisation included: float images
   N×C×H×W in [0, 1] -> features N×D, with a dynamic batch axis; each is loaded back (ONNX with
   ``onnxruntime``) and its output compared with PyTorch's;
-- ``torchscript`` of a text run (or text classifier) of selfsup's own transformer: token ids
-  N×L -> features (or probabilities), any batch size and length (:class:`TokenIdsModel`);
+- ``torchscript`` / ``onnx`` of a text run (or text classifier) of selfsup's own transformer:
+  token ids N×L -> features (or probabilities), any batch size and length up to the run's
+  ``max_length`` (:class:`TokenIdsModel`); ONNX is checked with ``onnxruntime`` as for images;
 - ``hf``: a text run, written with ``save_pretrained`` together with its tokenizer: the
   checkpoint a run started from (``--backbone hf:PATH``), or a ``causal_lm`` run of selfsup's own
-  transformer as a GPT-2 (:func:`selfsup.models.hf_text.save_as_gpt2`).
+  transformer as a GPT-2 (:func:`selfsup.models.hf_text.save_as_gpt2`); a task model over a
+  checkpoint as the architecture's own sequence-classification checkpoint with ``id2label``
+  (:func:`selfsup.models.hf_text.save_sequence_classifier`), loaded back and compared.
 
 Beside each file, ``<out>.json`` says what the file holds and how to load it (the mean and std
 the images must be standardised with, for the state-dict formats).
@@ -22,6 +25,8 @@ the images must be standardised with, for the state-dict formats).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -61,10 +66,11 @@ def export_encoder(run_dir: str | Path, fmt: str, out: str | Path | None = None)
     classifier = is_model_dir(run_dir)
     encoder = load_classifier(run_dir) if classifier else load_encoder(run_dir)
     text = encoder.spec.get("modality") == "text"
-    if text:  # TorchScript where selfsup's own transformer is inside (a traced checkpoint is untested)
-        own = isinstance(getattr(encoder, "encoder", encoder), TextEncoder)
-        fits = ("safetensors",) if classifier else ("hf", "safetensors")
-        fits += ("torchscript",) if own else ()
+    if text:  # TorchScript and ONNX where selfsup's own transformer is inside; hf where a checkpoint is
+        inner = getattr(encoder, "encoder", encoder)
+        own = isinstance(inner, TextEncoder)
+        fits = ("safetensors",) if classifier and own else ("hf", "safetensors")
+        fits += ("torchscript", "onnx") if own else ()
     else:
         fits = tuple(f for f in FORMATS if f != "hf")
     if fmt not in fits:
@@ -289,12 +295,29 @@ class TokenIdsModel(nn.Module):
 def _token_ids(encoder, batch: int, length: int, padded: int = 0, seed: int = 0) -> torch.Tensor:
     """Random token ids ``batch``×``length`` of the run's vocabulary, the last ``padded`` positions
     of every other row padding."""
-    vocabulary = getattr(encoder, "encoder", encoder).spec["vocab_size"]
+    inner = getattr(encoder, "encoder", encoder)
+    vocabulary = inner.spec.get("vocab_size") or inner.tokenizer.get_vocab_size()
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocabulary, (batch, length), generator=generator)
     if padded:
         ids[::2, length - padded :] = 0
     return ids
+
+
+def _text_checks(encoder, longest: int) -> list[torch.Tensor]:
+    """Token ids an export of a text model is checked on: other batch sizes and lengths, padded
+    rows, and padding every row shares (which the encoder's own forward trims)."""
+    shared = _token_ids(encoder, 2, longest, 0, 3)
+    shared[:, longest // 2 :] = 0
+    return [_token_ids(encoder, 5, longest, 3, 1), _token_ids(encoder, 3, max(2, longest // 2), 0, 2), shared]
+
+
+def _text_input_note(longest: int) -> dict:
+    return {
+        "input": f"token ids N×L int64 of the run's tokenizer (tokenizer.json): [CLS] … [SEP], "
+        f"padded with 0, L at most {longest}; any batch size and length",
+        "max_length": longest,
+    }
 
 
 def _write_torchscript_text(encoder, path: Path) -> dict:
@@ -307,18 +330,11 @@ def _write_torchscript_text(encoder, path: Path) -> dict:
         extra = {"classes.json": to_json(encoder.classes)} if hasattr(encoder, "classes") else {}
         write_file(path, lambda handle: torch.jit.save(traced, handle, _extra_files=extra))
         loaded = torch.jit.load(str(path))
-        shared = _token_ids(encoder, 2, longest, 0, 3)
-        shared[:, longest // 2 :] = 0  # padding every row shares: the encoder's forward trims it
-        checks = [
-            _token_ids(encoder, 5, longest, 3, 1),
-            _token_ids(encoder, 3, max(2, longest // 2), 0, 2),
-            shared,
-        ]
-        difference = max(_checked(encoder(ids), loaded(ids), "TorchScript") for ids in checks)
+        difference = max(
+            _checked(encoder(ids), loaded(ids), "TorchScript") for ids in _text_checks(encoder, longest)
+        )
     return {
-        "input": f"token ids N×L int64 of the run's tokenizer (tokenizer.json): [CLS] … [SEP], "
-        f"padded with 0, L at most {longest}; any batch size and length",
-        "max_length": longest,
+        **_text_input_note(longest),
         **_output_note(encoder, "probabilities"),
         "max_abs_difference": difference,
         "load": "torch.jit.load(path)(ids)",
@@ -351,22 +367,31 @@ def _write_torchscript(encoder, path: Path) -> dict:
     }
 
 
-def _write_onnx(encoder, path: Path) -> dict:
+def _onnxruntime():
     try:
         import onnxruntime
     except ImportError:
         raise ConfigError("--format onnx needs onnx and onnxruntime: pip install 'selfsup[onnx]'") from None
+    return onnxruntime
+
+
+def _write_onnx(encoder, path: Path) -> dict:
+    if encoder.spec.get("modality") == "text":
+        return _write_onnx_text(encoder, path)
+    onnxruntime = _onnxruntime()
     any_size = _takes_any_size(encoder)
+    axes = {0: torch.export.Dim("batch", min=1)}
     try:
         try:
-            _onnx_export(encoder, path, any_size)
+            sizes = {2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)}
+            _onnx_export(encoder, _example(encoder), "images", axes | (sizes if any_size else {}), path)
         except ImportError:
             raise
         except Exception:  # noqa: BLE001 - a model torch.export cannot take at any size: the run's size
             if not any_size:
                 raise
             any_size = False
-            _onnx_export(encoder, path, any_size)
+            _onnx_export(encoder, _example(encoder), "images", axes, path)
     except ImportError as exc:
         raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -382,32 +407,52 @@ def _write_onnx(encoder, path: Path) -> dict:
     }
 
 
-def _onnx_export(encoder, path: Path, any_size: bool) -> None:
-    axes = {0: torch.export.Dim("batch", min=1)}
-    if any_size:
-        axes |= {2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)}
+def _write_onnx_text(encoder, path: Path) -> dict:
+    onnxruntime = _onnxruntime()
+    longest = getattr(encoder, "encoder", encoder).max_length
+    wrapped = TokenIdsModel(encoder).eval()
+    axes = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("length", min=1, max=longest)}
+    try:
+        _onnx_export(wrapped, _token_ids(encoder, 2, longest, padded=longest // 2), "ids", axes, path)
+    except ImportError as exc:
+        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        difference = max(
+            _checked(encoder(ids), session.run(None, {"ids": ids.numpy()})[0], "ONNX")
+            for ids in _text_checks(encoder, longest)
+        )
+    return {
+        **_text_input_note(longest),
+        **_output_note(encoder, "probabilities"),
+        "max_abs_difference": difference,
+        "load": "onnxruntime.InferenceSession(path).run(None, {'ids': ids})[0]",
+    }
+
+
+def _onnx_export(module: nn.Module, example: torch.Tensor, name: str, axes: dict, path: Path) -> None:
+    """``module`` as ONNX (``torch.export``), input ``name`` with the dynamic ``axes``; a
+    classifier's class names in the model's metadata, where runtimes read them."""
+    classes = getattr(getattr(module, "model", module), "classes", None)
 
     def write(tmp: Path) -> None:
-        torch.onnx.export(
-            encoder,
-            (_example(encoder),),
-            str(tmp),
-            input_names=["images"],
-            output_names=["probabilities" if hasattr(encoder, "classes") else "features"],
-            dynamic_shapes=(axes,),
-            dynamo=True,
-            verbose=False,
-            external_data=False,
-        )
-
-    if hasattr(encoder, "classes"):  # the class names in the model's metadata, where runtimes read them
-
-        def write(tmp: Path, export=write) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress lines, one per pass
+            torch.onnx.export(
+                module,
+                (example,),
+                str(tmp),
+                input_names=[name],
+                output_names=["features" if classes is None else "probabilities"],
+                dynamic_shapes=(axes,),
+                dynamo=True,
+                verbose=False,
+                external_data=False,
+            )
+        if classes is not None:
             import onnx
 
-            export(tmp)
             model = onnx.load(str(tmp))
-            onnx.helper.set_model_props(model, {"classes": to_json(encoder.classes)})
+            onnx.helper.set_model_props(model, {"classes": to_json(classes)})
             onnx.save(model, str(tmp))
 
     write_path(path, write, suffix=".onnx")
@@ -416,6 +461,8 @@ def _onnx_export(encoder, path: Path, any_size: bool) -> None:
 def _write_hf(encoder, path: Path) -> dict:
     from selfsup.models.hf_text import save_as_gpt2
 
+    if hasattr(encoder, "classes"):
+        return _write_hf_classifier(encoder, path)
     with folder(path) as tmp:
         if hasattr(encoder, "save_pretrained"):  # started from a Hugging Face checkpoint
             encoder.save_pretrained(tmp)
@@ -424,6 +471,35 @@ def _write_hf(encoder, path: Path) -> dict:
     return {
         "load": "transformers.AutoModel.from_pretrained(path); AutoTokenizer.from_pretrained(path)",
         "embedding": "the mean of the final hidden states over the attended tokens",
+    }
+
+
+def _write_hf_classifier(model, path: Path) -> dict:
+    """A task model over a Hugging Face checkpoint as that architecture's sequence-classification
+    checkpoint, loaded back with ``transformers`` and its probabilities compared with selfsup's."""
+    from selfsup.models.hf_text import _transformers, save_sequence_classifier
+
+    encoder = model.encoder
+    if encoder.spec.get("pooling") != "classifier":
+        raise ConfigError(
+            "--format hf: this model was fitted on mean-pooled features, which no transformers head "
+            "takes; fit it again with this version of selfsup (its head is then the architecture's own)"
+        )
+    with folder(path) as tmp:
+        save_sequence_classifier(encoder, model.head.folded(), model.classes, tmp)
+        loaded = _transformers().AutoModelForSequenceClassification.from_pretrained(tmp).eval()
+        with torch.no_grad():
+            difference = 0.0
+            for ids in _text_checks(model, encoder.max_length):
+                hf_ids = encoder.backbone.to_hf[ids]
+                logits = loaded(input_ids=hf_ids, attention_mask=(ids != 0).long()).logits
+                difference = max(difference, _checked(model(ids), torch.softmax(logits, 1), "hf"))
+    return {
+        "load": "transformers.AutoModelForSequenceClassification.from_pretrained(path); "
+        "AutoTokenizer.from_pretrained(path)",
+        "classes": model.classes,
+        "output": "logits N×K; softmax gives the class probabilities; config.id2label names them",
+        "max_abs_difference": difference,
     }
 
 

@@ -14,12 +14,14 @@ a run's ``hf/`` folder is written with ``save_pretrained`` and loads in ``transf
 
 from __future__ import annotations
 
+import copy
 import types
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from selfsup.data.tokenizer import trim_padding
 from selfsup.errors import ConfigError
 from selfsup.models.text import BaseTextEncoder
 
@@ -119,9 +121,23 @@ class _States(nn.Module):
 class HFTextEncoder(BaseTextEncoder):
     """A ``transformers`` masked or causal LM (with its output layer, so that continued pretraining
     starts from the checkpoint's) as a selfsup text encoder: ids N×L -> mean-pooled final states
-    N×hidden_size. Build it with :meth:`from_checkpoint` or :meth:`load`."""
+    N×hidden_size. Build it with :meth:`from_checkpoint` or :meth:`load`.
 
-    def __init__(self, model: nn.Module, tokenizer: HFTokenizer, source: str, causal: bool, max_length: int):
+    With ``pooling="classifier"`` (:meth:`for_classification`) the model is the architecture's own
+    sequence-classification model (``AutoModelForSequenceClassification``) and the features are
+    what its last classification layer takes (BERT's pooled ``[CLS]``, RoBERTa's dense + tanh of
+    ``<s>``, GPT-2's last token that is not padding): a linear head on them is that layer, so the
+    task model exports as a checkpoint ``transformers`` loads and runs as selfsup does."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: HFTokenizer,
+        source: str,
+        causal: bool,
+        max_length: int,
+        pooling: str = "mean",
+    ):
         super().__init__()
         config = model.config
         positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512)
@@ -134,7 +150,7 @@ class HFTextEncoder(BaseTextEncoder):
             backbone=f"{PREFIX}{source}",
             causal=causal,
             max_length=self.max_length,
-            pooling="mean",
+            pooling=pooling,
             tokenizer_kind=tokenizer.kind,
             model_type=config.model_type,
         )
@@ -147,28 +163,86 @@ class HFTextEncoder(BaseTextEncoder):
         return self.backbone.model
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, causal: bool, max_length: int, source: str | None = None):
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        causal: bool,
+        max_length: int,
+        source: str | None = None,
+        pooling: str = "mean",
+    ):
         """The checkpoint folder ``path`` (``config.json``, weights, a fast tokenizer) with its LM
-        output layer: ``AutoModelForCausalLM`` where ``causal``, else ``AutoModelForMaskedLM``.
-        Raises :class:`ConfigError` for a missing folder or a model that is not of that kind."""
+        output layer: ``AutoModelForCausalLM`` where ``causal``, else ``AutoModelForMaskedLM``
+        (``AutoModelForSequenceClassification`` for ``pooling="classifier"``, a task model's
+        encoder). Raises :class:`ConfigError` for a missing folder or a model that is not of that kind."""
         transformers = _transformers()
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
             raise ConfigError(f"--backbone hf:{path}: no Hugging Face checkpoint there (no config.json)")
         auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModelForMaskedLM
+        if pooling == "classifier":
+            auto = transformers.AutoModelForSequenceClassification
         try:
             model = auto.from_pretrained(path, local_files_only=True)
         except ValueError as exc:
             kind = "a decoder (causal_lm: GPT-2, ...)" if causal else "an encoder (mlm: BERT, RoBERTa, ...)"
             raise ConfigError(f"hf:{path} is not {kind} model ({str(exc).splitlines()[0][:160]})") from None
         tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(path, local_files_only=True))
-        return cls(model, tokenizer, source or str(path), causal, max_length)
+        return cls(model, tokenizer, source or str(path), causal, max_length, pooling)
 
     @classmethod
     def load(cls, folder: Path, spec: dict) -> HFTextEncoder:
         """The encoder a run saved in ``folder`` (its ``hf/``) with ``spec`` (its ``encoder.json``)."""
         source = spec["backbone"][len(PREFIX) :]
-        return cls.from_checkpoint(folder, spec["causal"], spec["max_length"], source)
+        return cls.from_checkpoint(
+            folder, spec["causal"], spec["max_length"], source, spec.get("pooling", "mean")
+        )
+
+    def for_classification(self, seed: int = 0) -> HFTextEncoder:
+        """This encoder under its architecture's sequence-classification model: the same base
+        model's weights, the head's own layers (a BERT pooler this LM lacks, RoBERTa's dense)
+        initialised as ``transformers`` does with ``seed``; ``pooling="classifier"`` (see the
+        class). Raises :class:`ConfigError` for an architecture without such a model."""
+        if self.spec["pooling"] == "classifier":
+            return self
+        transformers = _transformers()
+        config = copy.deepcopy(self.model.config)
+        if config.pad_token_id is None:  # decoders find the last token by it: selfsup's padding
+            config.pad_token_id = int(self.backbone.to_hf[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            try:
+                model = transformers.AutoModelForSequenceClassification.from_config(config)
+            except ValueError:
+                raise ConfigError(
+                    f"{config.model_type} has no sequence-classification model in transformers"
+                ) from None
+        model.base_model.load_state_dict(self.model.base_model.state_dict(), strict=False)
+        model.to(next(self.model.parameters()).device).train(self.training)
+        source = self.spec["backbone"][len(PREFIX) :]
+        return HFTextEncoder(
+            model, self.tokenizer, source, self.spec["causal"], self.max_length, "classifier"
+        )
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.spec["pooling"] != "classifier":
+            return super().forward(ids)
+        ids = trim_padding(ids).long()
+        hf_ids, taken = self.backbone.to_hf[ids], []
+        layer = classification_layer(self.model)
+        hook = layer.register_forward_pre_hook(lambda _, args: taken.append(args[0]))
+        try:
+            self.model(input_ids=hf_ids, attention_mask=(ids != 0).long())
+        finally:
+            hook.remove()
+        features = taken[0]
+        if features.dim() == 3:  # a decoder's head scores every position, then keeps the last real one
+            pad = self.model.config.pad_token_id
+            real = hf_ids != pad if pad is not None else torch.ones_like(hf_ids, dtype=torch.bool)
+            positions = torch.arange(hf_ids.shape[1], device=ids.device)
+            last = (positions * real).argmax(dim=-1)
+            features = features[torch.arange(len(ids), device=ids.device), last]
+        return features
 
     def lm_head(self, transform: bool = False) -> nn.Module:
         del transform  # the checkpoint's head is what it is (BERT's has its transform)
@@ -184,8 +258,9 @@ class HFTextEncoder(BaseTextEncoder):
     def fresh(self) -> HFTextEncoder:
         """The same architecture and tokenizer, untrained (the from-scratch baseline)."""
         model = type(self.model)(self.model.config)
+        source = self.spec["backbone"][len(PREFIX) :]
         return HFTextEncoder(
-            model, self.tokenizer, self.spec["backbone"][len(PREFIX) :], self.spec["causal"], self.max_length
+            model, self.tokenizer, source, self.spec["causal"], self.max_length, self.spec["pooling"]
         )
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -198,6 +273,49 @@ class HFTextEncoder(BaseTextEncoder):
         self.model.save_pretrained(folder)
         self.tokenizer.hf.save_pretrained(folder)
         finish_tokenizer(folder, positions)
+
+
+def classification_layer(model: nn.Module) -> nn.Linear:
+    """The last layer of a sequence-classification model's head, the one giving the logits:
+    ``classifier`` (BERT, DistilBERT), ``classifier.out_proj`` (RoBERTa, ELECTRA) or ``score``
+    (GPT-2 and other decoders)."""
+    head = getattr(model, "classifier", None)
+    head = getattr(model, "score", None) if head is None else head
+    if head is None:
+        raise ConfigError(f"{type(model).__name__}: no classifier or score layer found")
+    if isinstance(head, nn.Linear):
+        return head
+    if isinstance(getattr(head, "out_proj", None), nn.Linear):
+        return head.out_proj
+    return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+
+
+def save_sequence_classifier(encoder: HFTextEncoder, head: nn.Linear, classes: list[str], folder) -> None:
+    """Write a task model of a ``pooling="classifier"`` encoder as the architecture's own
+    sequence-classification checkpoint: ``head`` (features -> K logits) becomes its last
+    classification layer, ``id2label`` names the classes; with the tokenizer
+    (:func:`finish_tokenizer`). ``AutoModelForSequenceClassification.from_pretrained(folder)``
+    then gives the logits selfsup's model gives. Raises :class:`ConfigError` where that layer has
+    no bias (GPT-2's ``score``) and the head has one."""
+    model = copy.deepcopy(encoder.model).cpu()
+    layer = classification_layer(model)
+    if layer.bias is None:
+        raise ConfigError(
+            f"--format hf: {model.config.model_type}'s classification layer has no bias, which the "
+            "fitted head needs; export the classifier as safetensors"
+        )
+    fitted = nn.Linear(head.in_features, head.out_features)
+    fitted.load_state_dict({k: v.detach().cpu() for k, v in head.state_dict().items()})
+    name = next(n for n, m in model.named_modules() if m is layer)
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], fitted)
+    model.config.num_labels = len(classes)
+    model.config.id2label = dict(enumerate(classes))
+    model.config.label2id = {c: i for i, c in enumerate(classes)}
+    model.num_labels = len(classes)
+    model.save_pretrained(folder)
+    encoder.tokenizer.hf.save_pretrained(folder)
+    finish_tokenizer(folder, model_positions(model))
 
 
 def model_positions(model: nn.Module) -> int | None:

@@ -32,8 +32,11 @@ def causal_mask(length: int, device: torch.device) -> torch.Tensor:
 
 
 def padding_mask(ids: torch.Tensor) -> torch.Tensor | None:
-    """N×L bool, True at padding (id 0), the keys no position may attend to; None where there is none."""
+    """N×L bool, True at padding (id 0), the keys no position may attend to; None where there is none
+    (always the mask while ``torch.export`` traces: whether a batch pads depends on its data)."""
     padding = ids == 0
+    if torch.compiler.is_exporting():
+        return padding
     return padding if bool(padding.any()) else None
 
 
