@@ -26,6 +26,16 @@ def isolated_cache(cache_root, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def pinned_precision(monkeypatch):
+    """``train.precision=auto`` follows the CPU's flags without timing dry steps, so a test's numbers
+    never depend on which precision a busy machine happened to measure faster (test_speed.py
+    times them with its own clock)."""
+    from selfsup.train import speed
+
+    monkeypatch.setattr(speed, "measures_precision", lambda setting, device: False)
+
+
+@pytest.fixture(autouse=True)
 def no_reports(monkeypatch):
     """Runs skip their report.html (a t-SNE and plots: seconds each); test_report.py turns them on."""
     monkeypatch.setenv("SELFSUP_REPORT", "0")

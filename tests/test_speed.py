@@ -2,6 +2,7 @@
 augmentation's per-image choices without ``nonzero`` on a GPU, ``train.compile`` and its fallback,
 and the dry steps that leave no trace."""
 
+import json
 import math
 
 import pytest
@@ -17,6 +18,8 @@ from selfsup.methods.recipes import build_config
 from selfsup.train import Callback, build_run, pretrain, speed, train_one_epoch
 from selfsup.train.loop import LossLog, log_interval, step
 from test_loop import tiny_run
+
+MEASURES = speed.measures_precision
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +137,73 @@ def test_compile_auto_is_off_on_the_cpu_and_on_with_cuda():
     assert speed.wants_compile("auto", torch.device("cuda")) and not speed.wants_compile(
         "false", torch.device("cuda")
     )
-    assert not speed.measures_precision("auto", torch.device("cpu"))
+
+
+def test_precision_is_measured_where_bf16_is_a_candidate(monkeypatch):
+    monkeypatch.setattr(speed, "measures_precision", MEASURES)  # conftest pins it off for other tests
+    for native in (True, False):
+        monkeypatch.setattr(speed, "cpu_has_native_bf16", lambda native=native: native)
+        assert speed.measures_precision("auto", torch.device("cpu")) is native
+        assert not speed.measures_precision("fp32", torch.device("cpu"))
+        assert not speed.measures_precision("bf16", torch.device("cpu"))
+
+
+def timed_by(monkeypatch, seconds: dict):
+    """Dry steps that advance a clock the test owns by ``seconds[amp_dtype]``; ``auto`` measured as
+    on a CPU with native bf16. Returns the list of dtypes the dry steps ran in."""
+    now, ran, real = [0.0], [], speed.dry_step
+
+    def dry_step(method, views, inputs, amp_dtype, device):
+        real(method, views, inputs, amp_dtype, device)
+        ran.append(amp_dtype)
+        now[0] += seconds[amp_dtype]
+
+    monkeypatch.setattr(speed, "dry_step", dry_step)
+    monkeypatch.setattr(speed, "clock", lambda: now[0])
+    monkeypatch.setattr(speed, "measures_precision", lambda setting, device: setting == "auto")
+    return ran
+
+
+@pytest.mark.parametrize("faster", ["bf16", "fp32"])
+def test_auto_takes_the_faster_precision_by_measurement_and_caches_it(digits, tmp_path, monkeypatch, faster):
+    ran = timed_by(
+        monkeypatch,
+        {speed.PRECISIONS[faster]: 0.1, speed.PRECISIONS[{"bf16": "fp32", "fp32": "bf16"}[faster]]: 0.3},
+    )
+    run = tiny_run(digits, tmp_path, "simclr")
+    method = run.method
+    params = [p.detach().clone() for p in method.parameters()]
+    buffers = [b.detach().clone() for b in method.buffers()]
+    views = run.modality.views(run.inputs[:128], torch.Generator().manual_seed(0))
+    rng = torch.get_rng_state()
+    monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path / "cache"))  # this machine's first measurement
+    choices = speed.choose(method, views, {}, torch.bfloat16, run.device, "auto", "false")
+    assert choices.amp_dtype == speed.PRECISIONS[faster] and choices.source == "measured"
+    assert choices.step_seconds[faster] == pytest.approx(0.1) and len(ran) == 8  # 4 dry steps each
+    assert all(torch.equal(a, b) for a, b in zip(params, method.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(buffers, method.buffers()))
+    assert all(p.grad is None for p in method.parameters()) and torch.equal(rng, torch.get_rng_state())
+
+    again = speed.choose(method, views, {}, torch.bfloat16, run.device, "auto", "false")
+    assert again.amp_dtype == choices.amp_dtype and again.source == "cache" and len(ran) == 8
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 97)  # another thread count: measured anew
+    assert speed.choose(method, views, {}, torch.bfloat16, run.device, "auto", "false").source == "measured"
+    # a correctness guard's float32 (ResNets on 1×1 maps) stays whatever the timing says
+    assert speed.choose(method, views, {}, None, run.device, "auto", "false").amp_dtype is None
+
+
+def test_a_run_records_its_measured_precision_and_a_resume_keeps_it(digits, tmp_path, monkeypatch):
+    timed_by(monkeypatch, {torch.bfloat16: 0.3, None: 0.1})
+    monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path / "cache"))
+    config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=1"])
+    first = pretrain(config, digits, tmp_path / "run", progress=False)
+    assert first.speed["precision"] == "fp32" and first.speed["precision_from"] == "measured"
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert recorded["precision"] == "float32" and recorded["speed"]["precision"] == "fp32"
+    timed_by(monkeypatch, {torch.bfloat16: 0.1, None: 0.3})  # the machine now says bf16
+    config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=2"])
+    resumed = pretrain(config, digits, tmp_path / "run", progress=False, resume=True)
+    assert resumed.speed["precision"] == "fp32" and resumed.speed["precision_from"] == "checkpoint"
 
 
 def test_a_compiled_run_trains_as_an_eager_one(digits, tmp_path, monkeypatch):
@@ -189,3 +258,21 @@ def test_the_training_step_issues_no_host_synchronisation_on_cuda(digits, tmp_pa
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert math.isfinite(log.read(run))
+
+
+def test_the_evaluation_computes_in_the_precision_the_run_measured_on_this_machine(tmp_path, monkeypatch):
+    from selfsup import runs
+    from selfsup.train import device as devices
+    from selfsup.train.machine import machine_info
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)  # bf16 the flags' choice
+    config = build_config("simclr", small_images=True)
+    record = {"machine": machine_info(), "device": "cpu", "speed": {"precision": "fp32"}}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    cpu = torch.device("cpu")
+    assert runs.run_precision(tmp_path, config, cpu) is None  # measured: fp32
+    record["machine"]["cpu"] = "another CPU"
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    assert runs.run_precision(tmp_path, config, cpu) == torch.bfloat16  # not measured here: the flags
+    config.train.precision = "bf16"
+    assert runs.run_precision(tmp_path, config, cpu) == torch.bfloat16

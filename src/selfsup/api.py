@@ -36,7 +36,7 @@ from selfsup.report import comparison, write_report
 from selfsup.runs import EVAL_FILE, load_method, load_splits, resolve
 from selfsup.train import PretrainResult
 from selfsup.train import pretrain as run_pretraining
-from selfsup.train.device import resolve_device, resolve_precision
+from selfsup.train.device import resolve_device
 from selfsup.train.machine import peak_memory_mb
 from selfsup.verbs import ABLATE, EMBED, EVALUATE, FIT, PRETRAIN, SELECT
 
@@ -151,7 +151,7 @@ def evaluate(
     torch_device = resolve_device(config.train.device)
     encoder = runs.load_encoder(run_dir, torch_device)
     started = time.perf_counter()
-    precision = resolve_precision(config.train.precision, torch_device)
+    precision = runs.run_precision(run_dir, config, torch_device)
     given = None
     if labelled is not None:
         from selfsup.labelling.labels import read_labels
@@ -210,7 +210,7 @@ def select(
         matrix = _embedded_features(Path(features), train)
     else:
         encoder = runs.load_encoder(run_dir, torch_device)
-        precision = resolve_precision(config.train.precision, torch_device)
+        precision = runs.run_precision(run_dir, config, torch_device)
         matrix = extract_features(encoder, encoder.inputs(train), torch_device, precision).numpy()
     chosen = pick(strategy, matrix, budget, known.rows if known else (), seed=seed, progress=progress)
     images = getattr(train, "images", None)
@@ -289,7 +289,7 @@ def fit(
     splits = load_splits(config, progress)
     train = splits.train
     torch_device = resolve_device(config.train.device)
-    precision = resolve_precision(config.train.precision, torch_device)
+    precision = runs.run_precision(run_dir, config, torch_device)
     encoder = runs.load_encoder(run_dir, torch_device)
     if hasattr(encoder, "for_classification"):  # a checkpoint's own head and pooling: exports as hf
         encoder = encoder.for_classification(seed)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from selfsup import distributed
 from selfsup.config import CONFIG_FILE, Config
 from selfsup.data import DataSplits, ImageDataset, load_data
@@ -59,6 +61,27 @@ def read_record(run_dir: str | Path, name: str) -> Any:
     """The content of the JSON file ``name`` of the run (e.g. :data:`EVAL_FILE`); None without it."""
     path = Path(run_dir) / name
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_precision(run_dir: str | Path, config: Config, device) -> torch.dtype | None:
+    """The autocast dtype (None: float32) a run's evaluation, selection and task model compute
+    in. With ``train.precision=auto``, the one its pretraining measured faster
+    (:mod:`selfsup.train.speed`, recorded in ``run.json``) where that ran on this kind of CPU (its
+    model and kernel flags) and device; else :func:`~selfsup.train.device.resolve_precision`'s."""
+    from selfsup.train.device import resolve_precision
+    from selfsup.train.machine import machine_info
+    from selfsup.train.speed import PRECISIONS
+
+    resolved = resolve_precision(config.train.precision, device)
+    record = read_record(run_dir, RUN_FILE) or {}
+    chosen = (record.get("speed") or {}).get("precision")
+    if config.train.precision != "auto" or resolved is None or chosen not in PRECISIONS:
+        return resolved
+    here, there = machine_info(), record.get("machine") or {}
+    same = [here.get(k) for k in ("cpu", "cpu_flags", "gpu")] == [
+        there.get(k) for k in ("cpu", "cpu_flags", "gpu")
+    ]
+    return PRECISIONS[chosen] if same and record.get("device") == str(device) else resolved
 
 
 def load_splits(config: Config, progress: bool = False) -> DataSplits:

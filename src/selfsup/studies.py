@@ -37,7 +37,7 @@ from selfsup.report import format_ablation
 from selfsup.report.page import document, esc, img, table, write_page
 from selfsup.report.studies import format_pairs, format_sweep, pair_heat_map, sweep_curves
 from selfsup.train import pretrain as run_pretraining
-from selfsup.train.device import resolve_device, resolve_precision
+from selfsup.train.device import resolve_device
 
 DEFAULT_DROPS = ["crop", "color", "grayscale", "blur", "flip"]
 
@@ -212,7 +212,7 @@ def _train_and_score(
         splits,
         config.eval,
         device,
-        resolve_precision(config.train.precision, device),
+        runs.run_precision(run_dir, config, device),
         progress=progress,
     )
     evaluation["seconds"] = time.perf_counter() - started

@@ -90,6 +90,7 @@ class Checkpoint(Callback):
             "model": run.method.state_dict(),
             "optimizer": run.optimizer.state_dict(),
             "history": [strict(r) for r in run.history],
+            "speed": run.speed,  # the precision chosen: a resumed run keeps it
         }
         if run.scaler.is_enabled():
             state["scaler"] = run.scaler.state_dict()

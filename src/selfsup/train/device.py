@@ -1,4 +1,4 @@
-"""Device and precision choices: CUDA when present; bf16 autocast on CUDA and on CPUs with AMX."""
+"""Device and precision choices: CUDA when present; bf16 autocast where the device computes it natively."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain float32.
 
-    ``auto`` is bf16 on CUDA (fp16 on GPUs without bf16; where bf16 exists, the run then times
-    it against fp32/TF32 on its own model, :mod:`selfsup.train.speed`) and on CPUs with native
-    bf16 (AMX or AVX-512 BF16), where benchmarks/train_throughput.py measured it 2.2× faster than fp32 for the
-    CIFAR ResNet-18 and 1.4× for the digits CNN; fp32 elsewhere.
+    ``auto`` is bf16 where bf16 is a candidate: CUDA (fp16 on GPUs without bf16) and CPUs with
+    native bf16 (AMX or AVX-512 BF16); a run then times it against fp32 on its own model and keeps
+    the faster (:mod:`selfsup.train.speed`: on one Intel Xeon bf16 was 1.3× slower for the demo,
+    on an AMD EPYC faster). fp32 elsewhere (bf16 emulated is always slower).
     """
     if precision == "fp32":
         return None

@@ -69,6 +69,7 @@ class EncoderExport(Callback):
             "processes": distributed.world_size(),
             "device": str(run.device),
             "precision": str(run.amp_dtype or "float32").replace("torch.", ""),
+            "speed": run.speed,  # how the precision was chosen, the step times measured
             "finished": datetime.now().isoformat(timespec="seconds"),
         }
         write_text(run.run_dir / RUN_FILE, to_json(summary, indent=2))

@@ -181,10 +181,10 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
 
 
 def choose_speed(run: Run) -> list[torch.nn.Module]:
-    """Compile the method's modules (``train.compile``) and, on a GPU, measure the precision
-    (``train.precision=auto``) on dry steps of the first batch (:mod:`selfsup.train.speed`); does
-    nothing where neither applies (the CPU's defaults) or no step is left to train. Returns the
-    compiled modules."""
+    """Compile the method's modules (``train.compile``) and measure the precision
+    (``train.precision=auto`` where bf16 is a candidate) on dry steps of the first batch
+    (:mod:`selfsup.train.speed`; a resumed run keeps its checkpoint's choice); does nothing where
+    neither applies or no step is left to train. Returns the compiled modules."""
     tc = run.config.train
     needed = speed.wants_compile(tc.compile, run.device) or speed.measures_precision(tc.precision, run.device)
     if not needed or run.start_epoch >= tc.epochs or not run.steps_per_epoch:
@@ -194,7 +194,9 @@ def choose_speed(run: Run) -> list[torch.nn.Module]:
     inputs = {"progress": run.progress(run.start_epoch, 0)}
     if run.labels is not None:
         inputs["labels"] = run.labels[index]
-    choices = speed.choose(run.method, views, inputs, run.amp_dtype, run.device, tc.precision, tc.compile)
+    choices = speed.choose(
+        run.method, views, inputs, run.amp_dtype, run.device, tc.precision, tc.compile, recorded=run.speed
+    )
     run.amp_dtype, run.speed = choices.amp_dtype, choices.summary()
     speed.report(choices)
     return choices.compiled

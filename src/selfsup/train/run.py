@@ -257,6 +257,7 @@ def restore(run: Run) -> None:
     if run.scaler.is_enabled() and "scaler" in state:
         run.scaler.load_state_dict(state["scaler"])
     run.start_epoch = int(state["epoch"])
+    run.speed = dict(state.get("speed") or {})
     saved = state.get("history")  # checkpoints of older versions hold none: the metrics file then
     history = None
     if main:
