@@ -212,3 +212,22 @@ def test_pretrain_calls_extra_callbacks_after_the_default_ones(digits, tmp_path)
     assert (
         result.history[0]["embedding_dim"] == 32
     )  # the monitors were in the record before the extra callback
+
+
+def test_max_steps_ends_the_run_mid_epoch_and_the_schedule_spans_it(digits, tmp_path):
+    per_epoch = len(digits.train) // 128
+    config = build_config(
+        "simclr", small_images=True, overrides=TINY + ["train.epochs=5", f"train.max_steps={per_epoch + 2}"]
+    )
+    seen = []
+
+    class Steps(Callback):
+        def on_step_end(self, run, step):
+            seen.append(step.progress.step)
+
+    result = pretrain(config, digits, tmp_path / "run", progress=False, callbacks=[Steps()])
+    assert seen == list(range(per_epoch + 2)) and result.epochs == 2 and len(result.history) == 2
+    assert all(math.isfinite(r["loss"]) for r in result.history)
+    run = build_run(config, digits, tmp_path / "run", torch.device("cpu"), resume=True, overwrite=False)
+    assert run.start_epoch == 2 == run.epochs and run.steps_in(1) == 2  # resumed: nothing left to train
+    assert len(run.lr_schedule) == per_epoch + 2 and run.lr_schedule[-1] < run.lr_schedule[per_epoch]

@@ -92,11 +92,14 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 1000
+    # stop after this many steps (0: no limit), mid-epoch if need be; the learning-rate schedule
+    # spans the steps trained (a corpus of any size: a bounded run)
+    max_steps: int = 0
     batch_size: int = 512
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
-    # auto (CUDA: the faster of bf16 and fp32/TF32, timed at the start; CPUs with AMX or AVX-512
-    # BF16: bf16), fp32, bf16, fp16
+    # auto (where bf16 is native, a GPU's or AMX / AVX-512 BF16: the faster of bf16 and fp32, timed
+    # at the start; fp32 elsewhere), fp32, bf16, fp16
     precision: str = "auto"
     channels_last: bool = True
     # steps between reads of the loss from the device (each read waits for it): 0 = auto, every

@@ -127,9 +127,9 @@ class ProgressBar(Callback):
     """A bar per epoch (loss, learning rate, images per second) and a line at its end, on stderr."""
 
     def on_epoch_start(self, run, epoch: int) -> None:
-        epochs = run.config.train.epochs
+        epochs = run.epochs
         self.bar = tqdm(
-            total=run.steps_per_epoch,
+            total=run.steps_in(epoch),
             desc=f"epoch {epoch + 1}/{epochs}",
             leave=False,
             file=sys.stderr,
@@ -148,7 +148,7 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, run, record: dict) -> None:
         self.bar.close()
-        epochs = run.config.train.epochs
+        epochs = run.epochs
         print(
             f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
             f"{record['images_per_s']:.0f} img/s  {record['seconds']:.1f}s",
@@ -169,7 +169,8 @@ class CollapseMetrics(Callback):
         self.metrics, self.warning = {}, None
 
     def on_step_end(self, run, step: StepEnd) -> None:
-        if (step.progress.step + 1) % run.steps_per_epoch:
+        last = step.progress.step + 1 == run.total_steps  # a last epoch train.max_steps cuts
+        if (step.progress.step + 1) % run.steps_per_epoch and not last:
             return
         monitored = {key: distributed.gather(value) for key, value in step.output.monitored.items()}
         self.metrics = collapse_metrics(monitored)

@@ -153,7 +153,7 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
         callback.on_fit_start(run)
     run.started = time.perf_counter()
     compiled = choose_speed(run)
-    for epoch in range(run.start_epoch, run.config.train.epochs):
+    for epoch in range(run.start_epoch, run.epochs):
         for callback in callbacks:
             callback.on_epoch_start(run, epoch)
         record = train_one_epoch(run, epoch, callbacks)
@@ -170,7 +170,7 @@ def fit(run: Run, callbacks: list[Callback]) -> PretrainResult:
     saved = distributed.is_main()
     return PretrainResult(
         run.run_dir,
-        run.config.train.epochs,
+        run.epochs,
         final_loss,
         seconds,
         run.history,
@@ -187,7 +187,7 @@ def choose_speed(run: Run) -> list[torch.nn.Module]:
     neither applies or no step is left to train. Returns the compiled modules."""
     tc = run.config.train
     needed = speed.wants_compile(tc.compile, run.device) or speed.measures_precision(tc.precision, run.device)
-    if not needed or run.start_epoch >= tc.epochs or not run.steps_per_epoch:
+    if not needed or run.start_epoch >= run.epochs or not run.steps_per_epoch:
         return []
     index, batch = gather(run, run.share(run.order(run.start_epoch), 0)).arrived()
     views = run.modality.views(batch, torch.Generator(device=run.device).manual_seed(tc.seed))
@@ -220,17 +220,18 @@ def train_one_epoch(run: Run, epoch: int, callbacks: list[Callback]) -> dict:
     with (
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="selfsup-gather") if ahead else _Inline() as pool
     ):
-        upcoming = pool.submit(gather, run, run.share(order, 0)) if run.steps_per_epoch else None
-        for step_in_epoch in range(run.steps_per_epoch):
+        steps = run.steps_in(epoch)
+        upcoming = pool.submit(gather, run, run.share(order, 0)) if steps else None
+        for step_in_epoch in range(steps):
             index, batch = upcoming.result().arrived()
-            if step_in_epoch + 1 < run.steps_per_epoch:
+            if step_in_epoch + 1 < steps:
                 upcoming = pool.submit(gather, run, run.share(order, step_in_epoch + 1))
             outcome = step(run, index, generator, run.progress(epoch, step_in_epoch), batch, log)
             lr = outcome.lr
             for callback in callbacks:
                 callback.on_step_end(run, outcome)
     seconds = time.perf_counter() - started
-    count = run.steps_per_epoch
+    count = steps
     return {
         "epoch": epoch + 1,
         "loss": log.loss_sum / count,
@@ -271,7 +272,8 @@ class LossLog:
 
     def due(self, progress: Progress) -> bool:
         position = progress.step % progress.steps_per_epoch + 1
-        return position % self.every == 0 or position == progress.steps_per_epoch
+        last = position == progress.steps_per_epoch or progress.step + 1 == progress.total_steps
+        return position % self.every == 0 or last
 
     def read(self, run: Run) -> float:
         """Add the pending steps to the sums (a host synchronisation); returns the last step's loss."""

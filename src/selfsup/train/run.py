@@ -78,6 +78,17 @@ class Run:
     def total_steps(self) -> int:
         return len(self.lr_schedule)
 
+    @property
+    def epochs(self) -> int:
+        """Epochs the run trains: ``train.epochs``, fewer where ``train.max_steps`` ends it sooner."""
+        if not self.steps_per_epoch:
+            return self.config.train.epochs
+        return -(-self.total_steps // self.steps_per_epoch)
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of ``epoch``: all of them, but for a last epoch that ``train.max_steps`` cuts."""
+        return max(0, min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch))
+
     def progress(self, epoch: int, step_in_epoch: int) -> Progress:
         return Progress(epoch * self.steps_per_epoch + step_in_epoch, self.total_steps, self.steps_per_epoch)
 
@@ -171,8 +182,11 @@ def build_run(
 
 
 def lr_schedule(config: Config, steps_per_epoch: int, peak_lr: float) -> list[float]:
-    """The learning rate of every step of the run: linear warm-up, then cosine decay (or constant)."""
+    """The learning rate of every step of the run: linear warm-up, then cosine decay (or constant),
+    over ``train.epochs`` or ``train.max_steps``, whichever ends first."""
     total_steps = config.train.epochs * steps_per_epoch
+    if config.train.max_steps:
+        total_steps = min(total_steps, config.train.max_steps)
     warmup_steps = min(total_steps, round(config.optim.warmup_epochs * steps_per_epoch))
     return [
         lr_at(step, total_steps, warmup_steps, peak_lr, config.optim.schedule) for step in range(total_steps)
