@@ -156,7 +156,9 @@ def evaluate_encoder(
     ...}], ...}``; ``std`` is the sample standard deviation over seeds (0 for one seed).
     """
     from selfsup.labelling.strategies import STRATEGIES
+    from selfsup.train.machine import return_freed_memory
 
+    return_freed_memory()  # texts of many lengths would keep growing the heap (train.machine)
     check_protocols(config.protocols)
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:

@@ -49,6 +49,7 @@ from selfsup.train.callbacks import (
 from selfsup.train.checkpoint import CHECKPOINT_FILE
 from selfsup.train.device import autocast, resolve_device
 from selfsup.train.held_out import EncoderExport, HeldOutResults
+from selfsup.train.machine import return_freed_memory
 from selfsup.train.optim import clip_gradients, set_lr
 from selfsup.train.run import Run, build_run, epoch_seed
 
@@ -88,6 +89,7 @@ def pretrain(
     that fails or hangs past ``train.dist_timeout`` ends the run with a :class:`TrainingError` in
     the others.
     """
+    return_freed_memory()  # the heap otherwise keeps every batch length's blocks (train.machine)
     device = distributed.setup(resolve_device(config.train.device), config.train.dist_timeout)
     run, files = None, {}
     try:
