@@ -231,3 +231,16 @@ def test_max_steps_ends_the_run_mid_epoch_and_the_schedule_spans_it(digits, tmp_
     run = build_run(config, digits, tmp_path / "run", torch.device("cpu"), resume=True, overwrite=False)
     assert run.start_epoch == 2 == run.epochs and run.steps_in(1) == 2  # resumed: nothing left to train
     assert len(run.lr_schedule) == per_epoch + 2 and run.lr_schedule[-1] < run.lr_schedule[per_epoch]
+
+
+def test_freed_large_blocks_go_back_to_the_system_on_glibc(monkeypatch):
+    import sys
+
+    from selfsup.train.machine import return_freed_memory
+
+    assert return_freed_memory(0) is False  # glibc's own policy kept
+    monkeypatch.setenv("SELFSUP_MMAP_THRESHOLD", "0")
+    assert return_freed_memory() is False
+    monkeypatch.delenv("SELFSUP_MMAP_THRESHOLD")
+    glibc = sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc"
+    assert return_freed_memory() is glibc
