@@ -7,12 +7,15 @@ C is chosen by stratified cross-validation inside that subset, as for the linear
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from selfsup.evaluate.linear import stratified_folds
+
+if TYPE_CHECKING:  # scikit-learn is imported where it is used: a run that never scores skips it
+    from sklearn.linear_model import LogisticRegression
 
 TFIDF_C_GRID = (
     0.1,
@@ -24,12 +27,16 @@ DEFAULT_C = 10.0  # where the subset is too small to hold out a fold
 
 
 def _fit(x, y: np.ndarray, c: float) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     return LogisticRegression(C=c, max_iter=2000).fit(x, y)
 
 
 def tfidf_features(train_texts: list[str], test_texts: list[str]):
     """Sparse TF-IDF rows (unigrams and bigrams, sub-linear term frequency, words in at least 2
     documents) of the training and test texts, with the vocabulary fitted on all training texts."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2).fit(train_texts)
     return vectorizer.transform(train_texts), vectorizer.transform(test_texts)
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision import models as tv_models
 
 from selfsup.errors import ConfigError
 from selfsup.models.library_backbones import Features, feature_dim, is_library_backbone, library_backbone
@@ -18,6 +17,8 @@ CIFAR_STEM_MAX_SIDE = 64  # at or below this image side, ResNets use the CIFAR s
 def _resnet(depth: int) -> Callable[..., nn.Module]:
     def build(in_channels: int, image_size: int, stem: str = "auto", **unused) -> nn.Module:
         del unused  # torchvision ResNets have fixed widths and depths
+        from torchvision import models as tv_models  # here: text runs never pay for its import
+
         net = getattr(tv_models, f"resnet{depth}")(weights=None)
         use_cifar_stem = stem == "cifar" or (stem == "auto" and image_size <= CIFAR_STEM_MAX_SIDE)
         if use_cifar_stem:
