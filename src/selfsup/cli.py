@@ -95,9 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warnings.formatwarning = lambda message, category, *rest: f"selfsup: warning: {message}\n"
     from selfsup import distributed
-    from selfsup.train.machine import return_freed_memory
-
-    return_freed_memory()  # every verb: text batches of many lengths would keep growing the heap
 
     where = f" (process {distributed.rank()})" if distributed.launched() else ""
     follower = distributed.launched() and not distributed.is_main()

@@ -158,7 +158,8 @@ def evaluate_encoder(
     from selfsup.labelling.strategies import STRATEGIES
     from selfsup.train.machine import return_freed_memory
 
-    return_freed_memory()  # texts of many lengths would keep growing the heap (train.machine)
+    if getattr(encoder, "spec", {}).get("modality") == "text":  # texts of many lengths grow the heap
+        return_freed_memory()
     check_protocols(config.protocols)
     unknown = [s for s in config.strategies if s not in STRATEGIES]
     if unknown:

@@ -89,7 +89,8 @@ def pretrain(
     that fails or hangs past ``train.dist_timeout`` ends the run with a :class:`TrainingError` in
     the others.
     """
-    return_freed_memory()  # the heap otherwise keeps every batch length's blocks (train.machine)
+    if hasattr(splits.train, "texts"):  # the heap would keep every batch length's blocks (train.machine)
+        return_freed_memory()
     device = distributed.setup(resolve_device(config.train.device), config.train.dist_timeout)
     run, files = None, {}
     try:

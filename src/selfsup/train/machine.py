@@ -75,9 +75,11 @@ def return_freed_memory(threshold: int | None = None) -> bool:
     glibc starts with a 128 kB threshold and raises it, up to 32 MB, each time a mapped block is
     freed; from then on a tensor below that size comes from the heap of whichever thread allocated
     it and stays there once freed. A text run's batches differ in length, so each step's tensors
-    differ in size and the heaps keep growing: one MLM epoch on AG News peaked at 2.7 GB (the
-    model and its optimiser hold 60 MB). A fixed threshold turns off that adjustment. Process-wide;
-    selfsup sets it where its runs, evaluations and fits start."""
+    differ in size and the heaps keep growing: one MLM epoch on AG News peaked at 2.5 GB (the
+    model and its optimiser hold 60 MB), 1.5 GB with a fixed threshold, which turns off that
+    adjustment. Process-wide; selfsup sets it where a text run or a text encoder's evaluation
+    starts. Not for images: their tensors keep one size, the heap serves them again, and fresh
+    mappings made the demo's epoch 1.28× slower (benchmarks/cpu_choices.py)."""
     import ctypes
     import ctypes.util
 
