@@ -382,18 +382,15 @@ def _write_onnx(encoder, path: Path) -> dict:
     any_size = _takes_any_size(encoder)
     axes = {0: torch.export.Dim("batch", min=1)}
     try:
-        try:
-            sizes = {2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)}
-            _onnx_export(encoder, _example(encoder), "images", axes | (sizes if any_size else {}), path)
-        except ImportError:
+        sizes = {2: torch.export.Dim("height", min=1), 3: torch.export.Dim("width", min=1)}
+        _onnx_export(encoder, _example(encoder), "images", axes | (sizes if any_size else {}), path)
+    except ConfigError:  # a missing extra: no size would help
+        raise
+    except Exception:  # noqa: BLE001 - a model torch.export cannot take at any size: the run's size
+        if not any_size:
             raise
-        except Exception:  # noqa: BLE001 - a model torch.export cannot take at any size: the run's size
-            if not any_size:
-                raise
-            any_size = False
-            _onnx_export(encoder, _example(encoder), "images", axes, path)
-    except ImportError as exc:
-        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
+        any_size = False
+        _onnx_export(encoder, _example(encoder), "images", axes, path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run(images: torch.Tensor):
@@ -412,10 +409,7 @@ def _write_onnx_text(encoder, path: Path) -> dict:
     longest = getattr(encoder, "encoder", encoder).max_length
     wrapped = TokenIdsModel(encoder).eval()
     axes = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("length", min=1, max=longest)}
-    try:
-        _onnx_export(wrapped, _token_ids(encoder, 2, longest, padded=longest // 2), "ids", axes, path)
-    except ImportError as exc:
-        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
+    _onnx_export(wrapped, _token_ids(encoder, 2, longest, padded=longest // 2), "ids", axes, path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         difference = max(
@@ -432,7 +426,8 @@ def _write_onnx_text(encoder, path: Path) -> dict:
 
 def _onnx_export(module: nn.Module, example: torch.Tensor, name: str, axes: dict, path: Path) -> None:
     """``module`` as ONNX (``torch.export``), input ``name`` with the dynamic ``axes``; a
-    classifier's class names in the model's metadata, where runtimes read them."""
+    classifier's class names in the model's metadata, where runtimes read them. Raises
+    :class:`ConfigError` naming the package of the ``onnx`` extra that is missing."""
     classes = getattr(getattr(module, "model", module), "classes", None)
 
     def write(tmp: Path) -> None:
@@ -455,7 +450,10 @@ def _onnx_export(module: nn.Module, example: torch.Tensor, name: str, axes: dict
             onnx.helper.set_model_props(model, {"classes": to_json(classes)})
             onnx.save(model, str(tmp))
 
-    write_path(path, write, suffix=".onnx")
+    try:
+        write_path(path, write, suffix=".onnx")
+    except ImportError as exc:
+        raise ConfigError(f"--format onnx needs {exc.name}: pip install 'selfsup[onnx]'") from None
 
 
 def _write_hf(encoder, path: Path) -> dict:
