@@ -105,26 +105,27 @@ def _cache_path() -> Path:
     return cache_dir() / SPEED_CACHE
 
 
-def cached_choice(key: str) -> dict | None:
-    """The precision and step times measured before for ``key``, or None (no cache, unreadable)."""
+def _read_cache() -> dict:
+    """The speed cache's entries; empty where there is none or it cannot be read."""
     try:
-        return json.loads(_cache_path().read_text()).get(key)
+        return json.loads(_cache_path().read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def cached_choice(key: str) -> dict | None:
+    """The precision and step times measured before for ``key``, or None."""
+    return _read_cache().get(key)
 
 
 def remember_choice(key: str, entry: dict) -> None:
     """Add ``entry`` under ``key`` to the cache; a cache that cannot be written is skipped (the next
     run measures again)."""
-    path = _cache_path()
-    try:
-        cache = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache()
     cache[key] = entry
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(cache, indent=1))
+        _cache_path().parent.mkdir(parents=True, exist_ok=True)
+        write_text(_cache_path(), json.dumps(cache, indent=1))
     except OSError:
         pass
 
