@@ -115,19 +115,30 @@ def test_the_sync_free_path_keeps_whole_unflipped_images_and_grey_ones(monkeypat
     assert torch.allclose(chosen, every, atol=1e-6)
 
 
-def test_dry_steps_leave_no_trace(digits, tmp_path):
-    run = tiny_run(digits, tmp_path, "simclr")
+def before_dry_steps(run):
+    """A first batch's views, and what dry steps must leave as it was: the parameters, the buffers
+    (BatchNorm's statistics) and the random generator."""
     method = run.method
     params = [p.detach().clone() for p in method.parameters()]
     buffers = [b.detach().clone() for b in method.buffers()]
     views = run.modality.views(run.inputs[:128], torch.Generator().manual_seed(0))
-    rng = torch.get_rng_state()
-    with speed.no_trace(method, run.device):
-        seconds = speed.time_steps(method, views, {}, None, run.device, repeats=1)
-    assert seconds > 0
+    return views, (params, buffers, torch.get_rng_state())
+
+
+def assert_no_trace(method, state) -> None:
+    params, buffers, rng = state
     assert all(torch.equal(a, b) for a, b in zip(params, method.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(buffers, method.buffers()))  # BatchNorm's statistics
+    assert all(torch.equal(a, b) for a, b in zip(buffers, method.buffers()))
     assert all(p.grad is None for p in method.parameters()) and torch.equal(rng, torch.get_rng_state())
+
+
+def test_dry_steps_leave_no_trace(digits, tmp_path):
+    run = tiny_run(digits, tmp_path, "simclr")
+    views, state = before_dry_steps(run)
+    with speed.no_trace(run.method, run.device):
+        seconds = speed.time_steps(run.method, views, {}, None, run.device, repeats=1)
+    assert seconds > 0
+    assert_no_trace(run.method, state)
 
 
 def test_compile_auto_is_off_on_the_cpu_and_on_with_cuda():
@@ -172,17 +183,12 @@ def test_auto_takes_the_faster_precision_by_measurement_and_caches_it(digits, tm
     )
     run = tiny_run(digits, tmp_path, "simclr")
     method = run.method
-    params = [p.detach().clone() for p in method.parameters()]
-    buffers = [b.detach().clone() for b in method.buffers()]
-    views = run.modality.views(run.inputs[:128], torch.Generator().manual_seed(0))
-    rng = torch.get_rng_state()
+    views, state = before_dry_steps(run)
     monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path / "cache"))  # this machine's first measurement
     choices = speed.choose(method, views, {}, torch.bfloat16, run.device, "auto", "false")
     assert choices.amp_dtype == speed.PRECISIONS[faster] and choices.source == "measured"
     assert choices.step_seconds[faster] == pytest.approx(0.1) and len(ran) == 8  # 4 dry steps each
-    assert all(torch.equal(a, b) for a, b in zip(params, method.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(buffers, method.buffers()))
-    assert all(p.grad is None for p in method.parameters()) and torch.equal(rng, torch.get_rng_state())
+    assert_no_trace(method, state)
 
     again = speed.choose(method, views, {}, torch.bfloat16, run.device, "auto", "false")
     assert again.amp_dtype == choices.amp_dtype and again.source == "cache" and len(ran) == 8
