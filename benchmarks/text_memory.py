@@ -7,7 +7,9 @@ For each method, the real command in its own process with a fresh data cache, tw
 own allocation policy (``SELFSUP_MMAP_THRESHOLD=0``: how selfsup ran before) and with selfsup's
 (:func:`selfsup.train.machine.return_freed_memory`), side by side. One epoch of ``--data`` (the
 AG News test split by default; ``--max-steps`` bounds it: ``train.max_steps``), then the run's
-``selfsup evaluate`` (kNN and linear at 10 labels a class). Each process's peak RSS (the kernel's
+``selfsup evaluate`` (kNN and linear at 10 labels a class). First, the memory of a fresh process
+after importing torch, selfsup's api, and the api with what it imported before (``--imports-only``:
+only that). Each process's peak RSS (the kernel's
 ``ru_maxrss``), peak ``RssAnon`` (sampled every 50 ms from ``/proc/PID/status``), wall seconds and
 steps per second. ``hf_bert`` continues a randomly initialised BERT (4×128, built offline as the
 tests build theirs) with ``--backbone hf:``.
@@ -89,6 +91,30 @@ def run_isolated(command: list[str], env: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+IMPORTS = {
+    "torch": "import torch",
+    "selfsup.api": "import selfsup.api",
+    "selfsup.api + torchvision + sklearn.model_selection (imported by it before)": (
+        "import selfsup.api, torchvision, sklearn.model_selection"
+    ),
+}
+
+
+def import_memory() -> dict:
+    """RSS and RssAnon (MB) of a fresh process after each of :data:`IMPORTS`."""
+    out = {}
+    for name, statement in IMPORTS.items():
+        code = (
+            f"{statement}; import re; s = open('/proc/self/status').read(); "
+            "print(*(int(re.search(k + r':\\s+(\\d+)', s).group(1)) // 1024 for k in ('VmRSS', 'RssAnon')))"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        rss, anon = map(int, done.stdout.split())
+        out[name] = {"rss_mb": rss, "rss_anon_mb": anon}
+        print("import", name, rss, anon, flush=True)
+    return out
+
+
 def hf_bert(folder: Path) -> Path:
     """A randomly initialised BERT masked LM (4×128) with a WordPiece tokenizer trained on AG News."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -137,6 +163,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="train.max_steps (0: the whole epoch)")
     parser.add_argument("--no-evaluate", action="store_true")
     parser.add_argument("--out", default="text_memory.json")
+    parser.add_argument("--imports-only", action="store_true", help="only the memory of the imports")
     args = parser.parse_args()
     from machine import machine_info
 
@@ -151,6 +178,11 @@ def main() -> None:
         "compared": "peak RSS of the real commands with glibc's default allocation policy "
         "(SELFSUP_MMAP_THRESHOLD=0) and with selfsup's fixed 1 MB mmap threshold",
     }
+    result["imports"] = import_memory()
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    if args.imports_only:
+        print(f"wrote {path}")
+        return
     with tempfile.TemporaryDirectory(prefix="text-memory-") as tmp:
         for method in args.methods.split(","):
             result.setdefault("methods", {})[method] = measure(
