@@ -149,6 +149,24 @@ def test_features_written_batch_by_batch_equal_the_extracted_ones(tmp_path):
     assert torch.equal(torch.from_numpy(np.load(tmp_path / "f.npy")), expected) and encoder.training
 
 
+def test_token_ids_are_embedded_a_bounded_number_of_tokens_at_a_time(monkeypatch):
+    from selfsup.evaluate import features
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, ids):
+            seen.append(ids.shape[0])
+            return ids.float().sum(dim=1, keepdim=True)
+
+    monkeypatch.setattr(features, "BATCH_TOKENS", 40)
+    ids = torch.randint(1, 50, (23, 10), dtype=torch.int32)  # 4 rows of 10 tokens a batch
+    out = features.extract_features(Recorder(), ids, torch.device("cpu"), batch_size=512)
+    assert seen == [4, 4, 4, 4, 4, 3] and torch.equal(out[:, 0], ids.sum(dim=1).float())
+    images = torch.zeros(23, 3, 4, 4, dtype=torch.uint8)  # images keep their batch size
+    assert features.rows_per_batch(images, 512) == 512
+
+
 def test_knn_in_small_chunks_predicts_as_in_one():
     from selfsup.evaluate.knn import knn_predict
 

@@ -226,7 +226,12 @@ def test_packing_cuts_the_stream_into_equal_blocks(wordpiece):
     with pytest.raises(ConfigError, match="fewer than one block"):
         pack_documents(wordpiece, ["cat"], block=64)
     padded = torch.tensor([[2, 7, 3, 0, 0], [2, 7, 8, 9, 3]])
-    assert trim_padding(padded[:1]).tolist() == [[2, 7, 3]]
+    assert trim_padding(padded[:1], multiple=1).tolist() == [[2, 7, 3]]
+    assert trim_padding(padded[:1], multiple=4).tolist() == [[2, 7, 3, 0]]
+    assert trim_padding(padded[:1]).shape == (1, 5)  # never wider than stored
+    wide = torch.zeros(3, 40, dtype=torch.long)
+    wide[0, :17] = 5
+    assert trim_padding(wide).shape == (3, 32) and trim_padding(wide[:, :20]).shape == (3, 20)
 
 
 # ---- BERT masking ----------------------------------------------------------------------------------
@@ -675,3 +680,17 @@ def test_invalid_text_options_are_refused(news_csv, tmp_path):
             overrides=TINY_TEXT + ["method.text_infilling=1.2"],
             progress=False,
         )
+
+
+def test_selected_positions_meet_the_output_layer_in_multiples_of_rows():
+    from selfsup.methods.text import ROW_MULTIPLE, predict_selected
+
+    torch.manual_seed(0)
+    head, seen = torch.nn.Linear(8, 5), []
+    head.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    states = torch.randn(3, 30, 8, requires_grad=True)
+    selected = torch.rand(3, 30) < 0.3
+    logits = predict_selected(head, states, selected)
+    assert torch.allclose(logits, head(states[selected]), atol=1e-6) and seen[0] % ROW_MULTIPLE == 0
+    logits.sum().backward()
+    assert torch.equal(states.grad[~selected], torch.zeros_like(states.grad[~selected]))

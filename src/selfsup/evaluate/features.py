@@ -68,12 +68,27 @@ def save_features(encoder: nn.Module, parts: list[torch.Tensor], device: torch.d
     write_path(out, write, suffix=".npy")
 
 
+BATCH_TOKENS = 8192
+"""At most this many token positions (rows × stored length) in one forward pass over token ids:
+a transformer's activations grow with the tokens of a batch, and 512 documents of 128 tokens held
+about 0.6 GB at once (AG News, the 4×256 default), more than the whole training step."""
+
+
+def rows_per_batch(inputs, batch_size: int) -> int:
+    """``batch_size`` for images; for token ids N×L, as many rows as :data:`BATCH_TOKENS` allows
+    (at least one)."""
+    if len(inputs.shape) != 2:  # images: N×C×H×W
+        return batch_size
+    return max(1, min(batch_size, BATCH_TOKENS // max(1, inputs.shape[1])))
+
+
 @torch.no_grad()
 def feature_batches(encoder, images, device, amp_dtype=None, batch_size: int = 512):
     """(first row, float32 CPU features of the batch) for each batch of ``images``, in eval mode;
-    the encoder's mode is restored at the end."""
+    the encoder's mode is restored at the end. Token ids go :data:`BATCH_TOKENS` at a time."""
     was_training = encoder.training
     encoder.eval()
+    batch_size = rows_per_batch(images, batch_size)
     try:
         for start in range(0, len(images), batch_size):
             batch = model_input(images[start : start + batch_size], device)

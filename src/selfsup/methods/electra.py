@@ -32,7 +32,14 @@ from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
 from selfsup.losses import replaced_token_detection_loss
 from selfsup.methods.base import PICTURES, TEST_METRICS, MethodOutput, Progress
-from selfsup.methods.text import EXAMPLES, TextMethod, predicted_accuracy, token_cross_entropy, token_loss
+from selfsup.methods.text import (
+    EXAMPLES,
+    TextMethod,
+    predict_selected,
+    predicted_accuracy,
+    token_cross_entropy,
+    token_loss,
+)
 from selfsup.models.text import TextEncoder, TokenEmbedding, init_text, padding_mask
 from selfsup.models.vit import transformer_block
 
@@ -144,7 +151,7 @@ class ELECTRA(TextMethod):
     def run(self, ids: torch.Tensor) -> Corruption:
         masked, targets = self.corrupt(ids)
         selected = targets != IGNORE
-        generator_logits = self.generator.logits(self.generator(masked)[selected])
+        generator_logits = predict_selected(self.generator.logits, self.generator(masked), selected)
         corrupted = ids.clone()
         if bool(selected.any()):
             corrupted[selected] = self.sample(generator_logits)
