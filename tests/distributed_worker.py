@@ -18,8 +18,8 @@ from dataclasses import replace
 import torch
 
 from selfsup import distributed
+from selfsup.losses.text import IGNORE, token_loss
 from selfsup.methods import MethodOutput, Progress, get_method
-from selfsup.methods.text import IGNORE, token_loss
 from selfsup.models.encoder import Encoder
 from selfsup.models.text import TextEncoder
 from selfsup.train.monitors import collapse_metrics

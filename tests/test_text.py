@@ -26,7 +26,7 @@ from selfsup.data import TextDataset, load_data
 from selfsup.data.tokenizer import Vocabulary, encode_documents, pack_documents, train_tokenizer, trim_padding
 from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
-from selfsup.methods.text import token_cross_entropy
+from selfsup.losses.text import token_cross_entropy
 from selfsup.models.text import TextDecoder, TextEncoder, TextTransformer
 from selfsup.train import pretrain
 

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from selfsup.data.tokenizer import Vocabulary, pad_rows
-
-IGNORE = -100  # target of the tokens a loss skips (PyTorch's cross_entropy default ignore_index)
+from selfsup.data.tokenizer import IGNORE, Vocabulary, pad_rows
 
 
 def numpy_generator() -> np.random.Generator:

@@ -225,6 +225,9 @@ def pack_documents(tokenizer, texts: list[str], block: int) -> torch.Tensor:
     return torch.tensor(stream[: count * block]).view(count, block)
 
 
+IGNORE = -100
+"""The target of a token that no loss predicts (PyTorch's ``cross_entropy`` default ``ignore_index``)."""
+
 LENGTH_MULTIPLE = 16
 """Batches of token ids are cut to a multiple of this many positions (or their stored width).
 PyTorch's CPU attention in bf16 keeps kernels and buffers for every sequence length it meets

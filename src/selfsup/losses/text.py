@@ -1,12 +1,32 @@
-"""The losses of the text methods that are not language-model cross-entropies: SimCSE's in-batch
-contrastive loss and ELECTRA's replaced-token detection."""
+"""The losses of the text methods: the language models' cross-entropy over predicted tokens
+(BERT, BART, the causal LM), SimCSE's in-batch contrastive loss and ELECTRA's replaced-token
+detection."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from selfsup.data.tokenizer import IGNORE
+from selfsup.distributed import global_mean
 from selfsup.losses.precision import upcast
+
+
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats) over the targets that are not ``IGNORE``; logits …×V, targets …."""
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE
+    )
+
+
+def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The training loss: the mean cross-entropy over the predicted tokens (not ``IGNORE``) of the
+    global batch, whatever their number in each process (:func:`selfsup.distributed.global_mean`)."""
+    flat = targets.reshape(-1)
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum"
+    )
+    return global_mean(total, (flat != IGNORE).sum())
 
 
 def simcse_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
@@ -36,7 +56,7 @@ def replaced_token_detection_loss(
     ``logits``: N×L, the discriminator's logit that each token was replaced; ``replaced``: N×L
     (bool or 0/1), 1 where the corrupted token differs from the original (a generator sample equal
     to the original counts as original); ``padding_mask``: N×L bool, True at padding, which does
-    not count. With σ the logistic function and T the set of non-padding tokens,
+    not count. With σ the logistic function and T the set of non-padding tokens::
 
         L_Disc = (1/|T|) Σ_{t∈T} −[ y_t log σ(x_t) + (1 − y_t) log(1 − σ(x_t)) ].
 

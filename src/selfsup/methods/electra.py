@@ -31,14 +31,13 @@ from selfsup.data.tokenizer import trim_padding
 from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
 from selfsup.losses import replaced_token_detection_loss
+from selfsup.losses.text import token_cross_entropy, token_loss
 from selfsup.methods.base import PICTURES, TEST_METRICS, MethodOutput, Progress
 from selfsup.methods.text import (
     EXAMPLES,
     TextMethod,
     predict_selected,
     predicted_accuracy,
-    token_cross_entropy,
-    token_loss,
 )
 from selfsup.models.text import TextEncoder, TokenEmbedding, init_text, padding_mask
 from selfsup.models.vit import transformer_block

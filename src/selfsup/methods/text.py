@@ -16,8 +16,8 @@ from torch import nn
 
 from selfsup.augment.text_noise import IGNORE, BartNoise, bart_noise, mlm_mask, next_sentence_pairs
 from selfsup.data.tokenizer import MASK_MARK, trim_padding
-from selfsup.distributed import global_mean
 from selfsup.errors import ConfigError
+from selfsup.losses.text import token_cross_entropy, token_loss
 from selfsup.methods.base import PICTURES, TEST_METRICS, BatchFloor, Method, MethodOutput, Progress
 from selfsup.models.text import BaseTextEncoder, LMHead, TextDecoder, TextEncoder
 
@@ -80,23 +80,6 @@ def predict_selected(head: nn.Module, states: torch.Tensor, selected: torch.Tens
     if extra:
         rows = torch.cat([rows, rows.new_zeros(extra, *rows.shape[1:])])
     return head(rows)[:count]
-
-
-def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy (nats) over the targets that are not ``IGNORE``; logits …×V, targets …."""
-    return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE
-    )
-
-
-def token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The training loss: the mean cross-entropy over the predicted tokens (not ``IGNORE``) of the
-    global batch, whatever their number in each process (:func:`selfsup.distributed.global_mean`)."""
-    flat = targets.reshape(-1)
-    total = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), flat, ignore_index=IGNORE, reduction="sum"
-    )
-    return global_mean(total, (flat != IGNORE).sum())
 
 
 def shifted_targets(ids: torch.Tensor) -> torch.Tensor:
