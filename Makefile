@@ -5,14 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format venv browser clean
+.PHONY: demo test lint format docs venv browser clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,text,tensorboard,tables,timm,hf,onnx]'
+	$(BIN)/pip install --quiet -e '.[dev,text,tensorboard,tables,timm,hf,onnx,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,7 +29,7 @@ browser:
 AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 SCALAR := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser lint docs
 	$(BIN)/python -m pytest
 	$(AVX2) $(BIN)/python -m pytest -q -m pinned
 	$(SCALAR) $(BIN)/python -m pytest -q -m pinned
@@ -38,6 +38,13 @@ test: $(STAMP) browser lint
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+# the documentation site (docs/, Sphinx): -W makes every warning an error: a broken link, a
+# missing page, a docstring reference to selfsup that does not resolve
+docs: $(STAMP)
+	rm -rf build/docs docs/reference
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs build/docs
+	@echo "make: the site is in build/docs/index.html"
 
 format: $(STAMP)
 	$(BIN)/ruff format .

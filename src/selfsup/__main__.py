@@ -1,3 +1,6 @@
+"""``python -m selfsup``: the command line (:func:`selfsup.cli.main`)."""
+
 from selfsup.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

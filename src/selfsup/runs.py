@@ -45,6 +45,7 @@ __all__ = [
     "read_history",
     "read_record",
     "resolve",
+    "run_precision",
     "small_images",
 ]
 

@@ -2,6 +2,7 @@
 or text. Text corpora (:mod:`selfsup.data.text_records`) and image tables
 (:mod:`selfsup.data.tables`) read them alike."""
 
+#: Names of a label column or field.
 LABEL_NAMES = (
     "label",
     "labels",
@@ -17,6 +18,7 @@ LABEL_NAMES = (
     "emotion",
     "tag",
 )
+#: Names of a text column or field.
 TEXT_NAMES = (
     "text",
     "texts",

@@ -110,7 +110,7 @@ def vicreg_loss(
     var_weight: float = 25.0,
     cov_weight: float = 1.0,
 ) -> torch.Tensor:
-    """VICReg (Bardes, Ponce & LeCun 2022, Eq. 1-6), as in the official code (facebookresearch/vicreg):
+    """VICReg (Bardes, Ponce & LeCun 2022, Eq. 1-6), as in the official code (facebookresearch/vicreg)::
 
         invariance  s = mean over N×D of (z1 − z2)²
         variance    v = ½ Σ_{z ∈ z1, z2} mean_j max(0, 1 − sqrt(Var(z_·j) + 1e-4))

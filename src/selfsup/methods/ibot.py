@@ -5,8 +5,9 @@ DINO's self-distillation of the [CLS] token across the two global views, plus ma
 modelling with the teacher as an online tokenizer: in each of the student's global views, blocks
 of patches (BEiT's blockwise masking) have their patch embeddings replaced by a learned mask
 token, and at each masked patch the student's distribution over the prototypes matches the
-teacher's, computed from the same view unmasked (:func:`selfsup.losses.ibot_patch_loss`). The
-head (DINO's, :class:`selfsup.methods.dino.DINOHead`) is shared by the [CLS] and patch tokens
+teacher's, computed from the same view unmasked
+(:func:`selfsup.losses.masked_prediction.ibot_patch_loss`). The head (DINO's,
+:class:`selfsup.methods.dino.DINOHead`) is shared by the [CLS] and patch tokens
 (the official ``--shared_head true`` of the paper's runs); each has its own centre and teacher
 temperature. Local crops (multi-crop) are not supported: selfsup's ViT has fixed positions for
 one image size, so the method takes the 2 global views only.

@@ -8,9 +8,9 @@ from it, goes through the context encoder (the run's ViT); the target encoder (i
 the whole image; a narrow ViT predictor gets the encoded context tokens and, for each target block
 in turn, a learned mask token at each target position (both with fixed sine-cosine positions),
 and regresses the target encoder's layer-normalised features of those patches
-(:func:`selfsup.losses.ijepa_loss`). selfsup's ViT prepends a class token in ``encode``; I-JEPA
-has none, so its output is dropped here (it takes part in attention as one more learned token, as
-it does when the encoder is evaluated, ``VisionTransformer.forward``).
+(:func:`selfsup.losses.masked_prediction.ijepa_loss`). selfsup's ViT prepends a class token in
+``encode``; I-JEPA has none, so its output is dropped here (it takes part in attention as one
+more learned token, as it does when the encoder is evaluated, ``VisionTransformer.forward``).
 
 Masks are drawn on the batch's device, for the global batch from a generator seeded by the
 step (so each process takes its share of the same draw: the masks do not depend on how many

@@ -4,7 +4,7 @@ Embeddings"; official code: princeton-nlp/SimCSE).
 The same token ids go twice through the encoder in train mode: the two dropout masks are the two
 views. Each sentence's second embedding is its positive, the other sentences' second embeddings
 (of the global batch under torchrun) its negatives, with cosine similarity over a temperature of
-0.05 (:func:`selfsup.losses.simcse_loss`).
+0.05 (:func:`selfsup.losses.text.simcse_loss`).
 
 Pooling, as the official unsupervised setting (``--pooler_type cls --mlp_only_train``): the
 [CLS] state with an MLP (dense + tanh) on top during training only; the embedding the evaluation
