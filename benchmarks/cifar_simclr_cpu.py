@@ -24,7 +24,7 @@ from selfsup.api import peak_memory_mb, resolve
 from selfsup.data.dataset import train_subset
 from selfsup.evaluate import evaluate_encoder, format_table
 from selfsup.models import load_encoder
-from selfsup.train import pretrain
+from selfsup.train import run_pretraining
 from selfsup.train.device import resolve_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def main() -> None:
     pretrain_splits = train_subset(splits, args.subset)
 
     started = time.perf_counter()
-    result = pretrain(config, pretrain_splits, args.out, overwrite=True)
+    result = run_pretraining(config, pretrain_splits, args.out, overwrite=True)
     pretrain_seconds = time.perf_counter() - started
 
     device = resolve_device(config.train.device)

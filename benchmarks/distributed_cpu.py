@@ -68,7 +68,7 @@ def worker(args: argparse.Namespace) -> None:
     from selfsup import distributed
     from selfsup.api import resolve
     from selfsup.data.dataset import train_subset
-    from selfsup.train import pretrain
+    from selfsup.train import run_pretraining
 
     work = WORKLOADS[args.workload]
     overrides = work["overrides"] + [
@@ -85,7 +85,7 @@ def worker(args: argparse.Namespace) -> None:
     if work["subset"]:
         splits = train_subset(splits, work["subset"])
     try:
-        pretrain(config, splits, args.out, overwrite=True, progress=False)
+        run_pretraining(config, splits, args.out, overwrite=True, progress=False)
     finally:
         distributed.shutdown()
 

@@ -39,7 +39,7 @@ def train_with_knn(config, splits, out, time_limit: float, knn_every: int) -> tu
     it stopped."""
     from selfsup.evaluate.features import extract_features
     from selfsup.evaluate.knn import knn_predict
-    from selfsup.train import pretrain
+    from selfsup.train import run_pretraining
     from selfsup.train.device import resolve_device, resolve_precision
 
     device = resolve_device(config.train.device)
@@ -71,7 +71,7 @@ def train_with_knn(config, splits, out, time_limit: float, knn_every: int) -> tu
             raise TimeUp
 
     try:
-        pretrain(config, splits, out, overwrite=True, progress=False, on_epoch_end=on_epoch_end)
+        run_pretraining(config, splits, out, overwrite=True, progress=False, on_epoch_end=on_epoch_end)
     except TimeUp:
         return epochs, f"time limit {time_limit:.0f} s"
     return epochs, "epochs done"

@@ -66,7 +66,7 @@ def epoch_grid(args, device, tmp: Path) -> list[dict]:
     """Part (a): per-step and per-epoch times of each (batch, precision, compile) setting."""
     from selfsup.data.dataset import train_subset
     from selfsup.runs import resolve
-    from selfsup.train import pretrain
+    from selfsup.train import run_pretraining
 
     rows = []
     for batch in args.grid_batches:
@@ -84,7 +84,7 @@ def epoch_grid(args, device, tmp: Path) -> list[dict]:
                 full_steps = len(splits.train) // batch
                 subset = train_subset(splits, batch * args.grid_steps)
                 reset_peak(device)
-                result = pretrain(config, subset, tmp / "grid", overwrite=True, progress=False)
+                result = run_pretraining(config, subset, tmp / "grid", overwrite=True, progress=False)
                 step_seconds = result.history[-1]["seconds"] / args.grid_steps
                 rows.append(
                     {
@@ -108,7 +108,7 @@ def every_method(args, device, tmp: Path) -> list[dict]:
     from selfsup.data.dataset import train_subset
     from selfsup.methods import METHODS
     from selfsup.runs import resolve
-    from selfsup.train import pretrain
+    from selfsup.train import run_pretraining
 
     rows = []
     for name, info in METHODS.items():
@@ -133,7 +133,7 @@ def every_method(args, device, tmp: Path) -> list[dict]:
             else:
                 config, splits = resolve(name, data, overrides=overrides)
                 subset = train_subset(splits, args.method_images)
-                result = pretrain(config, subset, tmp / name, overwrite=True, progress=False)
+                result = run_pretraining(config, subset, tmp / name, overwrite=True, progress=False)
             row = {"method": name, "loss": result.final_loss, "finite": math.isfinite(result.final_loss)}
             row["images_per_s"] = result.history[-1]["images_per_s"]
         except Exception as exc:  # noqa: BLE001 - the suite reports every method, failed or not

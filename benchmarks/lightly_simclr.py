@@ -45,7 +45,7 @@ from selfsup.data.dataset import train_subset
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_predict
 from selfsup.models import load_encoder
-from selfsup.train import pretrain
+from selfsup.train import run_pretraining
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -173,7 +173,7 @@ def main() -> None:
     ):
         run_config, _ = resolve("simclr", args.data, overrides=overrides + extra)
         out = Path(args.out) / name.split(" (")[0].replace(" ", "-")
-        result = pretrain(run_config, subset, out, overwrite=True, progress=False)
+        result = run_pretraining(run_config, subset, out, overwrite=True, progress=False)
         encoder = load_encoder(out)
         accuracy = knn_accuracy(
             extract_features(encoder, train.images, torch.device("cpu")),

@@ -80,7 +80,7 @@ PRESETS = {
 def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | None, baselines: bool) -> dict:
     from selfsup import api
     from selfsup.data.dataset import train_subset
-    from selfsup.train import pretrain
+    from selfsup.train import run_pretraining
 
     started = time.perf_counter()
     out = ROOT / "runs" / f"bench-{Path(data).name.split('.')[0]}-{method}"
@@ -95,7 +95,7 @@ def run_one(method: str, preset: dict, data: str, subset: int, epochs: int | Non
     config, splits = api.resolve(method, data, overrides=overrides, flags={"train.epochs": epochs})
     if subset and subset < len(splits.train):
         splits = train_subset(splits, subset)
-    result = pretrain(config, splits, out, overwrite=True, progress=False)
+    result = run_pretraining(config, splits, out, overwrite=True, progress=False)
     protocols = ["knn", "linear"] + (["scratch", "pixels"] if baselines else [])
     evaluation = api.evaluate(out, data=data, seeds=3, protocols=protocols, progress=False)
     return {

@@ -208,7 +208,7 @@ def fail(mode: str, run_dir: str) -> None:
     from selfsup import api
     from selfsup.data import load_data
     from selfsup.methods.recipes import build_config
-    from selfsup.train import pretrain
+    from selfsup.train import run_pretraining
 
     def on_epoch_end(record, method):
         if distributed.rank() == 1:
@@ -229,7 +229,7 @@ def fail(mode: str, run_dir: str) -> None:
         ],
     )
     try:
-        pretrain(config, load_data("digits"), run_dir, progress=False, on_epoch_end=on_epoch_end)
+        run_pretraining(config, load_data("digits"), run_dir, progress=False, on_epoch_end=on_epoch_end)
     except api.SelfsupError as exc:
         print(f"selfsup: error: {exc}", file=sys.stderr)
         sys.exit(2)

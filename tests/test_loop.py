@@ -12,7 +12,7 @@ from selfsup.data import load_data
 from selfsup.errors import TrainingError
 from selfsup.methods import MethodOutput, Progress
 from selfsup.methods.recipes import build_config
-from selfsup.train import Callback, build_run, pretrain, step, train_one_epoch
+from selfsup.train import Callback, build_run, run_pretraining, step, train_one_epoch
 from selfsup.train.callbacks import (
     Checkpoint,
     CollapseGuard,
@@ -204,7 +204,7 @@ def test_held_out_results_and_encoder_export_write_the_end_of_the_run(digits, tm
 def test_pretrain_calls_extra_callbacks_after_the_default_ones(digits, tmp_path):
     config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=1"])
     recorder = Recorder()
-    result = pretrain(config, digits, tmp_path / "run", progress=False, callbacks=[recorder])
+    result = run_pretraining(config, digits, tmp_path / "run", progress=False, callbacks=[recorder])
     steps = len(digits.train) // 128
     assert recorder.calls == ["fit_start", "epoch_start 0"] + [f"step {k}" for k in range(steps)] + [
         "epoch_end 1"
@@ -225,7 +225,7 @@ def test_max_steps_ends_the_run_mid_epoch_and_the_schedule_spans_it(digits, tmp_
         def on_step_end(self, run, step):
             seen.append(step.progress.step)
 
-    result = pretrain(config, digits, tmp_path / "run", progress=False, callbacks=[Steps()])
+    result = run_pretraining(config, digits, tmp_path / "run", progress=False, callbacks=[Steps()])
     assert seen == list(range(per_epoch + 2)) and result.epochs == 2 and len(result.history) == 2
     assert all(math.isfinite(r["loss"]) for r in result.history)
     run = build_run(config, digits, tmp_path / "run", torch.device("cpu"), resume=True, overwrite=False)

@@ -15,7 +15,7 @@ from selfsup.data import load_data
 from selfsup.errors import ConfigError, TrainingError
 from selfsup.methods import MethodOutput, Progress
 from selfsup.methods.recipes import build_config
-from selfsup.train import Callback, build_run, pretrain, speed, train_one_epoch
+from selfsup.train import Callback, build_run, run_pretraining, speed, train_one_epoch
 from selfsup.train.loop import LossLog, log_interval, step
 from test_loop import tiny_run
 
@@ -202,13 +202,13 @@ def test_a_run_records_its_measured_precision_and_a_resume_keeps_it(digits, tmp_
     timed_by(monkeypatch, {torch.bfloat16: 0.3, None: 0.1})
     monkeypatch.setenv("SELFSUP_CACHE_DIR", str(tmp_path / "cache"))
     config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=1"])
-    first = pretrain(config, digits, tmp_path / "run", progress=False)
+    first = run_pretraining(config, digits, tmp_path / "run", progress=False)
     assert first.speed["precision"] == "fp32" and first.speed["precision_from"] == "measured"
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())
     assert recorded["precision"] == "float32" and recorded["speed"]["precision"] == "fp32"
     timed_by(monkeypatch, {torch.bfloat16: 0.1, None: 0.3})  # the machine now says bf16
     config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=2"])
-    resumed = pretrain(config, digits, tmp_path / "run", progress=False, resume=True)
+    resumed = run_pretraining(config, digits, tmp_path / "run", progress=False, resume=True)
     assert resumed.speed["precision"] == "fp32" and resumed.speed["precision_from"] == "checkpoint"
 
 
@@ -218,11 +218,11 @@ def test_a_compiled_run_trains_as_an_eager_one(digits, tmp_path, monkeypatch):
     state-dict keys."""
     monkeypatch.setattr(speed, "BACKEND", "eager")
     config = build_config("simclr", small_images=True, overrides=TINY + ["train.epochs=1"])
-    eager = pretrain(config, digits, tmp_path / "eager", progress=False)
+    eager = run_pretraining(config, digits, tmp_path / "eager", progress=False)
     compiled_config = build_config(
         "simclr", small_images=True, overrides=TINY + ["train.epochs=1", "train.compile=true"]
     )
-    compiled = pretrain(compiled_config, digits, tmp_path / "compiled", progress=False)
+    compiled = run_pretraining(compiled_config, digits, tmp_path / "compiled", progress=False)
     torch._dynamo.reset()
     assert compiled.speed["compiled"] and not eager.speed
     assert compiled.history[0]["loss"] == pytest.approx(eager.history[0]["loss"], rel=1e-5)
@@ -239,7 +239,7 @@ def test_a_failed_compilation_warns_and_trains_eagerly(digits, tmp_path, monkeyp
         "simclr", small_images=True, overrides=TINY + ["train.epochs=1", "train.compile=true"]
     )
     with pytest.warns(UserWarning, match="torch.compile failed .*training continues without it"):
-        result = pretrain(config, digits, tmp_path / "run", progress=False)
+        result = run_pretraining(config, digits, tmp_path / "run", progress=False)
     torch._dynamo.reset()
     assert not result.speed["compiled"] and math.isfinite(result.final_loss)
 

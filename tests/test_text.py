@@ -28,7 +28,7 @@ from selfsup.errors import ConfigError, DataError, SelfsupError
 from selfsup.evaluate.tfidf import tfidf_features, tfidf_probe
 from selfsup.losses.text import token_cross_entropy
 from selfsup.models.text import TextDecoder, TextEncoder, TextTransformer
-from selfsup.train import pretrain
+from selfsup.train import run_pretraining
 
 AG_NEWS = SHARED / "ag_news_test.csv"
 SHAKESPEARE = SHARED / "tinyshakespeare.txt"
@@ -617,10 +617,12 @@ def test_a_killed_text_run_resumes_exactly(tmp_path, news_csv):
             raise Killed
 
     config, splits = api.resolve("bart", news_csv, overrides=TINY_TEXT + ["train.epochs=2"])
-    straight = pretrain(config, splits, tmp_path / "straight", progress=False)
+    straight = run_pretraining(config, splits, tmp_path / "straight", progress=False)
     with pytest.raises(Killed):
-        pretrain(config, splits, tmp_path / "killed", progress=False, on_epoch_end=kill_after_first_epoch)
-    resumed = pretrain(config, splits, tmp_path / "killed", resume=True, progress=False)
+        run_pretraining(
+            config, splits, tmp_path / "killed", progress=False, on_epoch_end=kill_after_first_epoch
+        )
+    resumed = run_pretraining(config, splits, tmp_path / "killed", resume=True, progress=False)
     assert resumed.final_loss == straight.final_loss
     assert resumed.test_metrics == straight.test_metrics
 

@@ -10,7 +10,7 @@ from selfsup.data import DataSplits, load_data
 from selfsup.errors import TrainingError
 from selfsup.evaluate.features import extract_features
 from selfsup.methods.simclr import SimCLR
-from selfsup.train import pretrain
+from selfsup.train import run_pretraining
 from selfsup.train.checkpoint import load_checkpoint
 
 
@@ -53,11 +53,13 @@ def test_killed_run_resumes_exactly(tmp_path):
 
     splits = load_data("digits")
     config, _ = api.resolve("simclr", "digits", overrides=TINY + ["train.epochs=2"])
-    pretrain(config, splits, tmp_path / "straight", progress=False)
+    run_pretraining(config, splits, tmp_path / "straight", progress=False)
     with pytest.raises(Killed):
-        pretrain(config, splits, tmp_path / "killed", progress=False, on_epoch_end=kill_after_first_epoch)
+        run_pretraining(
+            config, splits, tmp_path / "killed", progress=False, on_epoch_end=kill_after_first_epoch
+        )
     assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1
-    pretrain(config, splits, tmp_path / "killed", resume=True, progress=False)
+    run_pretraining(config, splits, tmp_path / "killed", resume=True, progress=False)
     assert final_loss(tmp_path / "killed") == final_loss(tmp_path / "straight")
 
 
@@ -123,7 +125,7 @@ def test_simclr_trains_on_real_cifar10(cifar_tar, tmp_path):
             "train.precision=fp32",
         ],
     )
-    result = pretrain(config, subset, tmp_path, progress=False)
+    result = run_pretraining(config, subset, tmp_path, progress=False)
     assert all(torch.isfinite(torch.tensor([h["loss"] for h in result.history])))
     assert result.history[-1]["embedding_std"] > 0.1 / 64**0.5
     assert load_encoder(tmp_path)(torch.rand(2, 3, 32, 32)).shape == (2, 64)

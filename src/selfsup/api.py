@@ -34,8 +34,7 @@ from selfsup.methods import METHODS
 from selfsup.models.backbones import register_backbone
 from selfsup.report import comparison, write_report
 from selfsup.runs import EVAL_FILE, load_method, load_splits, resolve
-from selfsup.train import PretrainResult
-from selfsup.train import pretrain as run_pretraining
+from selfsup.train import PretrainResult, run_pretraining
 from selfsup.train.device import resolve_device
 from selfsup.train.machine import peak_memory_mb
 from selfsup.verbs import ABLATE, EMBED, EVALUATE, FIT, PRETRAIN, SELECT

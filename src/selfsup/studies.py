@@ -36,7 +36,7 @@ from selfsup.methods.recipes import build_config
 from selfsup.report import format_ablation
 from selfsup.report.page import document, esc, img, table, write_page
 from selfsup.report.studies import format_pairs, format_sweep, pair_heat_map, sweep_curves
-from selfsup.train import pretrain as run_pretraining
+from selfsup.train import run_pretraining
 from selfsup.train.device import resolve_device
 
 DEFAULT_DROPS = ["crop", "color", "grayscale", "blur", "flip"]

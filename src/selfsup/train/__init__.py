@@ -2,7 +2,7 @@
 schedules, checkpoints, device and precision."""
 
 from selfsup.train.callbacks import Callback, read_history
-from selfsup.train.loop import PretrainResult, default_callbacks, fit, pretrain, step, train_one_epoch
+from selfsup.train.loop import PretrainResult, default_callbacks, fit, run_pretraining, step, train_one_epoch
 from selfsup.train.run import Run, build_run
 
 __all__ = [
@@ -12,7 +12,7 @@ __all__ = [
     "build_run",
     "default_callbacks",
     "fit",
-    "pretrain",
+    "run_pretraining",
     "read_history",
     "step",
     "train_one_epoch",

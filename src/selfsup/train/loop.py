@@ -1,4 +1,4 @@
-"""The one training loop every method runs through: :func:`pretrain` builds the run
+"""The one training loop every method runs through: :func:`run_pretraining` builds the run
 (:func:`selfsup.train.run.build_run`), then :func:`fit` calls :func:`train_one_epoch` for each
 epoch, which calls :func:`step` for each batch; callbacks (:mod:`selfsup.train.callbacks`) do
 everything else: files, checkpoints, monitors, progress, held-out results and the encoder.
@@ -66,7 +66,7 @@ class PretrainResult:
     speed: dict = field(default_factory=dict)  # what selfsup.train.speed chose, where it ran
 
 
-def pretrain(
+def run_pretraining(
     config: Config,
     splits: DataSplits,
     run_dir: str | Path,
