@@ -1,11 +1,14 @@
 """The shape of the source tree: longest functions, largest files, long lines and import cycles.
 
-    python benchmarks/code_shape.py [--json FILE]
+    python benchmarks/code_shape.py [--json FILE] [--before REV]
 
 Prints the figures that issue 17 tracks (a function over 60 lines or a file over 400 lines
 needs a one-line reason beside it: a comment ``# shape: REASON`` on the ``def`` line or in the
-file's first 5 lines), and the cycles among ``selfsup`` modules and among its layers. Measures,
-changes nothing.
+file's first 5 lines), and the cycles among ``selfsup`` modules and among its layers. And what
+issue 34 tracks (:func:`newcomer_figures`): the definitions that mean "modality", the modules of the
+text side and the packages they sit in, the README's lines and words, the documentation site's
+pages; ``--before REV`` prints them for git revision REV (unpacked with ``git archive``) beside
+this tree's. Measures, changes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import json
 import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "selfsup"
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "selfsup"
+TEXT_WORDS = ("text", "token", "corpus", "simcse", "electra", "tfidf")  # modules of the text side
 FUNCTION_LIMIT, FILE_LIMIT, LINE_LIMIT = 60, 400, 110
 LAYERS = [
     "errors",
@@ -207,11 +212,66 @@ def measure() -> dict:
     }
 
 
+def newcomer_figures(root: Path) -> dict:
+    """Issue 34's figures of the checkout at ``root``: every class, function, assignment or
+    attribute whose name holds "modality" (and ``MODALITIES``), the modules named for text (and the
+    packages holding them), the README's lines and words, and the site's pages (``docs/*.md``)."""
+    src = root / "src" / "selfsup"
+    names = []
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                found = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                found = [t.id for t in targets if isinstance(t, ast.Name)]
+                found += [t.attr for t in targets if isinstance(t, ast.Attribute)]
+            else:
+                continue
+            rel = path.relative_to(src.parent)
+            names += [f"{rel}:{node.lineno} {n}" for n in found if "modalit" in n.lower()]
+    text = [p for p in sorted(src.rglob("*.py")) if any(w in p.stem for w in TEXT_WORDS)]
+    text += [p for p in sorted(src.rglob("*.py")) if "text" in p.parent.name and p not in text]
+    readme = (root / "README.md").read_text()
+    return {
+        "modality_definitions": len(names),
+        "modality_definition_list": names,
+        "text_modules": len(text),
+        "text_packages": len({p.parent for p in text}),
+        "text_module_list": [str(p.relative_to(src.parent)) for p in text],
+        "readme_lines": len(readme.splitlines()),
+        "readme_words": len(readme.split()),
+        "site_pages": len(list((root / "docs").glob("*.md"))) if (root / "docs").exists() else 0,
+    }
+
+
+def unpacked(rev: str, folder: Path) -> Path:
+    """The files of git revision ``rev`` under ``folder`` (``git archive``)."""
+    import subprocess
+
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also save the figures to this file")
+    parser.add_argument("--before", help="a git revision whose newcomer figures are shown beside")
     args = parser.parse_args()
     figures = measure()
+    figures["newcomer"] = {"this tree": newcomer_figures(ROOT)}
+    if args.before:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            figures["newcomer"][args.before] = newcomer_figures(unpacked(args.before, Path(tmp)))
+    for name, shape in figures["newcomer"].items():
+        print(
+            f"{name}: {shape['modality_definitions']} definitions named for modality; "
+            f"{shape['text_modules']} text modules in {shape['text_packages']} packages; README "
+            f"{shape['readme_lines']} lines, {shape['readme_words']} words; {shape['site_pages']} site pages"
+        )
     print(f"source: {figures['source_lines']} lines in {figures['files']} files")
     print(f"functions over {FUNCTION_LIMIT} lines: {len(figures['functions_over_limit'])}; longest:")
     for f in figures["longest_functions"][:5]:
