@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from selfsup.data.tokenizer import IGNORE, LENGTH_MULTIPLE, Vocabulary, pad_rows
+from selfsup.data.tokenizer import IGNORE, Vocabulary, pad_rows, trim_padding
 
 
 def numpy_generator() -> np.random.Generator:
@@ -155,16 +155,15 @@ def noise_document(
 
 def bart_noise(ids: torch.Tensor, vocab: Vocabulary, noise: BartNoise, max_length: int) -> torch.Tensor:
     """Noised copies of the documents N×L (``[CLS] … [SEP]``, padded) as N×L' ids, at most
-    ``max_length``; L' is a multiple of :data:`~selfsup.data.tokenizer.LENGTH_MULTIPLE` (or
-    ``max_length``), so that a run meets few lengths."""
+    ``max_length``; L' is cut as every batch of ids is (:func:`~selfsup.data.tokenizer.trim_padding`:
+    a multiple of 16 positions), so that a run meets few lengths."""
     rng = numpy_generator()
     ends = vocab.ends_sentence.numpy()
     rows = [
         [vocab.cls] + noise_document(body, vocab, noise, rng, ends)[: max_length - 2] + [vocab.sep]
         for body in document_bodies(ids, vocab)
     ]
-    longest = max((len(row) for row in rows), default=1)
-    return pad_rows(rows, min(-(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE, max_length)).to(ids.device)
+    return trim_padding(pad_rows(rows, max_length)).to(ids.device)
 
 
 def next_sentence_pairs(
