@@ -245,15 +245,6 @@ def newcomer_figures(root: Path) -> dict:
     }
 
 
-def unpacked(rev: str, folder: Path) -> Path:
-    """The files of git revision ``rev`` under ``folder`` (``git archive``)."""
-    import subprocess
-
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return folder
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also save the figures to this file")
@@ -263,6 +254,8 @@ def main() -> None:
     figures["newcomer"] = {"this tree": newcomer_figures(ROOT)}
     if args.before:
         import tempfile
+
+        from revision import unpacked
 
         with tempfile.TemporaryDirectory() as tmp:
             figures["newcomer"][args.before] = newcomer_figures(unpacked(args.before, Path(tmp)))

@@ -131,27 +131,19 @@ def hf_bert(folder: Path) -> Path:
 def sources(before: str, tmp: Path) -> dict[str, Path]:
     """The ``src`` folders compared: revision ``before`` (unpacked with ``git archive``) and this
     working tree."""
+    from revision import unpacked
+
+    this_tree = {"after (this tree)": ROOT / "src"}
     if before == "none":
-        return this_tree()
+        return this_tree
     folder = tmp / "before"
     folder.mkdir()
-    archive = subprocess.run(["git", "archive", before, "src"], cwd=ROOT, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return {f"before ({before})": folder / "src", "after (this tree)": ROOT / "src"}
-
-
-def head() -> str:
-    """This tree's commit (short), with "+ changes" where files differ from it."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True, text=True)
-    return commit.stdout.strip() + (" + changes" if dirty.stdout.strip() else "")
-
-
-def this_tree() -> dict[str, Path]:
-    return {"after (this tree)": ROOT / "src"}
+    return {f"before ({before})": unpacked(before, folder, "src") / "src", **this_tree}
 
 
 def measure(method: str, data: Path, max_steps: int, evaluate: bool, tmp: Path, code: dict) -> dict:
+    from revision import head
+
     selfsup = [sys.executable, "-m", "selfsup"]
     extra = [f"train.max_steps={max_steps}"] if max_steps else []
     if method == "hf_bert":
@@ -173,7 +165,7 @@ def measure(method: str, data: Path, max_steps: int, evaluate: bool, tmp: Path, 
         if evaluate:
             command = [*selfsup, "evaluate", str(run), "--labels", "10/class", "--protocol", "knn,linear"]
             result["evaluate"] = run_isolated(command + ["--seeds", "1", "--quiet"], env)
-        result["code"] = name if src != ROOT / "src" else f"this tree at {head()}"
+        result["code"] = name if src != ROOT / "src" else f"this tree at {head('src')}"
         out[name] = result
         print(method, name, json.dumps(result), flush=True)
     return out
